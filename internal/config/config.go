@@ -1,0 +1,385 @@
+// Package config reads onduty's YAML configuration, applies environment
+// overrides and defaults, and validates it, reporting every problem with the
+// file and key it concerns.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Secret is a token or password. It never prints: use Reveal.
+type Secret string
+
+// Reveal returns the secret's text.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// LogValue redacts the secret in slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Config is the whole file (SPEC §5).
+type Config struct {
+	// Listen is the HTTP address. Default ":8080".
+	Listen string `yaml:"listen"`
+	// RedisURL; empty means an embedded single-instance Redis.
+	RedisURL Secret `yaml:"redis_url"`
+	// RedisPrefix starts every key and channel, so deployments can share a
+	// Redis. Default "onduty:".
+	RedisPrefix string `yaml:"redis_prefix"`
+	// AdminToken enables the admin API; empty disables it.
+	AdminToken Secret `yaml:"admin_token"`
+	// ProxyHeader names the header carrying the client IP (e.g.
+	// "X-Forwarded-For") when onduty runs behind a reverse proxy that
+	// overwrites it. Empty: the TCP peer's address is the client IP.
+	ProxyHeader string `yaml:"proxy_header"`
+	// PublicURL is how agents' apps reach this server (links to files). Optional.
+	PublicURL  string     `yaml:"public_url"`
+	LogLevel   string     `yaml:"log_level"` // debug | info (default) | warn | error
+	Properties []Property `yaml:"properties"`
+	Agents     []Agent    `yaml:"agents"`
+	RateLimits RateLimits `yaml:"rate_limits"`
+	Telegram   *Telegram  `yaml:"telegram"`
+	Slack      *Slack     `yaml:"slack"`
+
+	// File is where the configuration came from ("" for the demo).
+	File string `yaml:"-"`
+	// Demo is true when no file was given.
+	Demo bool `yaml:"-"`
+}
+
+// Greetings are the widget's texts per status.
+type Greetings struct {
+	Online  string `yaml:"online"`
+	Away    string `yaml:"away"`
+	Offline string `yaml:"offline"`
+}
+
+// Schedule is a property's weekly hours.
+type Schedule struct {
+	Timezone string              `yaml:"timezone"`
+	Hours    map[string][]string `yaml:"hours"`
+}
+
+// Assignment is a property's routing.
+type Assignment struct {
+	// Strategy: least_loaded (default) or broadcast.
+	Strategy string `yaml:"strategy"`
+	// MaxChats per agent for auto-assignment. Default 5.
+	MaxChats int `yaml:"max_chats"`
+	// AcceptTimeout before the next agent is offered the chat. Default 30s.
+	AcceptTimeout time.Duration `yaml:"accept_timeout"`
+	// InvisibleFallbackAfter: pending this long, invisible agents are offered
+	// the chat too. Default 30s; 0 turns it off.
+	InvisibleFallbackAfter *time.Duration `yaml:"invisible_fallback_after"`
+	// QueueTimeout: nobody accepted, the chat becomes an offline message. Default 5m.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+}
+
+// Property is one website.
+type Property struct {
+	ID             string     `yaml:"id"`
+	Name           string     `yaml:"name"`
+	AllowedOrigins []string   `yaml:"allowed_origins"`
+	Greetings      Greetings  `yaml:"greetings"`
+	OfflineMode    string     `yaml:"offline_mode"` // form (default) | messenger | hidden
+	Schedule       *Schedule  `yaml:"schedule"`
+	Assignment     Assignment `yaml:"assignment"`
+	// CloseAfterIdle closes a chat nobody wrote in for this long. Default 24h.
+	CloseAfterIdle time.Duration `yaml:"close_after_idle"`
+	SlackChannel   string        `yaml:"slack_channel"`
+	TelegramGroup  int64         `yaml:"telegram_group"`
+}
+
+// Agent is one support agent.
+type Agent struct {
+	ID             string   `yaml:"id"`
+	Name           string   `yaml:"name"`
+	Properties     []string `yaml:"properties"`
+	TelegramUserID int64    `yaml:"telegram_user_id"`
+	SlackUserID    string   `yaml:"slack_user_id"`
+	// Condition: activity (default) or always.
+	Condition        string        `yaml:"condition"`
+	IdleAwayAfter    time.Duration `yaml:"idle_away_after"`    // default 10m
+	IdleOfflineAfter time.Duration `yaml:"idle_offline_after"` // default 30m
+	// Permissions; absent means all three, [] means none.
+	Permissions *[]string `yaml:"permissions"`
+	// InitialStatus before the agent first chooses one; default offline.
+	InitialStatus string `yaml:"initial_status"`
+}
+
+// RateLimits of the visitor API, per client IP.
+type RateLimits struct {
+	ChatsPerIPPerMinute    int `yaml:"chats_per_ip_per_minute"`    // default 20
+	MessagesPerIPPerMinute int `yaml:"messages_per_ip_per_minute"` // default 120
+}
+
+// Telegram configures the Telegram adapter; nil means off.
+type Telegram struct {
+	Token         Secret `yaml:"token"`
+	Mode          string `yaml:"mode"` // polling (default) | webhook
+	WebhookURL    string `yaml:"webhook_url"`
+	WebhookSecret Secret `yaml:"webhook_secret"`
+	// APIURL is the Bot API server, the part before /bot<token>/. Default https://api.telegram.org.
+	APIURL string `yaml:"api_url"`
+}
+
+// Slack configures the Slack adapter; nil means off.
+type Slack struct {
+	BotToken      Secret `yaml:"bot_token"`
+	AppToken      Secret `yaml:"app_token"`
+	SigningSecret Secret `yaml:"signing_secret"`
+	Mode          string `yaml:"mode"` // socket (default) | events
+	// APIURL is the Web API base, ending in /api/. Default https://slack.com/api/.
+	APIURL string `yaml:"api_url"`
+	// UsePresence counts Slack's own "active" presence as activity.
+	UsePresence bool `yaml:"use_presence"`
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	File string
+	Key  string
+	Why  string
+}
+
+func (p Problem) String() string {
+	file := p.File
+	if file == "" {
+		file = "(environment)"
+	}
+	if p.Key == "" {
+		return file + ": " + p.Why
+	}
+	return file + ": " + p.Key + ": " + p.Why
+}
+
+// Problems is every problem found; it is the error Load returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Env is the environment lookup; tests pass their own.
+type Env func(string) (string, bool)
+
+// Load reads file (or, if file is empty, the demo configuration), applies
+// environment overrides and defaults, and validates. The error, if any, is
+// Problems listing everything wrong.
+func Load(file string, env Env) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	var c *Config
+	if file == "" {
+		c = DemoConfig()
+	} else {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, Problems{{File: file, Why: err.Error()}}
+		}
+		var probs Problems
+		c, probs = Parse(file, data)
+		if c == nil {
+			return nil, probs
+		}
+		c.applyEnv(env)
+		c.applyDefaults()
+		probs = append(probs, c.Validate()...)
+		if len(probs) > 0 {
+			return nil, probs
+		}
+		return c, nil
+	}
+	c.applyEnv(env)
+	c.applyDefaults()
+	if probs := c.Validate(); len(probs) > 0 {
+		return nil, probs
+	}
+	return c, nil
+}
+
+// Parse decodes YAML, reporting unknown keys and type errors with their line.
+// It returns a nil config only if the document cannot be read at all.
+func Parse(file string, data []byte) (*Config, Problems) {
+	c := &Config{File: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if err == nil || errors.Is(err, io.EOF) { // an empty file is an empty configuration
+		return c, nil
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var probs Problems
+		for _, e := range te.Errors {
+			probs = append(probs, Problem{File: file, Why: e})
+		}
+		return c, probs
+	}
+	return nil, Problems{{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+}
+
+// DemoConfig is what `onduty serve` runs with no file: one property, one
+// always-online agent who answers from the log or the admin API.
+func DemoConfig() *Config {
+	all := []string{"change_online_status", "change_visibility", "change_always_online"}
+	return &Config{
+		Demo: true,
+		Properties: []Property{{
+			ID: "demo", Name: "Demo",
+			Greetings:   Greetings{Online: "Hi! The demo agent is here.", Away: "The demo agent may take a moment.", Offline: "Leave us a message."},
+			OfflineMode: "form",
+		}},
+		Agents: []Agent{{
+			ID: "demo", Name: "Demo Agent", Properties: []string{"demo"},
+			Condition: "always", InitialStatus: "online", Permissions: &all,
+		}},
+	}
+}
+
+func (c *Config) applyEnv(env Env) {
+	set := func(name string, dst *string) {
+		if v, ok := env(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	setSecret := func(name string, dst *Secret) {
+		if v, ok := env(name); ok && v != "" {
+			*dst = Secret(v)
+		}
+	}
+	set("ONDUTY_LISTEN", &c.Listen)
+	setSecret("ONDUTY_REDIS_URL", &c.RedisURL)
+	set("ONDUTY_REDIS_PREFIX", &c.RedisPrefix)
+	setSecret("ONDUTY_ADMIN_TOKEN", &c.AdminToken)
+	if v, ok := env("TELEGRAM_BOT_TOKEN"); ok && v != "" && c.Telegram == nil {
+		c.Telegram = &Telegram{}
+	}
+	if c.Telegram != nil {
+		setSecret("TELEGRAM_BOT_TOKEN", &c.Telegram.Token)
+		set("TELEGRAM_API_URL", &c.Telegram.APIURL)
+	}
+	if v, ok := env("SLACK_BOT_TOKEN"); ok && v != "" && c.Slack == nil {
+		c.Slack = &Slack{}
+	}
+	if c.Slack != nil {
+		setSecret("SLACK_BOT_TOKEN", &c.Slack.BotToken)
+		setSecret("SLACK_APP_TOKEN", &c.Slack.AppToken)
+		setSecret("SLACK_SIGNING_SECRET", &c.Slack.SigningSecret)
+		set("SLACK_API_URL", &c.Slack.APIURL)
+	}
+}
+
+// Defaults not stated elsewhere.
+const (
+	DefaultListen                 = ":8080"
+	DefaultRedisPrefix            = "onduty:"
+	DefaultMaxChats               = 5
+	DefaultAcceptTimeout          = 30 * time.Second
+	DefaultInvisibleFallbackAfter = 30 * time.Second
+	DefaultQueueTimeout           = 5 * time.Minute
+	DefaultCloseAfterIdle         = 24 * time.Hour
+	DefaultChatsPerIPPerMinute    = 20
+	DefaultMessagesPerIPPerMinute = 120
+	DefaultTelegramAPIURL         = "https://api.telegram.org"
+	DefaultSlackAPIURL            = "https://slack.com/api/"
+)
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.RedisPrefix == "" {
+		c.RedisPrefix = DefaultRedisPrefix
+	}
+	if c.RateLimits.ChatsPerIPPerMinute == 0 {
+		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute
+	}
+	if c.RateLimits.MessagesPerIPPerMinute == 0 {
+		c.RateLimits.MessagesPerIPPerMinute = DefaultMessagesPerIPPerMinute
+	}
+	for i := range c.Properties {
+		p := &c.Properties[i]
+		if p.Name == "" {
+			p.Name = p.ID
+		}
+		if p.OfflineMode == "" {
+			p.OfflineMode = "form"
+		}
+		a := &p.Assignment
+		if a.Strategy == "" {
+			a.Strategy = "least_loaded"
+		}
+		if a.MaxChats == 0 {
+			a.MaxChats = DefaultMaxChats
+		}
+		if a.AcceptTimeout == 0 {
+			a.AcceptTimeout = DefaultAcceptTimeout
+		}
+		if a.InvisibleFallbackAfter == nil {
+			d := DefaultInvisibleFallbackAfter
+			a.InvisibleFallbackAfter = &d
+		}
+		if a.QueueTimeout == 0 {
+			a.QueueTimeout = DefaultQueueTimeout
+		}
+		if p.CloseAfterIdle == 0 {
+			p.CloseAfterIdle = DefaultCloseAfterIdle
+		}
+	}
+	for i := range c.Agents {
+		a := &c.Agents[i]
+		if a.Name == "" {
+			a.Name = a.ID
+		}
+		if a.Condition == "" {
+			a.Condition = "activity"
+		}
+		if a.IdleAwayAfter == 0 {
+			a.IdleAwayAfter = 10 * time.Minute
+		}
+		if a.IdleOfflineAfter == 0 {
+			a.IdleOfflineAfter = 30 * time.Minute
+		}
+	}
+	if t := c.Telegram; t != nil {
+		if t.Mode == "" {
+			t.Mode = "polling"
+		}
+		if t.APIURL == "" {
+			t.APIURL = DefaultTelegramAPIURL
+		}
+		t.APIURL = strings.TrimRight(t.APIURL, "/")
+	}
+	if s := c.Slack; s != nil {
+		if s.Mode == "" {
+			s.Mode = "socket"
+		}
+		if s.APIURL == "" {
+			s.APIURL = DefaultSlackAPIURL
+		}
+		if !strings.HasSuffix(s.APIURL, "/") {
+			s.APIURL += "/"
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "onduty.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const good = `
+listen: ":9090"
+redis_url: "redis://127.0.0.1:6379/3"
+admin_token: "s3cret"
+properties:
+  - id: acme
+    name: Acme
+    allowed_origins: ["https://acme.example"]
+    greetings: {online: "We're here!", away: "A moment", offline: "Leave us a message"}
+    offline_mode: messenger
+    schedule: {timezone: Europe/Berlin, hours: {mon: ["09:00-17:30"], fri: ["22:00-02:00"]}}
+    assignment: {strategy: broadcast, max_chats: 3, accept_timeout: 20s, invisible_fallback_after: 0s, queue_timeout: 2m}
+    slack_channel: C0123456789
+    telegram_group: -1001234567890
+agents:
+  - id: alice
+    name: Alice
+    properties: [acme]
+    telegram_user_id: 111
+    slack_user_id: U111
+    condition: always
+    idle_away_after: 5m
+    idle_offline_after: 15m
+    permissions: [change_online_status]
+  - id: bob
+    properties: [acme]
+rate_limits: {chats_per_ip_per_minute: 5}
+telegram: {token: "123:abc", mode: webhook, webhook_url: "https://onduty.example/telegram/webhook", webhook_secret: "hook-secret_1"}
+slack: {bot_token: "xoxb-1", app_token: "xapp-1", signing_secret: "sig", mode: socket}
+`
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load(write(t, good), env(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	p := c.Properties[0]
+	if c.Listen != ":9090" || p.Assignment.Strategy != "broadcast" || p.Assignment.FallbackAfter() != 0 ||
+		p.Assignment.AcceptTimeout != 20*time.Second || p.CloseAfterIdle != DefaultCloseAfterIdle {
+		t.Errorf("property: %+v", p)
+	}
+	bob := c.Agents[1]
+	if bob.Name != "bob" || bob.Condition != "activity" || bob.IdleAwayAfter != 10*time.Minute || bob.Permissions != nil {
+		t.Errorf("bob's defaults: %+v", bob)
+	}
+	if c.RateLimits.ChatsPerIPPerMinute != 5 || c.RateLimits.MessagesPerIPPerMinute != DefaultMessagesPerIPPerMinute {
+		t.Errorf("rate limits: %+v", c.RateLimits)
+	}
+	if c.Telegram.APIURL != DefaultTelegramAPIURL || c.Slack.APIURL != DefaultSlackAPIURL {
+		t.Errorf("api urls: %q %q", c.Telegram.APIURL, c.Slack.APIURL)
+	}
+	d, err := c.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := d.Agent("alice")
+	if alice.Can("change_visibility") || !alice.Can("change_online_status") || alice.TelegramUserID != 111 {
+		t.Errorf("alice: %+v", alice)
+	}
+	acme, _ := d.Property("acme")
+	if acme.Schedule == nil || acme.Greetings["online"] != "We're here!" {
+		t.Errorf("acme: %+v", acme)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	c, err := Load(write(t, good), env(map[string]string{
+		"ONDUTY_LISTEN": ":7000", "ONDUTY_REDIS_URL": "redis://other:6379/0", "ONDUTY_ADMIN_TOKEN": "envtok",
+		"TELEGRAM_BOT_TOKEN": "999:zzz", "TELEGRAM_API_URL": "http://botapi.local:8081/",
+		"SLACK_BOT_TOKEN": "xoxb-env", "SLACK_APP_TOKEN": "xapp-env", "SLACK_SIGNING_SECRET": "envsig",
+		"SLACK_API_URL": "http://slack.local/api",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":7000" || c.RedisURL.Reveal() != "redis://other:6379/0" || c.AdminToken.Reveal() != "envtok" {
+		t.Errorf("overrides: %q %q", c.Listen, c.RedisURL.Reveal())
+	}
+	if c.Telegram.Token.Reveal() != "999:zzz" || c.Telegram.APIURL != "http://botapi.local:8081" {
+		t.Errorf("telegram: %+v", c.Telegram)
+	}
+	if c.Slack.BotToken.Reveal() != "xoxb-env" || c.Slack.SigningSecret.Reveal() != "envsig" || c.Slack.APIURL != "http://slack.local/api/" {
+		t.Errorf("slack: %+v (a missing trailing slash must be added)", c.Slack)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	c, err := Load("", env(map[string]string{"ONDUTY_LISTEN": ":8181"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Demo || c.Listen != ":8181" || c.RedisURL != "" || c.Properties[0].ID != "demo" {
+		t.Fatalf("demo: %+v", c)
+	}
+	d, _ := c.Directory()
+	a, _ := d.Agent("demo")
+	if a.InitialStatus != "online" || a.Condition != "always" {
+		t.Errorf("demo agent: %+v", a)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	s := Secret("xoxb-very-secret")
+	if strings.Contains(s.String(), "very") || strings.Contains(s.LogValue().String(), "very") {
+		t.Fatal("secret printed")
+	}
+}
+
+func TestProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want []string
+	}{
+		{"not yaml", "listen: [", nil, []string{"not valid YAML"}},
+		{"unknown keys", "listen: x\nlisten_port: 1\nproperties: [{id: a, colour: red}]\n", nil,
+			[]string{"field listen_port not found", "field colour not found"}},
+		{"bad duration", "properties: [{id: a, assignment: {accept_timeout: soon}}]\n", nil, []string{"soon"}},
+		{"no properties", "agents: []\n", nil, []string{"properties: at least one property"}},
+		{"agent names unknown property", "properties: [{id: a}]\nagents: [{id: x, properties: [b]}]\n", nil,
+			[]string{`agents[0] (x).properties[0]: unknown property "b"`}},
+		{"duplicate ids", "properties: [{id: a}, {id: a}]\nagents: [{id: x, properties: [a]}, {id: x, properties: [a]}]\n", nil,
+			[]string{`properties[1] (a).id: duplicate property id "a"`, `agents[1] (x).id: duplicate agent id "x"`}},
+		{"bad ids", "properties: [{id: 'a b'}, {name: n}]\n", nil, []string{"properties[0] (a b).id", "properties[1].id: required"}},
+		{"time zone and hours", "properties: [{id: a, schedule: {timezone: Mars/Base, hours: {mon: ['9-5'], funday: ['09:00-10:00']}}}]\n", nil,
+			[]string{"schedule: timezone: unknown time zone", "schedule: hours.funday", "schedule: hours.mon[0]"}},
+		{"bad enums", "log_level: loud\nproperties: [{id: a, offline_mode: email, assignment: {strategy: random, max_chats: -1}}]\nagents: [{id: x, properties: [a], condition: never, permissions: [fly], initial_status: busy}]\n", nil,
+			[]string{"log_level", "offline_mode", "assignment.strategy", "assignment.max_chats", "condition", "permissions[0]", "initial_status"}},
+		{"idle order", "properties: [{id: a}]\nagents: [{id: x, properties: [a], idle_away_after: 30m, idle_offline_after: 10m}]\n", nil,
+			[]string{"idle_offline_after: 10m0s must be longer"}},
+		{"negative durations", "properties: [{id: a, close_after_idle: -1h, assignment: {invisible_fallback_after: -1s}}]\n", nil,
+			[]string{"close_after_idle", "invisible_fallback_after"}},
+		{"telegram without token", "properties: [{id: a}]\ntelegram: {mode: polling}\n", nil, []string{"telegram.token: required"}},
+		{"telegram token from env", "properties: [{id: a}]\ntelegram: {mode: polling}\n", map[string]string{"TELEGRAM_BOT_TOKEN": "1:a"}, nil},
+		{"telegram webhook needs url and secret", "properties: [{id: a}]\ntelegram: {token: t, mode: webhook}\n", nil,
+			[]string{"telegram.webhook_url: required", "telegram.webhook_secret: required"}},
+		{"telegram bad mode and secret", "properties: [{id: a}]\ntelegram: {token: t, mode: push, webhook_secret: 'no spaces'}\n", nil,
+			[]string{"telegram.mode"}},
+		{"slack needs tokens and channels", "properties: [{id: a}]\nslack: {mode: socket}\n", nil,
+			[]string{"slack.bot_token: required", "slack.app_token: required", "properties[0] (a).slack_channel: required"}},
+		{"slack events needs signing secret", "properties: [{id: a, slack_channel: C1}]\nslack: {bot_token: b, mode: events}\n", nil,
+			[]string{"slack.signing_secret: required"}},
+		{"user ids without adapters", "properties: [{id: a, telegram_group: -1}]\nagents: [{id: x, properties: [a], telegram_user_id: 5, slack_user_id: U1}]\n", nil,
+			[]string{"telegram_group: set, but Telegram", "telegram_user_id: set, but Telegram", "slack_user_id: set, but Slack"}},
+		{"shared user ids", "properties: [{id: a}]\nagents: [{id: x, properties: [a], telegram_user_id: 5}, {id: y, properties: [a], telegram_user_id: 5}]\ntelegram: {token: t}\n", nil,
+			[]string{`telegram_user_id: 5 is also agent "x"'s`}},
+		{"bad urls", "redis_url: 'http://x'\nproperties: [{id: a, allowed_origins: ['acme.example']}]\n", nil,
+			[]string{"redis_url", "allowed_origins[0]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			_, err := Load(file, env(tt.env))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected problems:\n%v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no problems reported")
+			}
+			ps, ok := err.(Problems)
+			if !ok {
+				t.Fatalf("error %T, want Problems", err)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("problems do not mention %q:\n%s", w, msg)
+				}
+			}
+			for _, p := range ps {
+				if p.File != file {
+					t.Errorf("problem %q does not name the file", p)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := Load("../../onduty.example.yaml", env(nil)); err != nil {
+		t.Fatalf("onduty.example.yaml:\n%v", err)
+	}
+}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"time"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// PresenceProperties converts the properties for the presence package.
+// The configuration must be valid.
+func (c *Config) PresenceProperties() []presence.Property {
+	out := make([]presence.Property, 0, len(c.Properties))
+	for _, p := range c.Properties {
+		pp := presence.Property{
+			ID: presence.PropertyID(p.ID), Name: p.Name, OfflineMode: presence.Mode(p.OfflineMode),
+			Greetings: map[presence.Status]string{
+				presence.Online: p.Greetings.Online, presence.Away: p.Greetings.Away, presence.Offline: p.Greetings.Offline,
+			},
+		}
+		if p.Schedule != nil {
+			pp.Schedule, _ = presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours)
+		}
+		out = append(out, pp)
+	}
+	return out
+}
+
+// PresenceAgents converts the agents for the presence package.
+func (c *Config) PresenceAgents() []presence.Agent {
+	out := make([]presence.Agent, 0, len(c.Agents))
+	for _, a := range c.Agents {
+		pa := presence.Agent{
+			ID: presence.AgentID(a.ID), Name: a.Name,
+			Condition: presence.Condition(a.Condition), IdleAwayAfter: a.IdleAwayAfter, IdleOfflineAfter: a.IdleOfflineAfter,
+			InitialStatus:  presence.Status(a.InitialStatus),
+			TelegramUserID: a.TelegramUserID, SlackUserID: a.SlackUserID,
+		}
+		for _, p := range a.Properties {
+			pa.Properties = append(pa.Properties, presence.PropertyID(p))
+		}
+		if a.Permissions != nil {
+			pa.Permissions = []presence.Permission{}
+			for _, p := range *a.Permissions {
+				pa.Permissions = append(pa.Permissions, presence.Permission(p))
+			}
+		}
+		out = append(out, pa)
+	}
+	return out
+}
+
+// Directory builds the presence directory of a valid configuration.
+func (c *Config) Directory() (*presence.Directory, error) {
+	return presence.NewDirectory(c.PresenceProperties(), c.PresenceAgents())
+}
+
+// Property returns the property with the given id.
+func (c *Config) Property(id string) (Property, bool) {
+	for _, p := range c.Properties {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Property{}, false
+}
+
+// FallbackAfter is the invisible fallback delay; zero means off.
+func (a Assignment) FallbackAfter() time.Duration {
+	if a.InvisibleFallbackAfter == nil {
+		return DefaultInvisibleFallbackAfter
+	}
+	return *a.InvisibleFallbackAfter
+}

@@ -1,0 +1,225 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// Validate returns every problem of a configuration whose defaults are applied.
+func (c *Config) Validate() Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{File: c.File, Key: key, Why: fmt.Sprintf(format, args...)})
+	}
+	if c.RedisURL != "" {
+		if _, err := url.Parse(c.RedisURL.Reveal()); err != nil || !strings.HasPrefix(c.RedisURL.Reveal(), "redis") {
+			add("redis_url", "want redis://, rediss:// or unix:// URL")
+		}
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{} \t\n") {
+		add("redis_prefix", "%q: no braces or spaces (braces would break the hash tags)", c.RedisPrefix)
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.RateLimits.ChatsPerIPPerMinute < 0 {
+		add("rate_limits.chats_per_ip_per_minute", "must not be negative")
+	}
+	if c.RateLimits.MessagesPerIPPerMinute < 0 {
+		add("rate_limits.messages_per_ip_per_minute", "must not be negative")
+	}
+	if len(c.Properties) == 0 {
+		add("properties", "at least one property is required")
+	}
+	props := map[string]bool{}
+	for i, p := range c.Properties {
+		key := checkID(add, "properties", "property", i, p.ID, props)
+		if !presence.Mode(p.OfflineMode).IsValidOffline() {
+			add(key+".offline_mode", "%q: want form, messenger or hidden", p.OfflineMode)
+		}
+		for j, o := range p.AllowedOrigins {
+			u, err := url.Parse(o)
+			if o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
+				add(fmt.Sprintf("%s.allowed_origins[%d]", key, j), "%q: want an origin like https://example.com", o)
+			}
+		}
+		if p.Schedule != nil {
+			if _, errs := presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours); len(errs) > 0 {
+				for _, err := range errs {
+					add(key+".schedule", "%s", err)
+				}
+			}
+		}
+		a := p.Assignment
+		if a.Strategy != "least_loaded" && a.Strategy != "broadcast" {
+			add(key+".assignment.strategy", "%q: want least_loaded or broadcast", a.Strategy)
+		}
+		if a.MaxChats < 1 {
+			add(key+".assignment.max_chats", "must be at least 1")
+		}
+		positive(add, key+".assignment.accept_timeout", a.AcceptTimeout)
+		positive(add, key+".assignment.queue_timeout", a.QueueTimeout)
+		positive(add, key+".close_after_idle", p.CloseAfterIdle)
+		if a.InvisibleFallbackAfter != nil && *a.InvisibleFallbackAfter < 0 {
+			add(key+".assignment.invisible_fallback_after", "must not be negative (0 turns it off)")
+		}
+		if p.SlackChannel != "" && c.Slack == nil {
+			add(key+".slack_channel", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
+		}
+		if p.TelegramGroup != 0 && c.Telegram == nil {
+			add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
+		}
+	}
+	agents := map[string]bool{}
+	tgIDs := map[int64]string{}
+	slackIDs := map[string]string{}
+	for i, a := range c.Agents {
+		key := checkID(add, "agents", "agent", i, a.ID, agents)
+		if len(a.Properties) == 0 {
+			add(key+".properties", "at least one property is required")
+		}
+		for j, p := range a.Properties {
+			if !props[p] {
+				add(fmt.Sprintf("%s.properties[%d]", key, j), "unknown property %q", p)
+			}
+		}
+		if !presence.Condition(a.Condition).IsValid() {
+			add(key+".condition", "%q: want activity or always", a.Condition)
+		}
+		positive(add, key+".idle_away_after", a.IdleAwayAfter)
+		positive(add, key+".idle_offline_after", a.IdleOfflineAfter)
+		if a.IdleAwayAfter > 0 && a.IdleOfflineAfter > 0 && a.IdleOfflineAfter <= a.IdleAwayAfter {
+			add(key+".idle_offline_after", "%s must be longer than idle_away_after (%s)", a.IdleOfflineAfter, a.IdleAwayAfter)
+		}
+		if a.Permissions != nil {
+			for j, p := range *a.Permissions {
+				if !presence.Permission(p).IsValid() {
+					add(fmt.Sprintf("%s.permissions[%d]", key, j), "%q: want change_online_status, change_visibility or change_always_online", p)
+				}
+			}
+		}
+		if a.InitialStatus != "" && !presence.Status(a.InitialStatus).IsValid() {
+			add(key+".initial_status", "%q: want online, away, invisible or offline", a.InitialStatus)
+		}
+		if a.TelegramUserID != 0 {
+			if other, dup := tgIDs[a.TelegramUserID]; dup {
+				add(key+".telegram_user_id", "%d is also agent %q's", a.TelegramUserID, other)
+			}
+			tgIDs[a.TelegramUserID] = a.ID
+			if c.Telegram == nil {
+				add(key+".telegram_user_id", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
+			}
+		}
+		if a.SlackUserID != "" {
+			if other, dup := slackIDs[a.SlackUserID]; dup {
+				add(key+".slack_user_id", "%s is also agent %q's", a.SlackUserID, other)
+			}
+			slackIDs[a.SlackUserID] = a.ID
+			if c.Slack == nil {
+				add(key+".slack_user_id", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
+			}
+		}
+	}
+	if t := c.Telegram; t != nil {
+		if t.Token == "" {
+			add("telegram.token", "required when Telegram is enabled (or set TELEGRAM_BOT_TOKEN)")
+		}
+		checkURL(add, "telegram.api_url", t.APIURL)
+		switch t.Mode {
+		case "polling":
+		case "webhook":
+			if t.WebhookURL == "" {
+				add("telegram.webhook_url", "required in webhook mode")
+			} else {
+				checkURL(add, "telegram.webhook_url", t.WebhookURL)
+			}
+			if t.WebhookSecret == "" {
+				add("telegram.webhook_secret", "required in webhook mode")
+			} else if !validWebhookSecret(t.WebhookSecret.Reveal()) {
+				add("telegram.webhook_secret", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+			}
+		default:
+			add("telegram.mode", "%q: want polling or webhook", t.Mode)
+		}
+	}
+	if s := c.Slack; s != nil {
+		if s.BotToken == "" {
+			add("slack.bot_token", "required when Slack is enabled (or set SLACK_BOT_TOKEN)")
+		}
+		checkURL(add, "slack.api_url", s.APIURL)
+		switch s.Mode {
+		case "socket":
+			if s.AppToken == "" {
+				add("slack.app_token", "required in socket mode (or set SLACK_APP_TOKEN)")
+			} else if !strings.HasPrefix(s.AppToken.Reveal(), "xapp-") {
+				add("slack.app_token", "must start with xapp-")
+			}
+		case "events":
+			if s.SigningSecret == "" {
+				add("slack.signing_secret", "required in events mode (or set SLACK_SIGNING_SECRET)")
+			}
+		default:
+			add("slack.mode", "%q: want socket or events", s.Mode)
+		}
+		for i, p := range c.Properties {
+			if p.SlackChannel == "" {
+				add(fmt.Sprintf("properties[%d] (%s).slack_channel", i, p.ID), "required when Slack is enabled: where this property's chats go")
+			}
+		}
+	}
+	return ps
+}
+
+// checkID checks the id of entry i of a list (required, well-formed, not
+// seen before), records it in seen, and returns the entry's key for messages:
+// "agents[2] (alice)".
+func checkID(add func(string, string, ...any), list, what string, i int, id string, seen map[string]bool) string {
+	key := fmt.Sprintf("%s[%d]", list, i)
+	if id != "" {
+		key = fmt.Sprintf("%s[%d] (%s)", list, i, id)
+	}
+	switch {
+	case id == "":
+		add(key+".id", "required")
+	case !validID(id):
+		add(key+".id", "%q: use letters, digits, '-' and '_' only", id)
+	case seen[id]:
+		add(key+".id", "duplicate %s id %q", what, id)
+	}
+	seen[id] = true
+	return key
+}
+
+func positive(add func(string, string, ...any), key string, d time.Duration) {
+	if d <= 0 {
+		add(key, "must be a positive duration like 30s or 10m")
+	}
+}
+
+func checkURL(add func(string, string, ...any), key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add(key, "%q: want an http(s) URL", raw)
+	}
+}
+
+func validID(s string) bool { return len(s) <= 64 && validIDChars(s) }
+
+func validWebhookSecret(s string) bool {
+	return len(s) >= 1 && len(s) <= 256 && validIDChars(s)
+}
+
+func validIDChars(s string) bool {
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,73 @@
+// Package metrics holds onduty's Prometheus metrics, registered on one
+// registry that /metrics serves. Packages record into these; only the widget
+// server exposes them.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry is what /metrics serves.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// HTTPRequests counts HTTP requests by route and status code.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_http_requests_total", Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})
+	// ChatsStarted counts chats started by visitors, per property.
+	ChatsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_chats_started_total", Help: "Chats started by visitors.",
+	}, []string{"property"})
+	// OfflineMessages counts offline messages (form, and queue timeouts), per property and source.
+	OfflineMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_offline_messages_total", Help: "Offline messages by source (form, queue_timeout).",
+	}, []string{"property", "source"})
+	// MessagesRelayed counts messages relayed, by direction (to_agents, to_visitor).
+	MessagesRelayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_messages_relayed_total", Help: "Messages relayed, by direction.",
+	}, []string{"direction"})
+	// OpenStreams is the number of open SSE streams, by kind (status, visitor).
+	OpenStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "onduty_open_streams", Help: "Open server-sent event streams, by kind.",
+	}, []string{"kind"})
+	// Deliveries counts outbox deliveries per platform and result (ok, retried, failed).
+	Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_deliveries_total", Help: "Outbox deliveries by platform and result (ok, retried, failed).",
+	}, []string{"platform", "result"})
+	// FirstResponse is the time from a chat's start to its first agent reply.
+	FirstResponse = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "onduty_first_response_seconds", Help: "Time from chat start to the first agent reply.",
+		Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+	}, []string{"property"})
+	// MissedChats counts chats nobody accepted within queue_timeout.
+	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
+	}, []string{"property"})
+)
+
+// Gauges computed at scrape time by the widget server's collector (from the
+// presence watcher's memory and, for chats, one cached Redis pipeline).
+// Their descriptions live here so every metric name is in one file.
+var (
+	// AgentsDesc: agents by effective status (online, away, invisible, offline), per property.
+	AgentsDesc = prometheus.NewDesc("onduty_agents",
+		"Agents by effective status, per property.", []string{"property", "status"}, nil)
+	// WidgetStatusDesc: 1 for the property's current widget status (online, away, offline), 0 for the others.
+	WidgetStatusDesc = prometheus.NewDesc("onduty_widget_status",
+		"Widget status of a property: 1 for the current status, 0 for the others.", []string{"property", "status"}, nil)
+	// ChatsDesc: open chats by state (pending, active, offline = unanswered offline messages), per property.
+	ChatsDesc = prometheus.NewDesc("onduty_chats",
+		"Open chats by state (pending, active, offline), per property.", []string{"property", "state"}, nil)
+	// PresenceStaleDesc: 1 while the presence watcher has lost Redis and serves the last known state.
+	PresenceStaleDesc = prometheus.NewDesc("onduty_presence_stale",
+		"1 while the presence watcher has lost Redis and serves the last known state.", nil, nil)
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats,
+	)
+}

@@ -1,0 +1,112 @@
+package presence
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Directory is the configured agents and properties, fixed for the life of the
+// process. It is safe for concurrent reads.
+type Directory struct {
+	agents     map[AgentID]Agent
+	properties map[PropertyID]Property
+	byProperty map[PropertyID][]AgentID
+	agentOrder []AgentID
+	propOrder  []PropertyID
+}
+
+// NewDirectory indexes agents and properties. Agents naming an unknown
+// property are an error: configuration validation should have caught them.
+func NewDirectory(props []Property, agents []Agent) (*Directory, error) {
+	d := &Directory{
+		agents:     make(map[AgentID]Agent, len(agents)),
+		properties: make(map[PropertyID]Property, len(props)),
+		byProperty: make(map[PropertyID][]AgentID, len(props)),
+	}
+	for _, p := range props {
+		if _, dup := d.properties[p.ID]; dup {
+			return nil, fmt.Errorf("presence: duplicate property %q", p.ID)
+		}
+		d.properties[p.ID] = p
+		d.propOrder = append(d.propOrder, p.ID)
+	}
+	for _, a := range agents {
+		if _, dup := d.agents[a.ID]; dup {
+			return nil, fmt.Errorf("presence: duplicate agent %q", a.ID)
+		}
+		for _, p := range a.Properties {
+			if _, ok := d.properties[p]; !ok {
+				return nil, fmt.Errorf("presence: agent %q names unknown property %q", a.ID, p)
+			}
+			d.byProperty[p] = append(d.byProperty[p], a.ID)
+		}
+		d.agents[a.ID] = a
+		d.agentOrder = append(d.agentOrder, a.ID)
+	}
+	for p := range d.byProperty {
+		sort.Slice(d.byProperty[p], func(i, j int) bool { return d.byProperty[p][i] < d.byProperty[p][j] })
+	}
+	return d, nil
+}
+
+// Agent returns the configured agent.
+func (d *Directory) Agent(id AgentID) (Agent, bool) {
+	a, ok := d.agents[id]
+	return a, ok
+}
+
+// Property returns the configured property.
+func (d *Directory) Property(id PropertyID) (Property, bool) {
+	p, ok := d.properties[id]
+	return p, ok
+}
+
+// Agents lists every agent id in configuration order.
+func (d *Directory) Agents() []AgentID { return slices.Clone(d.agentOrder) }
+
+// Properties lists every property id in configuration order.
+func (d *Directory) Properties() []PropertyID { return slices.Clone(d.propOrder) }
+
+// AgentsOf lists the agents of a property, sorted by id.
+func (d *Directory) AgentsOf(p PropertyID) []AgentID { return slices.Clone(d.byProperty[p]) }
+
+// AgentByName finds an agent by id or by name, ignoring case.
+func (d *Directory) AgentByName(name string) (Agent, bool) {
+	if a, ok := d.agents[AgentID(name)]; ok {
+		return a, true
+	}
+	for _, id := range d.agentOrder {
+		if strings.EqualFold(d.agents[id].Name, name) || strings.EqualFold(string(id), name) {
+			return d.agents[id], true
+		}
+	}
+	return Agent{}, false
+}
+
+// AgentByTelegram finds the agent with the given Telegram user id.
+func (d *Directory) AgentByTelegram(userID int64) (Agent, bool) {
+	if userID == 0 {
+		return Agent{}, false
+	}
+	for _, id := range d.agentOrder {
+		if d.agents[id].TelegramUserID == userID {
+			return d.agents[id], true
+		}
+	}
+	return Agent{}, false
+}
+
+// AgentBySlack finds the agent with the given Slack user id.
+func (d *Directory) AgentBySlack(userID string) (Agent, bool) {
+	if userID == "" {
+		return Agent{}, false
+	}
+	for _, id := range d.agentOrder {
+		if d.agents[id].SlackUserID == userID {
+			return d.agents[id], true
+		}
+	}
+	return Agent{}, false
+}
