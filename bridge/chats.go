@@ -1,0 +1,407 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/internal/metrics"
+	"github.com/onduty/onduty/presence"
+)
+
+// chatView is a chat as loaded, with who was offered it.
+type chatView struct {
+	Chat
+	offered []presence.AgentID
+	token   string // hex SHA-256 of the visitor token
+}
+
+func newChatID() ChatID {
+	var buf [16]byte
+	rand.Read(buf[:]) // never fails (crypto/rand since Go 1.24)
+	return ChatID(base64.RawURLEncoding.EncodeToString(buf[:]))
+}
+
+func newToken() string {
+	var buf [32]byte
+	rand.Read(buf[:])
+	return base64.RawURLEncoding.EncodeToString(buf[:])
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+func validText(s string) error {
+	if !utf8.ValidString(s) {
+		return ErrInvalidText
+	}
+	n := utf8.RuneCountInString(s)
+	if n < 1 || n > MaxTextRunes || Blank(s) {
+		return ErrInvalidText
+	}
+	return nil
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+// propertyOf finds the property of a chat (cached: it never changes).
+func (b *Bridge) propertyOf(ctx context.Context, id ChatID) (presence.PropertyID, error) {
+	if !id.IsValid() {
+		return "", ErrUnknownChat
+	}
+	if p, ok := b.propCache.Load(id); ok {
+		return p.(presence.PropertyID), nil
+	}
+	p, err := b.rdb.Get(ctx, b.keys.ChatProperty(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrUnknownChat
+	}
+	if err != nil {
+		return "", unavailable("find chat", err)
+	}
+	b.cacheProperty(id, presence.PropertyID(p))
+	return presence.PropertyID(p), nil
+}
+
+// loadChat reads a chat, its monitors and who was offered it in one round trip.
+func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
+	p, err := b.propertyOf(ctx, id)
+	if err != nil {
+		return chatView{}, err
+	}
+	pipe := b.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, b.keys.Chat(p, id))
+	mon := pipe.SMembers(ctx, b.keys.Monitors(p, id))
+	off := pipe.SMembers(ctx, b.keys.Offered(p, id))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return chatView{}, unavailable("load chat", err)
+	}
+	f := h.Val()
+	if len(f) == 0 {
+		return chatView{}, ErrUnknownChat
+	}
+	cv := chatView{Chat: Chat{
+		ID: id, Property: p, State: ChatState(f["state"]),
+		Owner:         presence.AgentID(f["owner"]),
+		Offline:       f["offline"] == "1",
+		CreatedAt:     fromMS(f["created"]),
+		LastMessageAt: fromMS(f["last"]),
+		ClosedBy:      f["closed_by"],
+	}, token: f["token"]}
+	if v := f["visitor"]; v != "" {
+		if err := json.Unmarshal([]byte(v), &cv.Visitor); err != nil {
+			return chatView{}, fmt.Errorf("bridge: chat %s: visitor: %w", id, err)
+		}
+	}
+	for _, m := range mon.Val() {
+		cv.Monitors = append(cv.Monitors, presence.AgentID(m))
+	}
+	for _, m := range off.Val() {
+		cv.offered = append(cv.offered, presence.AgentID(m))
+	}
+	return cv, nil
+}
+
+// addMessageScript appends a message to an open chat's transcript.
+var addMessageScript = redis.NewScript(`
+-- KEYS[1] chat hash   KEYS[2] transcript stream
+-- ARGV[1] message JSON   ARGV[2] now, unix ms
+-- Returns the stream id, or 'missing' / 'closed'.
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 'missing' end
+if st == 'closed' then return 'closed' end
+local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+redis.call('HSET', KEYS[1], 'last', ARGV[2])
+return id
+`)
+
+// appendMessage stores m in the chat's transcript and returns it with its id.
+func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Message) (Message, error) {
+	m.ID = ""
+	body, err := json.Marshal(m)
+	if err != nil {
+		return Message{}, fmt.Errorf("bridge: encode message: %w", err)
+	}
+	res, err := addMessageScript.Run(ctx, b.rdb,
+		[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
+	if err != nil {
+		return Message{}, unavailable("store message", err)
+	}
+	switch res {
+	case "missing":
+		return Message{}, ErrUnknownChat
+	case "closed":
+		return Message{}, ErrChatClosed
+	}
+	m.ID = res
+	return m, nil
+}
+
+func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id ChatID, after string, limit int) ([]Message, error) {
+	start := "-"
+	if after != "" {
+		if !validStreamID(after) {
+			return nil, fmt.Errorf("bridge: bad message id %q: %w", after, ErrInvalidText)
+		}
+		start = "(" + after
+	}
+	xs, err := b.rdb.XRangeN(ctx, b.keys.Messages(p, id), start, "+", int64(limit)).Result()
+	if err != nil {
+		return nil, unavailable("read transcript", err)
+	}
+	out := make([]Message, 0, len(xs))
+	for _, x := range xs {
+		s, _ := x.Values["m"].(string)
+		var m Message
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			b.log.Warn("bad stored message", "chat_id", id, "id", x.ID, "err", err)
+			continue
+		}
+		m.ID = x.ID
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func validStreamID(s string) bool {
+	a, c, ok := strings.Cut(s, "-")
+	if _, err := strconv.ParseUint(a, 10, 64); err != nil {
+		return false
+	}
+	if ok {
+		if _, err := strconv.ParseUint(c, 10, 64); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// createChat stores a new chat with its first message.
+func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visitor, text string, offline bool) (chatView, Message, string, error) {
+	if _, ok := b.routing(p); !ok {
+		return chatView{}, Message{}, "", ErrUnknownProperty
+	}
+	if err := validText(text); err != nil {
+		return chatView{}, Message{}, "", err
+	}
+	now := b.now()
+	id, token := newChatID(), newToken()
+	cv := chatView{Chat: Chat{
+		ID: id, Property: p, State: Pending, Visitor: v, Offline: offline,
+		CreatedAt: now, LastMessageAt: now,
+	}, token: hashToken(token)}
+	vis, err := json.Marshal(v)
+	if err != nil {
+		return chatView{}, Message{}, "", fmt.Errorf("bridge: encode visitor: %w", err)
+	}
+	msg := Message{Chat: id, From: FromVisitor, Text: text, At: now}
+	body, _ := json.Marshal(msg)
+	off := "0"
+	if offline {
+		off = "1"
+	}
+	pipe := b.rdb.Pipeline()
+	pipe.Set(ctx, b.keys.ChatProperty(id), string(p), 0)
+	pipe.HSet(ctx, b.keys.Chat(p, id), "state", string(Pending), "offline", off,
+		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token)
+	xadd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Messages(p, id), Values: []string{"m", string(body)}})
+	if offline {
+		pipe.ZAdd(ctx, b.keys.Offline(p), redis.Z{Score: float64(ms(now)), Member: string(id)})
+	}
+	// A live chat joins the pending set in route, once its first offers are recorded.
+	if _, err := pipe.Exec(ctx); err != nil {
+		return chatView{}, Message{}, "", unavailable("start chat", err)
+	}
+	b.cacheProperty(id, p)
+	msg.ID = xadd.Val()
+	return cv, msg, token, nil
+}
+
+// StartChat stores a new pending chat with its first message and routes it.
+func (b *Bridge) StartChat(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, string, error) {
+	cv, msg, token, err := b.createChat(ctx, p, v, text, false)
+	if err != nil {
+		return Chat{}, "", err
+	}
+	metrics.ChatsStarted.WithLabelValues(string(p)).Inc()
+	var out batch
+	if err := b.route(ctx, &cv, &msg, &out); err != nil {
+		b.log.Error("route new chat", "chat_id", cv.ID, "err", err)
+	}
+	if err := b.flush(ctx, &out); err != nil {
+		// The chat is stored; timers and offers are retried by nothing else,
+		// so tell the caller the service is not well.
+		return Chat{}, "", unavailable("route chat", err)
+	}
+	return cv.Chat, token, nil
+}
+
+// LeaveOfflineMessage stores an offline message and delivers it to agents.
+func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, error) {
+	cv, msg, _, err := b.createChat(ctx, p, v, text, true)
+	if err != nil {
+		return Chat{}, err
+	}
+	metrics.OfflineMessages.WithLabelValues(string(p), "form").Inc()
+	var out batch
+	b.offerOffline(&cv, &msg, &out)
+	if err := b.flush(ctx, &out); err != nil {
+		return Chat{}, unavailable("deliver offline message", err)
+	}
+	return cv.Chat, nil
+}
+
+// AuthVisitor checks a token against a chat in constant time.
+func (b *Bridge) AuthVisitor(ctx context.Context, id ChatID, token string) (Chat, error) {
+	// One round trip: the chat hash loadChat reads holds the token's hash.
+	cv, err := b.loadChat(ctx, id)
+	if err != nil {
+		return Chat{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(cv.token), []byte(hashToken(token))) != 1 {
+		return Chat{}, ErrBadToken
+	}
+	return cv.Chat, nil
+}
+
+// PostVisitorMessage stores the message before returning, then relays it.
+func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string, att *Attachment) (Message, error) {
+	if att == nil || text != "" {
+		if err := validText(text); err != nil {
+			return Message{}, err
+		}
+	}
+	p, err := b.propertyOf(ctx, id)
+	if err != nil {
+		return Message{}, err
+	}
+	m, err := b.appendMessage(ctx, p, Message{Chat: id, From: FromVisitor, Text: text, At: b.now(), Attachment: att})
+	if err != nil {
+		return Message{}, err
+	}
+	// Stored but not yet queued for the agents: an error here makes the
+	// widget retry, which may store the text twice but never loses it.
+	cv, err := b.loadChat(ctx, id)
+	if err != nil {
+		return Message{}, err
+	}
+	var out batch
+	out.event(VisitorEvent{Type: EventMessage, Chat: id, Message: &m})
+	b.chatDeliveries(&out, &cv, KindMessage, &m, "", "", "")
+	if cv.State == Active {
+		b.scheduleIdle(&out, &cv)
+	}
+	if err := b.flush(ctx, &out); err != nil {
+		b.log.Error("relay visitor message", "chat_id", id, "err", err)
+		return m, unavailable("relay message", err)
+	}
+	metrics.MessagesRelayed.WithLabelValues("to_agents").Inc()
+	return m, nil
+}
+
+// Transcript lists messages after the given id ("" for all), notes excluded.
+func (b *Bridge) Transcript(ctx context.Context, id ChatID, after string, limit int) ([]Message, error) {
+	p, err := b.propertyOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	// Notes are hidden from visitors, so read on until the page is full or
+	// the transcript ends: a short page always means there is no more.
+	out := []Message{}
+	for len(out) < limit {
+		want := limit - len(out)
+		ms, err := b.readMessages(ctx, p, id, after, want)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			if !m.Note {
+				out = append(out, m)
+			}
+		}
+		if len(ms) < want {
+			break
+		}
+		after = ms[len(ms)-1].ID
+	}
+	return out, nil
+}
+
+// CloseByVisitor closes the chat and tells its agents.
+func (b *Bridge) CloseByVisitor(ctx context.Context, id ChatID) error {
+	cv, err := b.loadChat(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = b.closeChat(ctx, &cv, "visitor", "The visitor closed the chat.")
+	return err
+}
+
+// PutFile stores an attachment's bytes for a chat (size-capped, with a TTL)
+// and returns the Attachment to put on a message or an Action.
+func (b *Bridge) PutFile(ctx context.Context, id ChatID, name, mime string, data []byte) (Attachment, error) {
+	p, err := b.propertyOf(ctx, id)
+	if err != nil {
+		return Attachment{}, err
+	}
+	if len(data) > b.cfg.MaxFileBytes {
+		return Attachment{}, fmt.Errorf("bridge: file of %d bytes is over the %d byte limit", len(data), b.cfg.MaxFileBytes)
+	}
+	if !utf8.ValidString(name) || len(name) > 255 {
+		name = "file"
+	}
+	a := Attachment{Key: randomString(12), Name: name, MIME: mime, Size: int64(len(data))}
+	k := b.keys.File(p, id, a.Key)
+	pipe := b.rdb.TxPipeline()
+	pipe.HSet(ctx, k, "name", a.Name, "mime", a.MIME, "data", data)
+	pipe.Expire(ctx, k, b.cfg.FileTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Attachment{}, unavailable("store file", err)
+	}
+	return a, nil
+}
+
+// File returns an attachment's bytes if it belongs to the chat.
+func (b *Bridge) File(ctx context.Context, id ChatID, key string) (Attachment, []byte, error) {
+	p, err := b.propertyOf(ctx, id)
+	if err != nil {
+		return Attachment{}, nil, err
+	}
+	if !ChatID(key).IsValid() {
+		return Attachment{}, nil, ErrUnknownChat
+	}
+	f, err := b.rdb.HGetAll(ctx, b.keys.File(p, id, key)).Result()
+	if err != nil {
+		return Attachment{}, nil, unavailable("read file", err)
+	}
+	if len(f) == 0 {
+		return Attachment{}, nil, fmt.Errorf("bridge: no such file: %w", ErrUnknownChat)
+	}
+	data := []byte(f["data"])
+	return Attachment{Key: key, Name: f["name"], MIME: f["mime"], Size: int64(len(data))}, data, nil
+}

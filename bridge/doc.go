@@ -1,0 +1,103 @@
+// Package bridge is onduty's core: it keeps visitor chats in Redis, routes
+// them to agents (SPEC §4), relays messages both ways, and fires the timers
+// the rules need. Adapters (Telegram, Slack) translate; the widget API calls
+// the VisitorService; the rules live here.
+//
+// # Chat states
+//
+//	from      event                                   to        who / how
+//	-         StartChat                               pending   visitor; offered per strategy
+//	-         LeaveOfflineMessage                     pending*  visitor; offered to every agent
+//	pending   Accept, or a reply from a non-owner     active    acceptScript: exactly one owner
+//	pending   queue_timeout                           pending*  queueTimeoutScript; visitor told
+//	pending*  Accept or reply                         active    acceptScript (answers later)
+//	pending   /transfer NAME                          active    transferScript (owner = NAME)
+//	active    /transfer NAME by the owner             active    transferScript (new owner)
+//	any open  /close (owner; anyone while unowned)    closed    closeScript
+//	any open  CloseByVisitor                          closed    closeScript
+//	active    close_after_idle without messages       closed    idle timer → closeScript
+//
+// pending* is a pending chat with Offline set: an offline message.
+//
+// # Routing
+//
+// least_loaded offers a new chat to the online agent with the fewest active
+// chats (over all their properties) under max_chats, and after
+// accept_timeout to the next such agent not offered yet. broadcast offers it
+// to every online agent under max_chats. With nobody online, away agents are
+// told (they may take it by hand). After invisible_fallback_after (0 = off)
+// invisible agents are offered it with a Monitor button. An agent who comes
+// online (first contact, /online) while chats are pending is offered them.
+// Adapters with a shared place (Adapter.Shared) get each chat event once,
+// with an empty Delivery.Agent; other adapters get one Delivery per agent
+// they reach. Notices and prompts are always per agent.
+//
+// # Redis keys
+//
+// All keys start with Config.Prefix ("onduty:"); {p} is the property as
+// hash tag, so every multi-key script of a chat stays in one cluster slot.
+// keys.go is the only place that builds them.
+//
+//	key                          type    content                                   expiry
+//	{p}:chat:ID                  hash    state, owner, offline, created, last,     none
+//	                                     accepted, replied (first agent answer),
+//	                                     closed_by, closed_at, visitor (JSON),
+//	                                     token (hex SHA-256)
+//	{p}:msgs:ID                  stream  transcript, field m = Message JSON        none
+//	                                     (notes included, marked Note)
+//	{p}:offered:ID               set     agents the chat was offered to            none
+//	{p}:mon:ID                   set     agents monitoring the chat                none
+//	{p}:monitoring               set     "agent|chat" pairs (for /chats)            none
+//	{p}:owners                   hash    chat → owner, active chats                 none
+//	{p}:load                     zset    agent → active chats owned                 none
+//	{p}:pending                  zset    pending live chats by start (ms)           none
+//	{p}:offline                  zset    unanswered offline messages by time        none
+//	{p}:file:ID:KEY              hash    name, mime, data of an attachment          FileTTL
+//	chatp:ID                     string  the chat's property                        none
+//	cur:{agent}                  string  the agent's current chat                   none
+//	dedup:KEY                    string  handled platform event                     24h
+//	timers                       zset    "kind|property|target" → due (ms)          none
+//	outbox:{adapter:N}           stream  field d = Delivery JSON, shard N           entries deleted when done
+//	outbox:{adapter:N}:lease     string  instance working the shard                 30s, renewed
+//	outbox:dead                  stream  adapter, d, err of failed deliveries       MAXLEN ~10000
+//	visitor-events               channel VisitorEvent JSON for every instance       -
+//	outbox-kick                  channel "adapter|shard …" that just got work       -
+//
+// # Delivery and ordering
+//
+// Every delivery to an agent surface goes through the outbox: a state change
+// writes its deliveries, visitor events and timer changes in one pipeline
+// (batch/flush). A chat's deliveries always land in the same shard stream of
+// each adapter, and one instance at a time (the lease holder) works a shard,
+// one entry after another, so a chat's deliveries are made in order. The
+// same pipeline publishes the shards it filled on the outbox-kick channel, so
+// the holder, on whichever instance, delivers at once rather than at its next
+// poll (Config.PollEvery, the fallback if a kick is lost). A
+// failing Deliver is retried with capped exponential backoff (honouring
+// *RetryAfterError) while later entries of the shard wait; *PermanentError,
+// or failing for Config.GiveUpAfter, moves it to the dead-letter stream.
+// Delivery is at least once: an instance dying after Deliver but before the
+// entry's removal delivers it again (adapters may dedupe by Delivery.ID).
+//
+// Visitor events are published on one channel every instance follows and
+// fanned out to the streams open there; the transcript is the durable copy.
+//
+// # Timers
+//
+// Timers (accept timeout, invisible fallback, queue timeout, idle close,
+// "Still on duty?" prompt) are members of one sorted set scored by due time
+// on the bridge's clock. claimTimersScript hands each due timer to one
+// instance by pushing its score a lease (30s) ahead; it is removed when
+// fired, unless rescheduled meanwhile. An instance that dies mid-fire leaves
+// it to fire again after the lease. Handlers check the chat's state first,
+// so firing twice, or after the chat moved on, changes nothing.
+//
+// # Concurrency
+//
+// Bridge methods are safe for concurrent use from any number of goroutines
+// and instances; the atomic steps (accept, transfer, close, queue timeout,
+// append to an open chat, timer claims, shard leases) are Lua scripts.
+// Run starts one goroutine per adapter shard, one per adapter, one per
+// property (offering pending chats to agents who come online), the timer
+// loop and the visitor feed, and returns when all have stopped.
+package bridge

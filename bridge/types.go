@@ -1,0 +1,312 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// ChatID names a visitor chat. It is random and safe in URLs and callback data
+// (at most 22 characters of [A-Za-z0-9_-]).
+type ChatID string
+
+// IsValid reports whether id has the form of the ids the bridge issues
+// (1-22 of [A-Za-z0-9_-]): anything else is refused before it becomes part of
+// a key, a URL or callback data.
+func (id ChatID) IsValid() bool {
+	if len(id) == 0 || len(id) > 22 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ChatState is where a chat is in its life.
+type ChatState string
+
+// Chat states (SPEC §4).
+const (
+	Pending ChatState = "pending"
+	Active  ChatState = "active"
+	Closed  ChatState = "closed"
+)
+
+// IsValid reports whether s is a known state.
+func (s ChatState) IsValid() bool { return s == Pending || s == Active || s == Closed }
+
+// Visitor is what a visitor told us about themselves.
+type Visitor struct {
+	Name    string `json:"name,omitempty"`
+	Email   string `json:"email,omitempty"`
+	PageURL string `json:"page_url,omitempty"`
+	// IP is the client address the chat was started from (not shown to agents).
+	IP string `json:"-"`
+}
+
+// Chat is a conversation between one visitor and the property's agents.
+type Chat struct {
+	ID       ChatID              `json:"id"`
+	Property presence.PropertyID `json:"property"`
+	State    ChatState           `json:"state"`
+	Visitor  Visitor             `json:"visitor"`
+	// Owner is the agent who accepted it; empty while pending.
+	Owner presence.AgentID `json:"owner,omitempty"`
+	// Monitors watch without owning (invisible agents, /monitor).
+	Monitors []presence.AgentID `json:"monitors,omitempty"`
+	// Offline is true for an offline message: left through the form, or a
+	// chat nobody accepted within queue_timeout. Agents may still answer it.
+	Offline   bool      `json:"offline,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastMessageAt drives close_after_idle.
+	LastMessageAt time.Time `json:"last_message_at"`
+	// ClosedBy is "agent:ID", "visitor" or "idle" once closed.
+	ClosedBy string `json:"closed_by,omitempty"`
+}
+
+// SenderKind says who wrote a message.
+type SenderKind string
+
+// Message senders.
+const (
+	FromVisitor SenderKind = "visitor"
+	FromAgent   SenderKind = "agent"
+	FromSystem  SenderKind = "system"
+)
+
+// Message is one line of a chat's transcript.
+type Message struct {
+	// ID orders messages within a chat (a Redis stream id, "1700000000000-0").
+	ID   string     `json:"id"`
+	Chat ChatID     `json:"chat_id"`
+	From SenderKind `json:"from"`
+	// Agent and Name are set for agent messages (Name is what the visitor sees).
+	Agent presence.AgentID `json:"agent,omitempty"`
+	Name  string           `json:"name,omitempty"`
+	Text  string           `json:"text"`
+	// Note marks an agent's internal note ("//…"): never shown to the visitor.
+	Note       bool        `json:"note,omitempty"`
+	At         time.Time   `json:"at"`
+	Attachment *Attachment `json:"attachment,omitempty"`
+}
+
+// Attachment is a file sent with a message. The bytes live in Redis under Key
+// (bounded size) and are served to the visitor by the widget API.
+type Attachment struct {
+	Key  string `json:"key"`
+	Name string `json:"name"`
+	MIME string `json:"mime"`
+	Size int64  `json:"size"`
+}
+
+// Limits on visitor and agent text (SPEC §6).
+const (
+	MaxTextRunes = 4000
+)
+
+// Errors of the bridge. Adapters and the widget map them to their surface.
+var (
+	ErrUnknownChat     = errors.New("bridge: unknown chat")
+	ErrUnknownProperty = errors.New("bridge: unknown property")
+	ErrBadToken        = errors.New("bridge: wrong visitor token")
+	ErrChatClosed      = errors.New("bridge: chat is closed")
+	ErrInvalidText     = errors.New("bridge: text must be 1..4000 characters of valid UTF-8")
+	// ErrUnavailable wraps Redis failures: the caller should answer 503, never 2xx.
+	ErrUnavailable = errors.New("bridge: storage unavailable")
+)
+
+// RetryAfterError is returned by Adapter.Deliver when the platform asked us to
+// wait (HTTP 429). The outbox waits at least After before trying again.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("rate limited, retry after %s: %v", e.After, e.Err)
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// PermanentError marks a delivery that can never succeed (the platform said
+// the request itself is wrong). The outbox stops retrying it and records it in
+// a dead-letter stream instead of blocking the chat's later messages.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// DeliveryKind says what a Delivery asks the adapter to show.
+type DeliveryKind string
+
+// Delivery kinds.
+const (
+	// KindOffer: a new (or re-offered) chat with an Accept button, and a
+	// Monitor button if Offer.Monitor. Shows the visitor and first message.
+	KindOffer DeliveryKind = "offer"
+	// KindTaken: the chat was accepted by TakenBy; edit the offer to say so.
+	KindTaken DeliveryKind = "taken"
+	// KindWithdrawn: the offer is no longer open (closed or timed out before
+	// anyone accepted); edit the offer to say why (Text).
+	KindWithdrawn DeliveryKind = "withdrawn"
+	// KindMessage: a message in the chat (the visitor's, another agent's, or a
+	// system line) for the agent or the shared place.
+	KindMessage DeliveryKind = "message"
+	// KindClosed: the chat ended (Text says how).
+	KindClosed DeliveryKind = "closed"
+	// KindNotice: plain text for one agent (transfer to them, queue timeout…).
+	KindNotice DeliveryKind = "notice"
+	// KindPrompt: "Still on duty?" for one agent with a one-tap button that
+	// the adapter reports as ActStillHere.
+	KindPrompt DeliveryKind = "prompt"
+)
+
+// Delivery is one item of the outbox for one adapter.
+type Delivery struct {
+	// ID is unique and stable across retries of this item.
+	ID   string       `json:"id"`
+	Kind DeliveryKind `json:"kind"`
+	// Agent is who it is for; empty means the property's shared place (the
+	// Slack channel, the Telegram forum group) where the adapter has one.
+	Agent presence.AgentID `json:"agent,omitempty"`
+	// Chat is a snapshot of the chat when the item was queued.
+	Chat    Chat     `json:"chat"`
+	Message *Message `json:"message,omitempty"`
+	// Text is the wording for notices, prompts, withdrawals and closings.
+	Text string `json:"text,omitempty"`
+	// Monitor asks for a Monitor button on an offer (invisible agents).
+	Monitor bool `json:"monitor,omitempty"`
+	// TakenBy is the owner's display name (KindTaken).
+	TakenBy string `json:"taken_by,omitempty"`
+}
+
+// Adapter connects the bridge to one chat platform used by agents.
+// Implementations must be safe for concurrent use: Deliver is called from
+// several outbox workers, but never concurrently for the same chat.
+type Adapter interface {
+	// Name is the surface's name ("telegram", "slack"), used in keys and logs.
+	Name() string
+	// Reaches reports whether this adapter can show anything to the agent.
+	Reaches(agent presence.AgentID) bool
+	// Shared reports whether the property has a shared place on this platform
+	// (Slack channel, Telegram forum group). If so, chat events arrive once
+	// with an empty Agent, and per-agent deliveries are only notices and prompts.
+	Shared(p presence.PropertyID) bool
+	// Run receives agent actions and hands them to h until ctx is done.
+	Run(ctx context.Context, h Handler) error
+	// Deliver shows one outbox item on the platform. It returns
+	// *RetryAfterError when rate limited and *PermanentError when retrying
+	// cannot help; any other error is retried with backoff. Delivery is at
+	// least once: an adapter that can tell (by d.ID) should not post twice.
+	Deliver(ctx context.Context, d Delivery) error
+}
+
+// ActionKind says what an agent did.
+type ActionKind string
+
+// Agent actions.
+const (
+	// ActCommand: a command of SPEC §7 (Command without the slash, Args the rest).
+	ActCommand ActionKind = "command"
+	// ActMessage: text (and/or an attachment) for a chat: Chat if the platform
+	// told which (reply, thread, topic), else the agent's current chat.
+	ActMessage ActionKind = "message"
+	// ActAccept / ActMonitor: a button on an offer for Chat.
+	ActAccept  ActionKind = "accept"
+	ActMonitor ActionKind = "monitor"
+	// ActSwitch: make Chat the agent's current chat (/chats choice).
+	ActSwitch ActionKind = "switch"
+	// ActStillHere: the "Still on duty?" button.
+	ActStillHere ActionKind = "still_here"
+	// ActActivity: presence only (e.g. Slack says the user is active).
+	ActActivity ActionKind = "activity"
+)
+
+// Action is something an agent did on a platform. The adapter has already
+// checked that the user is a configured agent.
+type Action struct {
+	Kind    ActionKind       `json:"kind"`
+	Surface string           `json:"surface"`
+	Agent   presence.AgentID `json:"agent"`
+	Chat    ChatID           `json:"chat,omitempty"`
+	Command string           `json:"command,omitempty"`
+	Args    string           `json:"args,omitempty"`
+	Text    string           `json:"text,omitempty"`
+	// Attachment is a file the agent sent, already stored (see Bridge.PutFile).
+	Attachment *Attachment `json:"attachment,omitempty"`
+	// DedupKey identifies the platform event ("telegram:42", "slack:Ev123");
+	// an action whose key was already handled is ignored. Empty: no check.
+	DedupKey string `json:"dedup_key,omitempty"`
+}
+
+// Reply is what the agent is told on the surface the action came from.
+type Reply struct {
+	// Text in plain words; empty means say nothing.
+	Text string
+	// Choices offer one-tap follow-ups (e.g. /chats: switch to a chat).
+	Choices []Choice
+	// Private asks for an answer only the agent sees (Slack ephemeral).
+	Private bool
+}
+
+// Choice is a button under a reply.
+type Choice struct {
+	Label  string
+	Action ActionKind // ActSwitch, ActAccept, ActMonitor
+	Chat   ChatID
+}
+
+// Handler takes agent actions from adapters. The bridge implements it.
+type Handler interface {
+	Handle(ctx context.Context, a Action) (Reply, error)
+}
+
+// VisitorEventType names what a visitor's event stream carries.
+type VisitorEventType string
+
+// Visitor events (SPEC §6).
+const (
+	EventMessage     VisitorEventType = "message"
+	EventAgentJoined VisitorEventType = "agent_joined"
+	EventChatClosed  VisitorEventType = "chat_closed"
+)
+
+// VisitorEvent is one event for a visitor's open widget.
+type VisitorEvent struct {
+	Type VisitorEventType `json:"type"`
+	Chat ChatID           `json:"chat_id"`
+	// Message for EventMessage (never a note).
+	Message *Message `json:"message,omitempty"`
+	// Agent is the joining agent's display name (EventAgentJoined).
+	Agent string `json:"agent,omitempty"`
+	// Reason for EventChatClosed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// VisitorService is what the widget API needs from the bridge. *Bridge
+// implements it; widget tests may use a fake.
+type VisitorService interface {
+	// StartChat stores a new pending chat with its first message and routes it.
+	// It returns the chat and the visitor's bearer token (shown once).
+	StartChat(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, string, error)
+	// AuthVisitor checks a token against a chat in constant time.
+	AuthVisitor(ctx context.Context, id ChatID, token string) (Chat, error)
+	// PostVisitorMessage stores the message before returning, then relays it.
+	PostVisitorMessage(ctx context.Context, id ChatID, text string, att *Attachment) (Message, error)
+	// Transcript lists messages after the given id ("" for all), notes excluded.
+	Transcript(ctx context.Context, id ChatID, after string, limit int) ([]Message, error)
+	// CloseByVisitor closes the chat and tells its agents.
+	CloseByVisitor(ctx context.Context, id ChatID) error
+	// LeaveOfflineMessage stores an offline message and delivers it to agents.
+	LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, error)
+	// SubscribeVisitor streams the chat's events from any instance until cancel.
+	SubscribeVisitor(id ChatID) (events <-chan VisitorEvent, cancel func())
+	// File returns an attachment's bytes if it belongs to the chat.
+	File(ctx context.Context, id ChatID, key string) (Attachment, []byte, error)
+}
