@@ -1,0 +1,154 @@
+package widget
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// presenceResponse is the admin view of a property: the widget status with
+// its reason and every agent's part in it.
+type presenceResponse struct {
+	presence.Report
+	// Source is "redis" (fresh) or "snapshot" (Redis failed: the watcher's
+	// last known state).
+	Source string `json:"source"`
+	Stale  bool   `json:"stale"`
+	// Surfaces lists each agent's chat apps ("telegram", "slack") as configured.
+	Surfaces map[presence.AgentID][]string `json:"surfaces"`
+}
+
+// setStatusRequest is the body of PUT /v1/admin/agents/{a}/status.
+type setStatusRequest struct {
+	Status    *string `json:"status"`
+	Condition *string `json:"condition"`
+}
+
+// agentResponse is an agent's stored and effective state.
+type agentResponse struct {
+	Agent        presence.AgentID   `json:"agent"`
+	Name         string             `json:"name"`
+	Status       presence.Status    `json:"status"`
+	Condition    presence.Condition `json:"condition"`
+	LastActivity *time.Time         `json:"last_activity"`
+	Effective    presence.Status    `json:"effective"`
+}
+
+// admin checks the bearer admin token in constant time. Without a configured
+// token the admin API does not exist (404), it is never open.
+func (s *Server) admin(c *fiber.Ctx) error {
+	if !s.adminOn {
+		return errNotFound
+	}
+	tok := bearer(c)
+	if tok == "" {
+		return errMissingToken
+	}
+	h := sha256.Sum256([]byte(tok))
+	if subtle.ConstantTimeCompare(h[:], s.adminHash[:]) != 1 {
+		return errBadToken
+	}
+	return nil
+}
+
+// adminPresence answers GET /v1/admin/properties/{p}/presence.
+func (s *Server) adminPresence(c *fiber.Ctx) error {
+	if err := s.admin(c); err != nil {
+		return err
+	}
+	p, err := s.property(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
+	defer cancel()
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	r, err := s.store.Report(ctx, p)
+	if err == nil {
+		return c.JSON(presenceResponse{Report: r, Source: "redis", Surfaces: s.agentSurfaces(r)})
+	}
+	s.log.Warn("admin presence: redis failed, answering from snapshot", "property", p, "err", err)
+	snap, ok := s.watcher.Snapshot(p)
+	if !ok || snap == nil {
+		return errUnavailable
+	}
+	c.Set(HeaderStale, "true")
+	return c.JSON(presenceResponse{Report: snap.Report, Source: "snapshot", Stale: true, Surfaces: s.agentSurfaces(snap.Report)})
+}
+
+// adminSetStatus answers PUT /v1/admin/agents/{a}/status with body
+// {"status"} and/or {"condition"}. The admin is not bound by the agent's
+// permissions.
+func (s *Server) adminSetStatus(c *fiber.Ctx) error {
+	if err := s.admin(c); err != nil {
+		return err
+	}
+	id := presence.AgentID(strings.Clone(c.Params("a")))
+	agent, ok := s.dir.Agent(id)
+	if !ok {
+		return errUnknownAgent
+	}
+	var in setStatusRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Status == nil && in.Condition == nil {
+		return newErr(http.StatusBadRequest, "missing_field", "status or condition is required")
+	}
+	var st presence.Status
+	var cond presence.Condition
+	if in.Status != nil {
+		st = presence.Status(*in.Status)
+		if !st.IsValid() {
+			return newErr(http.StatusBadRequest, "invalid_status", "status must be online, away, invisible or offline")
+		}
+	}
+	if in.Condition != nil {
+		cond = presence.Condition(*in.Condition)
+		if !cond.IsValid() {
+			return newErr(http.StatusBadRequest, "invalid_condition", "condition must be activity or always")
+		}
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	var state presence.State
+	var err error
+	if cond != "" {
+		if state, err = s.store.SetCondition(ctx, id, cond); err != nil {
+			return s.storeErr(err)
+		}
+	}
+	if st != "" {
+		if state, err = s.store.SetStatus(ctx, id, st); err != nil {
+			return s.storeErr(err)
+		}
+	}
+	out := agentResponse{
+		Agent: id, Name: agent.Name,
+		Status: state.Chosen(agent), Condition: state.ConditionOf(agent),
+		Effective: presence.Effective(agent, state, s.store.Now()),
+	}
+	if !state.LastActivity.IsZero() {
+		t := state.LastActivity
+		out.LastActivity = &t
+	}
+	return c.JSON(out)
+}
+
+// storeErr maps a presence store error: anything but an unknown agent is
+// Redis failing.
+func (s *Server) storeErr(err error) error {
+	if errors.Is(err, presence.ErrUnknownAgent) {
+		return errUnknownAgent
+	}
+	s.log.Warn("admin: presence store failed", "err", err)
+	return errUnavailable
+}

@@ -1,0 +1,60 @@
+package widget
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+//go:embed assets/widget.js
+var widgetJS []byte
+
+//go:embed assets/index.html
+var demoHTML []byte
+
+//go:embed assets/admin.html
+var adminPageHTML []byte
+
+//go:embed assets/admin.js
+var adminPageJS []byte
+
+// asset is an embedded file served with an ETag, gzipped when the client
+// accepts it (compressed once at start).
+type asset struct {
+	body, gz     []byte
+	etag         string
+	contentType  string
+	cacheControl string
+}
+
+func newAsset(body []byte, contentType, cacheControl string) asset {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	h := fnv.New64a()
+	h.Write(body)
+	return asset{body: body, gz: buf.Bytes(), etag: fmt.Sprintf(`"%x"`, h.Sum64()), contentType: contentType, cacheControl: cacheControl}
+}
+
+func (a asset) serve(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderETag, a.etag)
+	c.Set(fiber.HeaderCacheControl, a.cacheControl)
+	c.Vary(fiber.HeaderAcceptEncoding)
+	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), a.etag) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
+	c.Set(fiber.HeaderContentType, a.contentType)
+	if strings.Contains(c.Get(fiber.HeaderAcceptEncoding), "gzip") {
+		c.Set(fiber.HeaderContentEncoding, "gzip")
+		return c.Send(a.gz)
+	}
+	return c.Send(a.body)
+}

@@ -1,0 +1,204 @@
+package widget
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// newBrowser starts headless Chromium for the test, or skips it when the
+// binary is absent.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no chromium at %s: %v", chromiumPath, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("no-first-run", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 45*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // start the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions, failing the test with what was being done.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a JavaScript expression in the page until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(testTimeout)))
+}
+
+func TestBrowserWidget(t *testing.T) {
+	e := newEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	ln := listen(t)
+	addr := ln.Addr().String()
+	base := "http://" + addr
+	stop := serveOn(t, e.srv, ln)
+	t.Cleanup(func() { stop() })
+	ctx := newBrowser(t)
+
+	run(t, ctx, "load the demo page", chromedp.Navigate(base+"/"))
+	waitJS(t, ctx, "launcher shows online",
+		`!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]') && !document.getElementById('onduty-root').hidden`)
+
+	t.Run("status dot follows the agent", func(t *testing.T) {
+		e.setStatus(agentAlice, presence.Away)
+		waitJS(t, ctx, "dot turns away", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=away]')`)
+		greeting, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("#onduty-greeting"), chromedp.NodeReady))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if greeting != presence.DefaultGreetings[presence.Away] {
+			t.Errorf("greeting %q", greeting)
+		}
+		e.setStatus(agentAlice, presence.Online)
+		waitJS(t, ctx, "dot back online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+	})
+
+	var chatID bridge.ChatID
+	t.Run("chat with an agent", func(t *testing.T) {
+		run(t, ctx, "open the panel and write",
+			chromedp.Click(chromedp.CSS("#onduty-launcher")),
+			chromedp.WaitVisible(chromedp.CSS("#onduty-input")),
+			chromedp.SendKeys(chromedp.CSS("#onduty-name"), "Vic"),
+			chromedp.SendKeys(chromedp.CSS("#onduty-input"), "Hello from the browser"),
+			chromedp.Click(chromedp.CSS("#onduty-send")),
+		)
+		wait.For(t, "chat started", func() bool { return len(e.chats.ChatIDs()) == 1 })
+		chatID = e.chats.ChatIDs()[0]
+		c, _ := e.chats.Chat(chatID)
+		if c.Visitor.Name != "Vic" || !strings.HasPrefix(c.Visitor.PageURL, base) {
+			t.Errorf("visitor %+v", c.Visitor)
+		}
+		waitJS(t, ctx, "own message shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor')].some(m => m.textContent === 'Hello from the browser')`)
+		wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(chatID) == 1 })
+
+		e.chats.Join(chatID, agentAlice, "Alice")
+		e.chats.Reply(chatID, agentAlice, "Alice", "Hi Vic, Alice here.", false)
+		waitJS(t, ctx, "agent joined", `document.getElementById('onduty-messages').textContent.includes('Alice joined the chat.')`)
+		waitJS(t, ctx, "agent reply shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent === 'AliceHi Vic, Alice here.')`)
+
+		run(t, ctx, "answer",
+			chromedp.SendKeys(chromedp.CSS("#onduty-input"), "Where is my order?"),
+			chromedp.Click(chromedp.CSS("#onduty-send")))
+		wait.For(t, "visitor message relayed", func() bool {
+			for _, c := range e.chats.Calls() {
+				if strings.Contains(c, `"Where is my order?"`) {
+					return true
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("reload resumes the chat", func(t *testing.T) {
+		run(t, ctx, "reload", chromedp.Reload())
+		waitJS(t, ctx, "transcript restored", `document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length === 3`)
+		wait.For(t, "stream reopened", func() bool { return e.chats.Subscribers(chatID) == 1 })
+		e.chats.Reply(chatID, agentAlice, "Alice", "It ships today.", false)
+		waitJS(t, ctx, "live reply after reload", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('It ships today.'))`)
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length`))
+		if err != nil || n != 4 {
+			t.Errorf("%d messages shown, want 4 (no duplicates)", n)
+		}
+	})
+
+	t.Run("reconnects after the server was away", func(t *testing.T) {
+		stop()
+		wait.For(t, "streams gone", func() bool { return e.chats.Subscribers(chatID) == 0 })
+		// An agent answers while the visitor's connection is down.
+		e.chats.Reply(chatID, agentAlice, "Alice", "Sent while you were away.", false)
+		srv2 := New(e.cfg, e.watcher, e.store, e.chats, e.redis.Client, e.log)
+		ln2, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listen again on %s: %v", addr, err)
+		}
+		stop = serveOn(t, srv2, ln2)
+		waitJS(t, ctx, "missed reply shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('Sent while you were away.'))`)
+		wait.For(t, "stream reopened", func() bool { return e.chats.Subscribers(chatID) == 1 })
+		e.chats.Reply(chatID, agentAlice, "Alice", "And live again.", false)
+		waitJS(t, ctx, "live after reconnect", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('And live again.'))`)
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length`))
+		if err != nil || n != 6 {
+			t.Errorf("%d messages shown, want 6 (no duplicates): %v", n, err)
+		}
+	})
+
+	t.Run("offline form when offline", func(t *testing.T) {
+		e.chats.CloseByAgent(chatID, agentAlice)
+		waitJS(t, ctx, "chat ended", `document.getElementById('onduty-messages').textContent.includes('The chat has ended.')`)
+		e.setStatus(agentAlice, presence.Offline)
+		waitJS(t, ctx, "dot offline", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=offline]')`)
+		run(t, ctx, "open the panel if closed", chromedp.Evaluate[chromedp.Void](`document.getElementById('onduty-panel').hidden && document.getElementById('onduty-launcher').click()`))
+		run(t, ctx, "fill the offline form",
+			chromedp.WaitVisible(chromedp.CSS("#onduty-offline-form")),
+			chromedp.SendKeys(chromedp.CSS("#onduty-off-name"), "Vic"),
+			chromedp.SendKeys(chromedp.CSS("#onduty-off-email"), "vic@example.com"),
+			chromedp.SendKeys(chromedp.CSS("#onduty-off-text"), "Please call me back."),
+			chromedp.Click(chromedp.CSS("#onduty-off-send")),
+			chromedp.WaitVisible(chromedp.CSS("#onduty-off-done")),
+		)
+		got := e.chats.Offline()
+		if len(got) != 1 || got[0].Visitor.Email != "vic@example.com" || got[0].Visitor.Name != "Vic" || got[0].Text != "Please call me back." || got[0].Property != propDemo {
+			t.Errorf("offline messages %+v", got)
+		}
+	})
+
+	t.Run("escape closes the panel", func(t *testing.T) {
+		run(t, ctx, "press escape",
+			chromedp.Focus(chromedp.CSS("#onduty-close")),
+			chromedp.KeyEvent("\u001b"))
+		waitJS(t, ctx, "panel closed", `document.getElementById('onduty-panel').hidden && document.activeElement.id === 'onduty-launcher'`)
+	})
+}
+
+func TestBrowserHiddenWhenOffline(t *testing.T) {
+	dir, err := presence.NewDirectory(
+		[]presence.Property{{ID: propDemo, Name: "Demo", OfflineMode: presence.ModeHidden}},
+		[]presence.Agent{{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo}, Condition: presence.Always}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvDir(t, dir)
+	e.runWatcher()
+	base := e.serve()
+	ctx := newBrowser(t)
+
+	run(t, ctx, "load the demo page", chromedp.Navigate(base+"/"))
+	waitJS(t, ctx, "status known", `!!(window.onduty && window.onduty.status())`)
+	waitJS(t, ctx, "launcher hidden while offline", `document.getElementById('onduty-root').hidden && document.getElementById('onduty-launcher').offsetParent === null`)
+	e.setStatus(agentAlice, presence.Online)
+	waitJS(t, ctx, "launcher shown when online", `!document.getElementById('onduty-root').hidden && document.getElementById('onduty-launcher').offsetParent !== null`)
+	e.setStatus(agentAlice, presence.Offline)
+	waitJS(t, ctx, "hidden again", `document.getElementById('onduty-root').hidden`)
+}

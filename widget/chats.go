@@ -1,0 +1,507 @@
+package widget
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/presence"
+)
+
+// Request and response bodies of the visitor API (SPEC §6).
+type (
+	startChatRequest struct {
+		Name    string `json:"name"`
+		Email   string `json:"email"`
+		Message string `json:"message"`
+		PageURL string `json:"page_url"`
+	}
+	startChatResponse struct {
+		ChatID       bridge.ChatID `json:"chat_id"`
+		VisitorToken string        `json:"visitor_token"`
+	}
+	postMessageRequest struct {
+		Text string `json:"text"`
+	}
+	postMessageResponse struct {
+		ID string `json:"id"`
+	}
+	transcriptResponse struct {
+		Messages []bridge.Message `json:"messages"`
+	}
+	offlineRequest struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Text  string `json:"text"`
+	}
+	offlineResponse struct {
+		ID bridge.ChatID `json:"id"`
+	}
+	closeResponse struct {
+		ChatID bridge.ChatID    `json:"chat_id"`
+		State  bridge.ChatState `json:"state"`
+	}
+)
+
+// Field limits beyond the message text.
+const (
+	maxNameRunes    = 200
+	maxEmailBytes   = 254
+	maxPageURLBytes = 2048
+	transcriptLimit = 500
+)
+
+func (s *Server) property(c *fiber.Ctx) (presence.PropertyID, error) {
+	p := presence.PropertyID(strings.Clone(c.Params("p")))
+	if _, ok := s.dir.Property(p); !ok {
+		return "", errUnknownProperty
+	}
+	return p, nil
+}
+
+// propertyPost begins a visitor POST to a property: the property, its CORS
+// policy, then the JSON body decoded into in.
+func (s *Server) propertyPost(c *fiber.Ctx, in any) (presence.PropertyID, error) {
+	p, err := s.property(c)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.corsProperty(c, p); err != nil {
+		return "", err
+	}
+	return p, decodeJSON(c, in)
+}
+
+// startChat answers POST /v1/properties/{p}/chats.
+func (s *Server) startChat(c *fiber.Ctx) error {
+	var in startChatRequest
+	p, err := s.propertyPost(c, &in)
+	if err != nil {
+		return err
+	}
+	if err := firstErr(
+		checkText("message", in.Message),
+		checkOptional("name", in.Name, maxNameRunes),
+		checkEmail(in.Email, false),
+		checkPageURL(in.PageURL),
+	); err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	ip := s.clientIP(c)
+	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
+		return err
+	}
+	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), PageURL: in.PageURL, IP: ip}
+	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
+	if err != nil {
+		return fromBridge(err)
+	}
+	// Counted by the bridge (metrics.ChatsStarted), not here: once per chat.
+	return c.Status(http.StatusCreated).JSON(startChatResponse{ChatID: chat.ID, VisitorToken: token})
+}
+
+// offlineMessage answers POST /v1/properties/{p}/offline-messages.
+func (s *Server) offlineMessage(c *fiber.Ctx) error {
+	var in offlineRequest
+	p, err := s.propertyPost(c, &in)
+	if err != nil {
+		return err
+	}
+	if err := firstErr(
+		checkEmail(in.Email, true),
+		checkText("text", in.Text),
+		checkOptional("name", in.Name, maxNameRunes),
+	); err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	ip := s.clientIP(c)
+	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
+		return err
+	}
+	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), IP: ip}
+	chat, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
+	if err != nil {
+		return fromBridge(err)
+	}
+	return c.Status(http.StatusCreated).JSON(offlineResponse{ID: chat.ID})
+}
+
+// postMessage answers POST /v1/chats/{c}/messages.
+func (s *Server) postMessage(c *fiber.Ctx) error {
+	chat, _, err := s.authChat(c, false)
+	if err != nil {
+		return err
+	}
+	var in postMessageRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := checkText("text", in.Text); err != nil {
+		return err
+	}
+	if chat.State == bridge.Closed {
+		return errChatClosed
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	if err := s.limit(ctx, limitMessages, s.clientIP(c), s.cfg.RateLimits.MessagesPerMinute); err != nil {
+		return err
+	}
+	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, in.Text, nil)
+	if err != nil {
+		return fromBridge(err)
+	}
+	return c.Status(http.StatusAccepted).JSON(postMessageResponse{ID: m.ID})
+}
+
+// transcript answers GET /v1/chats/{c}/messages?after=ID.
+func (s *Server) transcript(c *fiber.Ctx) error {
+	chat, _, err := s.authChat(c, true)
+	if err != nil {
+		return err
+	}
+	after := strings.Clone(c.Query("after"))
+	if after != "" {
+		if _, ok := parseMessageID(after); !ok {
+			return newErr(http.StatusBadRequest, "invalid_after", "after must be a message id")
+		}
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	msgs, err := s.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
+	if err != nil {
+		return fromBridge(err)
+	}
+	out := make([]bridge.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if !m.Note {
+			out = append(out, forVisitor(m))
+		}
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(transcriptResponse{Messages: out})
+}
+
+// closeChat answers POST /v1/chats/{c}/close. Closing a closed chat is fine.
+func (s *Server) closeChat(c *fiber.Ctx) error {
+	chat, _, err := s.authChat(c, false)
+	if err != nil {
+		return err
+	}
+	if chat.State != bridge.Closed {
+		ctx, cancel := opCtx(c)
+		defer cancel()
+		if err := s.chats.CloseByVisitor(ctx, chat.ID); err != nil && !isClosed(err) {
+			return fromBridge(err)
+		}
+	}
+	return c.JSON(closeResponse{ChatID: chat.ID, State: bridge.Closed})
+}
+
+func isClosed(err error) bool { return fromBridge(err) == errChatClosed }
+
+// file answers GET /v1/chats/{c}/files/{key}: an attachment of the chat.
+func (s *Server) file(c *fiber.Ctx) error {
+	chat, _, err := s.authChat(c, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	att, data, err := s.chats.File(ctx, chat.ID, strings.Clone(c.Params("key")))
+	if err != nil {
+		if e := fromBridge(err); e != err {
+			return e
+		}
+		return newErr(http.StatusNotFound, "unknown_file", "no such file")
+	}
+	c.Set(fiber.HeaderContentType, att.MIME)
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+strings.ReplaceAll(sanitizeHeader(att.Name), `"`, "")+`"`)
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	c.Set(fiber.HeaderCacheControl, "private, no-store")
+	return c.Send(data)
+}
+
+// visitorEvents answers GET /v1/chats/{c}/events: the visitor's event stream.
+func (s *Server) visitorEvents(c *fiber.Ctx) error {
+	chat, cr, err := s.authChat(c, true)
+	if err != nil {
+		return err
+	}
+	last := strings.Clone(c.Get("Last-Event-ID"))
+	if last == "" {
+		last = strings.Clone(c.Query("last_event_id"))
+	}
+	if _, ok := parseMessageID(last); !ok {
+		last = ""
+	}
+	tok := visitorToken(c, true)
+	s.hijackStream(c, "visitor", sseHead(cr), func(w *sseConn) {
+		s.followChat(w, chat, tok, last)
+	})
+	return nil
+}
+
+// followChat streams a chat's events: first what the client missed after
+// last (when given), then live events, with the property's status now and at
+// every change.
+func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
+	events, cancel := s.chats.SubscribeVisitor(chat.ID)
+	defer cancel()
+	// The chat was read before the client had its answer; what happened
+	// between then and this subscription (an agent joining, a close) is in
+	// a fresh read, and everything after it comes as an event.
+	ctx, cancelRead := context.WithTimeout(s.stopCtx, 10*time.Second)
+	fresh, err := s.chats.AuthVisitor(ctx, chat.ID, token)
+	cancelRead()
+	if err != nil {
+		s.log.Warn("visitor stream: reload chat", "chat_id", chat.ID, "err", err)
+		return // the client reconnects
+	}
+	chat = fresh
+	if chat.State == bridge.Closed {
+		_ = w.event(string(bridge.EventChatClosed), "", mustJSON(bridge.VisitorEvent{Type: bridge.EventChatClosed, Chat: chat.ID, Reason: chat.ClosedBy}))
+		return
+	}
+	// Subscribed first, then the replay: nothing falls between; live
+	// messages already replayed are skipped by id. The replay reads pages
+	// until one comes back short, so a long gap is replayed whole.
+	for after := last; after != ""; {
+		ctx, cancelT := context.WithTimeout(s.stopCtx, 10*time.Second)
+		msgs, err := s.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
+		cancelT()
+		if err != nil {
+			s.log.Warn("visitor stream: replay", "chat_id", chat.ID, "err", err)
+			return // the client reconnects and asks again
+		}
+		for _, m := range msgs {
+			after = m.ID
+			if m.Note {
+				continue
+			}
+			vm := forVisitor(m)
+			if w.event(string(bridge.EventMessage), m.ID, mustJSON(bridge.VisitorEvent{Type: bridge.EventMessage, Chat: chat.ID, Message: &vm})) != nil {
+				return
+			}
+			last = m.ID
+		}
+		if len(msgs) < transcriptLimit {
+			break
+		}
+	}
+	if chat.Owner != "" {
+		name := string(chat.Owner)
+		if a, ok := s.dir.Agent(chat.Owner); ok && a.Name != "" {
+			name = a.Name
+		}
+		if w.event(string(bridge.EventAgentJoined), "", mustJSON(bridge.VisitorEvent{Type: bridge.EventAgentJoined, Chat: chat.ID, Agent: name})) != nil {
+			return
+		}
+	}
+
+	hb := time.NewTicker(s.cfg.Heartbeat)
+	defer hb.Stop()
+	var st statusSent
+	for {
+		changed, err := st.send(s.watcher, w, chat.Property)
+		if err != nil {
+			return
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case bridge.EventMessage:
+				if ev.Message == nil || ev.Message.Note || (last != "" && !messageAfter(ev.Message.ID, last)) {
+					continue
+				}
+				vm := forVisitor(*ev.Message)
+				ev.Message = &vm
+				if w.event(string(ev.Type), ev.Message.ID, mustJSON(ev)) != nil {
+					return
+				}
+				last = ev.Message.ID
+			case bridge.EventChatClosed:
+				_ = w.event(string(ev.Type), "", mustJSON(ev))
+				return
+			default:
+				if w.event(string(ev.Type), "", mustJSON(ev)) != nil {
+					return
+				}
+			}
+		case <-changed:
+		case <-hb.C:
+			if w.comment() != nil {
+				return
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// forVisitor is a message as the visitor may see it: agents by display
+// name only, not by their internal id.
+func forVisitor(m bridge.Message) bridge.Message {
+	m.Agent = ""
+	return m
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte("{}")
+	}
+	return b
+}
+
+// authChat checks the chat id and the visitor's token, and applies the
+// chat's property's CORS policy. queryToken allows ?token= (EventSource
+// cannot send headers).
+func (s *Server) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, corsResult, error) {
+	fail := func(err error) (bridge.Chat, corsResult, error) {
+		// Let an allowed page read why it failed.
+		s.anyOrigin.check(c).apply(c)
+		return bridge.Chat{}, corsResult{}, err
+	}
+	id := bridge.ChatID(strings.Clone(c.Params("c")))
+	if !id.IsValid() {
+		return fail(errUnknownChat)
+	}
+	tok := visitorToken(c, queryToken)
+	if tok == "" {
+		return fail(errMissingToken)
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	chat, err := s.chats.AuthVisitor(ctx, id, tok)
+	if err != nil {
+		return fail(fromBridge(err))
+	}
+	pol, ok := s.cors[chat.Property]
+	if !ok {
+		pol = originPolicy{any: true}
+	}
+	r := pol.check(c)
+	r.apply(c)
+	if !r.ok && c.Method() != fiber.MethodGet {
+		return bridge.Chat{}, r, errOrigin
+	}
+	return chat, r, nil
+}
+
+// visitorToken is the bearer token, or with queryToken ?token=.
+func visitorToken(c *fiber.Ctx, queryToken bool) string {
+	tok := bearer(c)
+	if tok == "" && queryToken {
+		tok = strings.Clone(c.Query("token"))
+	}
+	return tok
+}
+
+func bearer(c *fiber.Ctx) string {
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.Clone(strings.TrimSpace(h[7:]))
+	}
+	return ""
+}
+
+// messageID is a Redis stream id ("1700000000000-0").
+type messageID struct{ ms, seq uint64 }
+
+func parseMessageID(s string) (messageID, bool) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return messageID{}, false
+	}
+	ms, err1 := strconv.ParseUint(a, 10, 64)
+	seq, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return messageID{}, false
+	}
+	return messageID{ms, seq}, true
+}
+
+// messageAfter reports whether id a comes after id b; unparsable ids count as new.
+func messageAfter(a, b string) bool {
+	x, ok1 := parseMessageID(a)
+	y, ok2 := parseMessageID(b)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return x.ms > y.ms || x.ms == y.ms && x.seq > y.seq
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkText validates a message text: present, valid UTF-8, not blank, at
+// most 4000 characters.
+func checkText(field, s string) error {
+	switch {
+	case s == "":
+		return newErr(http.StatusBadRequest, "missing_field", field+" is required")
+	case !utf8.ValidString(s):
+		return newErr(http.StatusBadRequest, "invalid_utf8", field+" is not valid UTF-8")
+	case bridge.Blank(s):
+		return newErr(http.StatusBadRequest, "invalid_text", field+" is blank")
+	case utf8.RuneCountInString(s) > bridge.MaxTextRunes:
+		return newErr(http.StatusBadRequest, "text_too_long", field+" is over 4000 characters")
+	}
+	return nil
+}
+
+func checkOptional(field, s string, maxRunes int) error {
+	if utf8.RuneCountInString(s) > maxRunes {
+		return newErr(http.StatusBadRequest, "invalid_field", field+" is too long")
+	}
+	return nil
+}
+
+func checkEmail(s string, required bool) error {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		if required {
+			return newErr(http.StatusBadRequest, "missing_field", "email is required")
+		}
+		return nil
+	}
+	bad := newErr(http.StatusBadRequest, "invalid_field", "email is not an email address")
+	at := strings.LastIndexByte(s, '@')
+	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") {
+		return bad
+	}
+	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+		return bad
+	}
+	return nil
+}
+
+func checkPageURL(s string) error {
+	if len(s) > maxPageURLBytes {
+		return newErr(http.StatusBadRequest, "invalid_field", "page_url is too long")
+	}
+	return nil
+}

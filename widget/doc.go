@@ -1,0 +1,42 @@
+// Package widget is onduty's HTTP surface on Fiber: the visitor API of SPEC §6
+// (status, status stream, chats, messages, transcript, visitor events, close,
+// offline messages), the admin API, health and metrics endpoints, and the
+// embeddable widget.js with its demo page.
+//
+// The status endpoint is the hot path: it answers from the presence watcher's
+// prebuilt snapshot (body and ETag) and never touches Redis. Chat endpoints go
+// through bridge.VisitorService; Redis failures there become 503, never 2xx.
+//
+// # Admin surface
+//
+// With Config.AdminToken set (bearer, compared in constant time; unset, every
+// admin route answers 404 and /admin says the admin API is off):
+//
+//	GET  /admin                               the live team board (admin.html + /admin.js, embedded)
+//	GET  /v1/admin/properties                 every property's report, from memory
+//	GET  /v1/admin/properties/{p}/presence    the report straight from Redis (SPEC §6)
+//	GET  /v1/admin/properties/{p}/chats       pending, active and offline chats (bridge Board)
+//	GET  /v1/admin/properties/{p}/events      SSE: "presence" now and at every change,
+//	GET  /v1/admin/events                       "chats" when the lists change, "chats_error"
+//	PUT  /v1/admin/agents/{a}/status          status and/or condition (SPEC §6)
+//	POST /v1/admin/agents/{a}/actions         an agent's command or message, as on a chat app
+//
+// The chat lists and agent actions are optional capabilities of the
+// VisitorService (Board, ChatCounts, bridge.Handler), found by type
+// assertion; *bridge.Bridge has them all. Open boards share one cached read
+// of a property's chats per presence change and per refresh (3s). The board
+// reads its stream with fetch(), so the token stays in a header, never in a
+// URL. /metrics adds gauges computed at scrape time (agents by effective
+// status, widget status, chats by state, presence staleness) from a
+// collector on the server's own registry.
+//
+// Concurrency: every server-sent event stream runs in exactly one goroutine
+// (the connection is hijacked from fasthttp, so the request worker is
+// released). Streams are told to stop before the HTTP server shuts down, and
+// Run waits for them. Rate limits are counted in Redis (fixed one-minute
+// windows per client IP) so they hold across instances.
+//
+// Redis keys (under Config.Prefix; the only ones this package writes):
+//
+//	ratelimit:<kind>:{<ip>}:<minute>  string  requests counted (INCR), EX 2m; kind is chats or messages
+package widget

@@ -1,0 +1,442 @@
+package widget
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/metrics"
+	"github.com/onduty/onduty/presence"
+)
+
+// fakeChats is an in-memory bridge.VisitorService: random tokens checked in
+// constant time, transcripts with stream-style ids, events fanned out to
+// subscribers. Agents are played by the test (Join, Reply, CloseByAgent).
+type fakeChats struct {
+	mu      sync.Mutex
+	props   map[presence.PropertyID]bool
+	chats   map[bridge.ChatID]*fakeChat
+	offline []fakeOffline
+	subs    map[bridge.ChatID]map[*fakeSub]struct{}
+	seq     int64
+	calls   []string
+	// fail, when set, is returned by every call (storage down).
+	fail error
+	// admin capabilities
+	actions    []bridge.Action
+	boardCalls int
+	countCalls int
+}
+
+type fakeChat struct {
+	chat  bridge.Chat
+	token string
+	msgs  []bridge.Message
+	files map[string][]byte
+}
+
+type fakeOffline struct {
+	Property presence.PropertyID
+	Visitor  bridge.Visitor
+	Text     string
+}
+
+type fakeSub struct{ ch chan bridge.VisitorEvent }
+
+var _ bridge.VisitorService = (*fakeChats)(nil)
+
+func newFakeChats(props ...presence.PropertyID) *fakeChats {
+	f := &fakeChats{props: map[presence.PropertyID]bool{}, chats: map[bridge.ChatID]*fakeChat{}, subs: map[bridge.ChatID]map[*fakeSub]struct{}{}}
+	for _, p := range props {
+		f.props[p] = true
+	}
+	return f
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// nextID returns a stream-style id; ids grow within the fake.
+func (f *fakeChats) nextID() string {
+	f.seq++
+	return fmt.Sprintf("%d-%d", 1700000000000+f.seq/3, f.seq%3)
+}
+
+func (f *fakeChats) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+// Calls lists what was called, in order.
+func (f *fakeChats) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeChats) SetFail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
+func validText(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return utf8.ValidString(s) && strings.TrimSpace(s) != "" && n <= bridge.MaxTextRunes
+}
+
+func (f *fakeChats) StartChat(ctx context.Context, p presence.PropertyID, v bridge.Visitor, text string) (bridge.Chat, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("StartChat %s %q", p, text)
+	if f.fail != nil {
+		return bridge.Chat{}, "", f.fail
+	}
+	if !f.props[p] {
+		return bridge.Chat{}, "", bridge.ErrUnknownProperty
+	}
+	if !validText(text) {
+		return bridge.Chat{}, "", bridge.ErrInvalidText
+	}
+	now := time.Now()
+	c := &fakeChat{
+		chat:  bridge.Chat{ID: bridge.ChatID(randomString(12)), Property: p, State: bridge.Pending, Visitor: v, CreatedAt: now, LastMessageAt: now},
+		token: randomString(24),
+		files: map[string][]byte{},
+	}
+	c.msgs = append(c.msgs, bridge.Message{ID: f.nextID(), Chat: c.chat.ID, From: bridge.FromVisitor, Text: text, At: now})
+	f.chats[c.chat.ID] = c
+	metrics.ChatsStarted.WithLabelValues(string(p)).Inc() // the bridge counts chats, not the widget
+	return c.chat, c.token, nil
+}
+
+func (f *fakeChats) AuthVisitor(ctx context.Context, id bridge.ChatID, token string) (bridge.Chat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return bridge.Chat{}, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Chat{}, bridge.ErrUnknownChat
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(c.token)) != 1 {
+		return bridge.Chat{}, bridge.ErrBadToken
+	}
+	return c.chat, nil
+}
+
+func (f *fakeChats) PostVisitorMessage(ctx context.Context, id bridge.ChatID, text string, att *bridge.Attachment) (bridge.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("PostVisitorMessage %s %q", id, text)
+	if f.fail != nil {
+		return bridge.Message{}, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Message{}, bridge.ErrUnknownChat
+	}
+	if c.chat.State == bridge.Closed {
+		return bridge.Message{}, bridge.ErrChatClosed
+	}
+	if !validText(text) {
+		return bridge.Message{}, bridge.ErrInvalidText
+	}
+	m := bridge.Message{ID: f.nextID(), Chat: id, From: bridge.FromVisitor, Text: text, At: time.Now(), Attachment: att}
+	c.msgs = append(c.msgs, m)
+	f.publish(id, bridge.VisitorEvent{Type: bridge.EventMessage, Chat: id, Message: &m})
+	return m, nil
+}
+
+func (f *fakeChats) Transcript(ctx context.Context, id bridge.ChatID, after string, limit int) ([]bridge.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return nil, bridge.ErrUnknownChat
+	}
+	var out []bridge.Message
+	for _, m := range c.msgs {
+		if m.Note || (after != "" && !messageAfter(m.ID, after)) {
+			continue
+		}
+		out = append(out, m)
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeChats) CloseByVisitor(ctx context.Context, id bridge.ChatID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("CloseByVisitor %s", id)
+	if f.fail != nil {
+		return f.fail
+	}
+	return f.closeLocked(id, "visitor")
+}
+
+func (f *fakeChats) closeLocked(id bridge.ChatID, by string) error {
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.ErrUnknownChat
+	}
+	if c.chat.State == bridge.Closed {
+		return bridge.ErrChatClosed
+	}
+	c.chat.State, c.chat.ClosedBy = bridge.Closed, by
+	f.publish(id, bridge.VisitorEvent{Type: bridge.EventChatClosed, Chat: id, Reason: by})
+	return nil
+}
+
+func (f *fakeChats) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v bridge.Visitor, text string) (bridge.Chat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("LeaveOfflineMessage %s %s %q", p, v.Email, text)
+	if f.fail != nil {
+		return bridge.Chat{}, f.fail
+	}
+	if !f.props[p] {
+		return bridge.Chat{}, bridge.ErrUnknownProperty
+	}
+	if !validText(text) {
+		return bridge.Chat{}, bridge.ErrInvalidText
+	}
+	f.offline = append(f.offline, fakeOffline{Property: p, Visitor: v, Text: text})
+	return bridge.Chat{ID: bridge.ChatID(randomString(12)), Property: p, State: bridge.Pending, Visitor: v, Offline: true, CreatedAt: time.Now()}, nil
+}
+
+// Offline lists the offline messages left.
+func (f *fakeChats) Offline() []fakeOffline {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeOffline(nil), f.offline...)
+}
+
+func (f *fakeChats) SubscribeVisitor(id bridge.ChatID) (<-chan bridge.VisitorEvent, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &fakeSub{ch: make(chan bridge.VisitorEvent, 64)}
+	if f.subs[id] == nil {
+		f.subs[id] = map[*fakeSub]struct{}{}
+	}
+	f.subs[id][s] = struct{}{}
+	var once sync.Once
+	return s.ch, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			delete(f.subs[id], s)
+			close(s.ch)
+		})
+	}
+}
+
+// Subscribers is the number of open subscriptions of a chat.
+func (f *fakeChats) Subscribers(id bridge.ChatID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs[id])
+}
+
+// publish hands ev to every subscriber; a full buffer drops it, as a slow
+// consumer of the real fan-out would (the client catches up via Last-Event-ID).
+func (f *fakeChats) publish(id bridge.ChatID, ev bridge.VisitorEvent) {
+	for s := range f.subs[id] {
+		select {
+		case s.ch <- ev:
+		default:
+		}
+	}
+}
+
+func (f *fakeChats) File(ctx context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return bridge.Attachment{}, nil, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Attachment{}, nil, bridge.ErrUnknownChat
+	}
+	data, ok := c.files[key]
+	if !ok {
+		return bridge.Attachment{}, nil, fmt.Errorf("fake: no file %q", key)
+	}
+	return bridge.Attachment{Key: key, Name: "f.txt", MIME: "text/plain", Size: int64(len(data))}, data, nil
+}
+
+// Join makes agent the owner and tells the visitor.
+func (f *fakeChats) Join(id bridge.ChatID, agent presence.AgentID, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.chats[id]
+	c.chat.State, c.chat.Owner = bridge.Active, agent
+	f.publish(id, bridge.VisitorEvent{Type: bridge.EventAgentJoined, Chat: id, Agent: name})
+}
+
+// Reply stores an agent message (or a note) and tells the visitor.
+func (f *fakeChats) Reply(id bridge.ChatID, agent presence.AgentID, name, text string, note bool) bridge.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.chats[id]
+	m := bridge.Message{ID: f.nextID(), Chat: id, From: bridge.FromAgent, Agent: agent, Name: name, Text: text, Note: note, At: time.Now()}
+	c.msgs = append(c.msgs, m)
+	if !note {
+		f.publish(id, bridge.VisitorEvent{Type: bridge.EventMessage, Chat: id, Message: &m})
+	}
+	return m
+}
+
+// CloseByAgent closes the chat from the agent side.
+func (f *fakeChats) CloseByAgent(id bridge.ChatID, agent presence.AgentID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_ = f.closeLocked(id, "agent:"+string(agent))
+}
+
+// Chat returns the stored chat.
+func (f *fakeChats) Chat(id bridge.ChatID) (bridge.Chat, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Chat{}, false
+	}
+	return c.chat, true
+}
+
+// Chats lists every chat id.
+func (f *fakeChats) ChatIDs() []bridge.ChatID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []bridge.ChatID
+	for id := range f.chats {
+		out = append(out, id)
+	}
+	return out
+}
+
+// The fake has the bridge's optional capabilities too: the admin board's
+// chat lists and counts, and agent actions from the admin API.
+var (
+	_ boardSource    = (*fakeChats)(nil)
+	_ chatCounter    = (*fakeChats)(nil)
+	_ bridge.Handler = (*fakeChats)(nil)
+)
+
+// Board lists the fake's open chats like the bridge does.
+func (f *fakeChats) Board(ctx context.Context, p presence.PropertyID) (bridge.BoardChats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.boardCalls++
+	if f.fail != nil {
+		return bridge.BoardChats{}, f.fail
+	}
+	if !f.props[p] {
+		return bridge.BoardChats{}, bridge.ErrUnknownProperty
+	}
+	now := time.Now()
+	out := bridge.BoardChats{Property: p, At: now, Pending: []bridge.BoardChat{}, Active: []bridge.BoardChat{}, Offline: []bridge.BoardChat{}}
+	for _, c := range f.chats {
+		ch := c.chat
+		if ch.Property != p || ch.State == bridge.Closed {
+			continue
+		}
+		bc := bridge.BoardChat{ID: ch.ID, State: ch.State, Visitor: ch.Visitor, Owner: ch.Owner, CreatedAt: ch.CreatedAt, LastMessageAt: ch.LastMessageAt}
+		if len(c.msgs) > 0 {
+			m := c.msgs[len(c.msgs)-1]
+			bc.Last = &bridge.BoardLine{From: m.From, Name: m.Name, Text: m.Text, Note: m.Note, At: m.At}
+		}
+		if ch.Owner == "" {
+			bc.WaitingSeconds = int64(now.Sub(ch.CreatedAt) / time.Second)
+			out.Pending = append(out.Pending, bc)
+			out.Counts.Pending++
+		} else {
+			bc.OwnerName = string(ch.Owner)
+			out.Active = append(out.Active, bc)
+			out.Counts.Active++
+		}
+	}
+	return out, nil
+}
+
+// BoardCalls is how many times Board was called.
+func (f *fakeChats) BoardCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.boardCalls
+}
+
+// ChatCounts counts open chats per property.
+func (f *fakeChats) ChatCounts(ctx context.Context) (map[presence.PropertyID]bridge.ChatCounts, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.countCalls++
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	out := map[presence.PropertyID]bridge.ChatCounts{}
+	for p := range f.props {
+		out[p] = bridge.ChatCounts{}
+	}
+	for _, c := range f.chats {
+		cc := out[c.chat.Property]
+		switch {
+		case c.chat.State == bridge.Closed:
+		case c.chat.Owner == "":
+			cc.Pending++
+		default:
+			cc.Active++
+		}
+		out[c.chat.Property] = cc
+	}
+	return out, nil
+}
+
+// CountCalls is how many times ChatCounts was called.
+func (f *fakeChats) CountCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.countCalls
+}
+
+// Handle records an agent action and answers with what it was.
+func (f *fakeChats) Handle(ctx context.Context, a bridge.Action) (bridge.Reply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, a)
+	if f.fail != nil {
+		return bridge.Reply{}, f.fail
+	}
+	r := bridge.Reply{Text: "handled " + string(a.Kind)}
+	if a.Kind == bridge.ActCommand && a.Command == "chats" {
+		for id := range f.chats {
+			r.Choices = append(r.Choices, bridge.Choice{Label: "Switch", Action: bridge.ActSwitch, Chat: id})
+		}
+	}
+	return r, nil
+}
+
+// Actions lists the agent actions handled.
+func (f *fakeChats) Actions() []bridge.Action {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bridge.Action(nil), f.actions...)
+}

@@ -1,0 +1,240 @@
+package widget
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/onduty/onduty/internal/metrics"
+	"github.com/onduty/onduty/presence"
+)
+
+// HeaderStale marks a status served while the watcher has lost Redis.
+const HeaderStale = "X-Onduty-Stale"
+
+// status answers GET /v1/properties/{p}/status from the watcher's prebuilt
+// snapshot. This is the hot path: no Redis, no encoding, no allocation
+// beyond Fiber's own.
+func (s *Server) status(c *fiber.Ctx) error {
+	p := presence.PropertyID(c.Params("p"))
+	hs := s.hotStatus(p)
+	if hs == nil {
+		return errUnknownProperty
+	}
+	if _, err := s.corsProperty(c, p); err != nil {
+		return err
+	}
+	h := &c.Response().Header
+	h.SetCanonical(keyETag, hs.etag)
+	h.SetCanonical(keyCacheControl, valNoCache)
+	if s.watcher.Stale() {
+		h.SetCanonical(keyStale, valTrue)
+	}
+	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), hs.snap.ETag) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
+	h.SetContentTypeBytes(valJSON)
+	return c.Send(hs.snap.Body)
+}
+
+// Canonical header keys and values of the hot path, set without Fiber's
+// normalising Set.
+var (
+	keyETag         = []byte(fiber.HeaderETag)
+	keyCacheControl = []byte(fiber.HeaderCacheControl)
+	keyStale        = []byte(HeaderStale)
+	valNoCache      = []byte("no-cache")
+	valTrue         = []byte("true")
+	valJSON         = []byte(fiber.MIMEApplicationJSON)
+)
+
+// hot is a property's current snapshot with its ETag as bytes.
+type hot struct {
+	snap *presence.Snapshot
+	etag []byte
+}
+
+// hotStatus returns p's current snapshot, refreshing the cached ETag bytes
+// when the watcher has published a new one; nil for an unknown property.
+func (s *Server) hotStatus(p presence.PropertyID) *hot {
+	ptr, ok := s.hot[p]
+	if !ok {
+		return nil
+	}
+	snap, _ := s.watcher.Snapshot(p)
+	if snap == nil {
+		return nil
+	}
+	h := ptr.Load()
+	if h == nil || h.snap != snap {
+		h = &hot{snap: snap, etag: []byte(snap.ETag)}
+		ptr.Store(h)
+	}
+	return h
+}
+
+// etagMatch reports whether an If-None-Match header names etag.
+func etagMatch(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	if header == etag || header == "*" {
+		return true
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// statusStream answers GET /v1/properties/{p}/status/stream: a status event
+// now and at every change, heartbeats in between.
+func (s *Server) statusStream(c *fiber.Ctx) error {
+	p := presence.PropertyID(strings.Clone(c.Params("p")))
+	if snap, ok := s.watcher.Snapshot(p); !ok || snap == nil {
+		return errUnknownProperty
+	}
+	cr, err := s.corsProperty(c, p)
+	if err != nil {
+		return err
+	}
+	s.hijackStream(c, "status", sseHead(cr), func(w *sseConn) {
+		s.followStatus(w, p)
+	})
+	return nil
+}
+
+// followStatus writes status events for p until the client goes or the
+// server stops.
+func (s *Server) followStatus(w *sseConn, p presence.PropertyID) {
+	hb := time.NewTicker(s.cfg.Heartbeat)
+	defer hb.Stop()
+	var st statusSent
+	for {
+		changed, err := st.send(s.watcher, w, p)
+		if err != nil {
+			return
+		}
+		select {
+		case <-changed:
+		case <-hb.C:
+			if w.comment() != nil {
+				return
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// statusSent is the widget status a stream last sent (its ETag); status
+// and visitor streams share it.
+type statusSent struct{ etag string }
+
+// send writes p's status event unless the stream already has it, and returns
+// the channel closed at the next change of the widget status. The channel is
+// taken before the snapshot, so no change falls in between.
+func (st *statusSent) send(watcher *presence.Watcher, w *sseConn, p presence.PropertyID) (<-chan struct{}, error) {
+	changed := watcher.StatusChanged(p)
+	if snap, _ := watcher.Snapshot(p); snap != nil && snap.ETag != st.etag {
+		if err := w.event("status", "", snap.Body); err != nil {
+			return nil, err
+		}
+		st.etag = snap.ETag
+	}
+	return changed, nil
+}
+
+// sseHead is the response head of an event stream. The connection is
+// hijacked, so the head is written by hand and the body ends with the
+// connection.
+func sseHead(cr corsResult) string {
+	return "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: text/event-stream; charset=utf-8\r\n" +
+		"Cache-Control: no-cache, no-store\r\n" +
+		"Connection: close\r\n" +
+		"X-Accel-Buffering: no\r\n" +
+		cr.header() +
+		"\r\n" +
+		"retry: 3000\n\n"
+}
+
+// hijackStream takes the connection from fasthttp once the handler returns
+// and runs the stream in that one goroutine; the request worker is released.
+// Hijacked connections are invisible to fasthttp's shutdown, so the server
+// tracks them itself.
+func (s *Server) hijackStream(c *fiber.Ctx, kind, head string, run func(w *sseConn)) {
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(conn net.Conn) {
+		if !s.streamStart() {
+			return
+		}
+		defer s.streams.Done()
+		g := metrics.OpenStreams.WithLabelValues(kind)
+		g.Inc()
+		s.open.Add(1)
+		defer func() { g.Dec(); s.open.Add(-1) }()
+		w := &sseConn{conn: conn}
+		if w.write([]byte(head)) != nil {
+			return
+		}
+		run(w)
+	})
+}
+
+// streamStart registers a stream unless the server is stopping.
+func (s *Server) streamStart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+// OpenStreams is the number of event streams open now.
+func (s *Server) OpenStreams() int64 { return s.open.Load() }
+
+// sseConn writes server-sent events to a hijacked connection.
+type sseConn struct {
+	conn net.Conn
+	buf  []byte
+}
+
+// writeTimeout bounds one write: a client that stops reading is dropped.
+const writeTimeout = 10 * time.Second
+
+func (w *sseConn) write(b []byte) error {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	_, err := w.conn.Write(b)
+	return err
+}
+
+// event writes one event; data must not contain newlines (compact JSON).
+func (w *sseConn) event(name, id string, data []byte) error {
+	b := w.buf[:0]
+	if id != "" {
+		b = append(b, "id: "...)
+		b = append(b, id...)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	b = append(b, "\n\n"...)
+	w.buf = b
+	return w.write(b)
+}
+
+func (w *sseConn) comment() error { return w.write([]byte(": keep-alive\n\n")) }
