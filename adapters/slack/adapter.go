@@ -1,0 +1,326 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	slackapi "github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/presence"
+)
+
+// Connection modes.
+const (
+	ModeSocket = "socket"
+	ModeEvents = "events"
+)
+
+// DefaultAPIURL is Slack's Web API base.
+const DefaultAPIURL = "https://slack.com/api/"
+
+// Config configures the adapter.
+type Config struct {
+	// BotToken (xoxb-…) calls the Web API. Required.
+	BotToken string
+	// AppToken (xapp-…) opens Socket Mode connections. Required in socket mode.
+	AppToken string
+	// SigningSecret verifies Events API requests. Required in events mode.
+	SigningSecret string
+	// Mode is "socket" (zero value) or "events".
+	Mode string
+	// APIURL is the Web API base ending in /api/; a missing slash is added.
+	// Zero means https://slack.com/api/.
+	APIURL string
+	// Channels names each property's slack_channel. A property without one is
+	// reached through its agents' DMs.
+	Channels map[presence.PropertyID]string
+	// UsePresence polls users.getPresence for activity-condition agents and
+	// reports "active" as activity.
+	UsePresence bool
+	// PresenceEvery is how often each agent's presence is read. Zero means 1m.
+	// Calls are spread out and never exceed 50 a minute (Slack's Tier 3).
+	PresenceEvery time.Duration
+	// Prefix starts every Redis key. Zero means "onduty:".
+	Prefix string
+	// HTTPClient calls the Web API. Zero means a client with a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// Retention of what the adapter remembers in Redis.
+const (
+	rootTTL    = 30 * 24 * time.Hour
+	dedupTTL   = 24 * time.Hour
+	refusalTTL = 24 * time.Hour
+)
+
+// Adapter is the Slack surface of the bridge. It is safe for concurrent use.
+type Adapter struct {
+	cfg  Config
+	dir  *presence.Directory
+	rdb  redis.UniversalClient
+	log  *slog.Logger
+	keys keys
+	api  *slackapi.Client
+	pace *pacer
+
+	// shards run inbound work; one agent's actions always go to the same shard,
+	// so they reach the bridge in the order Slack sent them.
+	shards []chan job
+
+	// syncWait is how long a slash command waits for the bridge's answer to
+	// put it in the response itself (Slack wants one within 3 s).
+	syncWait time.Duration
+	// pollGap is the least time between two users.getPresence calls.
+	pollGap time.Duration
+	// storageWait is the pause before an agent's message is handed to the
+	// bridge again while storage is down (failures counts the tries so far).
+	storageWait func(failures int) time.Duration
+
+	mu      sync.RWMutex
+	h       bridge.Handler
+	botUser string
+	botID   string
+}
+
+var _ bridge.Adapter = (*Adapter)(nil)
+
+type job struct {
+	run func(ctx context.Context, h bridge.Handler)
+}
+
+const numShards = 16
+
+// New checks cfg and builds the adapter. It makes no network call: the bot's
+// identity is read by Run.
+func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *slog.Logger) (*Adapter, error) {
+	if dir == nil || rdb == nil {
+		return nil, errors.New("slack: directory and redis are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var problems []string
+	if cfg.BotToken == "" {
+		problems = append(problems, "bot_token is required")
+	}
+	switch cfg.Mode {
+	case "", ModeSocket:
+		cfg.Mode = ModeSocket
+		if cfg.AppToken == "" {
+			problems = append(problems, "app_token is required in socket mode")
+		}
+	case ModeEvents:
+		if cfg.SigningSecret == "" {
+			problems = append(problems, "signing_secret is required in events mode")
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("mode %q: want socket or events", cfg.Mode))
+	}
+	channels := make(map[presence.PropertyID]string, len(cfg.Channels))
+	for p, ch := range cfg.Channels {
+		if _, ok := dir.Property(p); !ok {
+			problems = append(problems, fmt.Sprintf("channel for unknown property %q", p))
+		}
+		if ch != "" {
+			channels[p] = ch
+		}
+	}
+	cfg.Channels = channels
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("slack: %s", strings.Join(problems, "; "))
+	}
+	if cfg.APIURL == "" {
+		cfg.APIURL = DefaultAPIURL
+	}
+	if !strings.HasSuffix(cfg.APIURL, "/") {
+		cfg.APIURL += "/"
+	}
+	if cfg.PresenceEvery <= 0 {
+		cfg.PresenceEvery = time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	log = log.With("adapter", "slack")
+	opts := []slackapi.Option{
+		slackapi.OptionAPIURL(cfg.APIURL),
+		slackapi.OptionHTTPClient(cfg.HTTPClient),
+		slackapi.OptionLog(sdkLogger{log}),
+	}
+	if cfg.AppToken != "" {
+		opts = append(opts, slackapi.OptionAppLevelToken(cfg.AppToken))
+	}
+	a := &Adapter{
+		cfg:      cfg,
+		dir:      dir,
+		rdb:      rdb,
+		log:      log,
+		keys:     keys{prefix: cfg.Prefix},
+		api:      slackapi.New(cfg.BotToken, opts...),
+		pace:     newPacer(time.Second, 3),
+		shards:   make([]chan job, numShards),
+		syncWait: 2500 * time.Millisecond,
+		storageWait: func(failures int) time.Duration {
+			return min(100*time.Millisecond<<min(failures, 6), 5*time.Second)
+		},
+		pollGap: 1200 * time.Millisecond,
+	}
+	for i := range a.shards {
+		a.shards[i] = make(chan job, 64)
+	}
+	return a, nil
+}
+
+// Name is "slack".
+func (a *Adapter) Name() string { return "slack" }
+
+// Reaches reports whether the agent has a Slack user id.
+func (a *Adapter) Reaches(agent presence.AgentID) bool {
+	ag, ok := a.dir.Agent(agent)
+	return ok && ag.SlackUserID != ""
+}
+
+// Shared reports whether the property has a Slack channel.
+func (a *Adapter) Shared(p presence.PropertyID) bool { return a.cfg.Channels[p] != "" }
+
+func (a *Adapter) handler() bridge.Handler {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.h
+}
+
+func (a *Adapter) bot() (user, id string) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.botUser, a.botID
+}
+
+// Run learns the bot's identity (auth.test), then takes agent actions from
+// Slack (Socket Mode, or the HTTP handlers in events mode) and hands them to
+// h until ctx is done. It waits for every goroutine it started.
+func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+	if err := a.identify(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.mu.Lock()
+	a.h = h
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.h = nil
+		a.mu.Unlock()
+	}()
+
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, ch := range a.shards {
+		wg.Go(func() { a.work(ctx, h, ch) })
+	}
+	if a.cfg.UsePresence {
+		wg.Go(func() { a.pollPresence(ctx, h) })
+	}
+	var err error
+	if a.cfg.Mode == ModeSocket {
+		err = a.runSocket(ctx)
+		cancel() // a connection that cannot be had stops the rest too
+	} else {
+		<-ctx.Done()
+	}
+	wg.Wait()
+	if err != nil && parent.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// identify calls auth.test until it succeeds, so the bot can ignore its own
+// messages.
+func (a *Adapter) identify(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		res, err := a.api.AuthTestContext(ctx)
+		if err == nil {
+			a.mu.Lock()
+			a.botUser, a.botID = res.UserID, res.BotID
+			a.mu.Unlock()
+			a.log.Info("slack connected", "bot_user", res.UserID, "team", res.Team, "mode", a.cfg.Mode)
+			return nil
+		}
+		var se slackapi.SlackErrorResponse
+		if errors.As(err, &se) && (se.Err == "invalid_auth" || se.Err == "not_authed" || se.Err == "account_inactive" || se.Err == "token_revoked") {
+			return fmt.Errorf("slack: auth.test: %w", err)
+		}
+		a.log.Warn("slack auth.test failed, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// enqueue hands work to the shard of key. It blocks while the shard is full,
+// until ctx is done.
+func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) error {
+	f := fnv.New32a()
+	f.Write([]byte(key))
+	select {
+	case a.shards[f.Sum32()%numShards] <- job{run: run}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-ch:
+			j.run(ctx, h)
+		}
+	}
+}
+
+// runSocket holds the Socket Mode connection and reads its events until ctx
+// is done. Slack gives each envelope to one connection, so every instance may
+// connect; events are still de-duplicated by id.
+func (a *Adapter) runSocket(ctx context.Context) error {
+	smc := socketmode.New(a.api, socketmode.OptionLog(sdkLogger{a.log}))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.readSocket(ctx, smc, &wg) })
+	err := smc.RunContext(ctx)
+	failed := ctx.Err() == nil
+	cancel()
+	wg.Wait()
+	if err != nil && failed {
+		return fmt.Errorf("slack: socket mode: %w", err)
+	}
+	return nil
+}
+
+// sdkLogger routes the SDK's log lines into slog at debug level.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Output(_ int, s string) error {
+	l.log.Debug(strings.TrimSpace(s), "source", "slack-go")
+	return nil
+}

@@ -1,0 +1,221 @@
+package slack
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+// TestSlackStrangerTriesEveryCommand: Slack users who are not configured
+// agents run every /onduty command, press every kind of button, write in a
+// chat's thread and to the bot, through the real bridge. Each is refused
+// once and nothing changes: every agent's presence in Redis (status,
+// condition, last activity) and the pending chat stay as they were.
+func TestSlackStrangerTriesEveryCommand(t *testing.T) {
+	fake := newFakeSlack(t)
+	l := newLiveSlack(t, fake)
+	b, hs, ctx := l.b, l.hs, t.Context()
+
+	hs.command("U111", "D111", "online")
+	chat, token, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera"}, "help me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt root
+	wait.For(t, "the offer's thread", func() bool {
+		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
+		rt = r
+		return err == nil && ok
+	})
+	before := bridgetest.Presence(t, ctx, l.store)
+
+	commands := []string{"", "start", "online", "away", "invisible", "offline", "alwayson on", "alwayson off",
+		"status", "team", "chats", "accept", "accept " + string(chat.ID), "close", "transfer Alice", "transfer alice",
+		"monitor", "help", "dance"}
+	stranger := 0
+	next := func() string { stranger++; return fmt.Sprintf("U9%03d", stranger) }
+	for _, c := range commands {
+		user := next()
+		if body := hs.command(user, "C1", c); !strings.Contains(body, "not set up as an onduty agent") {
+			t.Errorf("/onduty %s by a stranger answered %q", c, body)
+		}
+	}
+	// Everything else is refused by an ephemeral message, once per user.
+	refusedBy := map[string]bool{}
+	for _, action := range []string{actionAccept, actionMonitor, actionSwitch, actionStillHere} {
+		user := next()
+		refusedBy[user] = true
+		hs.button(user, action, string(chat.ID), "C1", rt.TS)
+	}
+	user := next()
+	refusedBy[user] = true
+	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rt.TS})
+	user = next()
+	refusedBy[user] = true
+	hs.message("EvS2", map[string]any{"user": user, "text": "/online", "channel": "D9", "channel_type": "im", "ts": "5.2"})
+	wait.For(t, "every stranger refused", func() bool {
+		n := 0
+		for _, c := range fake.callsOf("chat.postEphemeral") {
+			if refusedBy[c.Form.Get("user")] {
+				n++
+			}
+		}
+		return n >= len(refusedBy)
+	})
+	told := map[string]int{}
+	for _, c := range fake.callsOf("chat.postEphemeral") {
+		told[c.Form.Get("user")]++
+	}
+	for u := range refusedBy {
+		if told[u] != 1 {
+			t.Errorf("%s was told %d times, want once", u, told[u])
+		}
+	}
+	bridgetest.Untouched(t, ctx, l.store, before, b, chat.ID, token)
+}
+
+// TestSlackVisitorTextArrivesEscaped: mentions, links and markup in what a
+// visitor types (name, page, messages) reach Slack as text — never as
+// <!channel> pings, <@U…> mentions or <url|label> links — in the blocks and
+// in the notification text, and without control characters.
+func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
+	fake := newFakeSlack(t)
+	l := newLiveSlack(t, fake)
+	b, hs, ctx := l.b, l.hs, t.Context()
+	hs.command("U111", "D111", "online")
+
+	visitor := bridge.Visitor{Name: "<!channel> Eve\n*Email*\nboss@acme.example", PageURL: "https://acme.example/?<@U222>"}
+	chat, _, err := b.StartChat(ctx, "acme", visitor, "first <!here>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt root
+	wait.For(t, "the offer's thread", func() bool {
+		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
+		rt = r
+		return err == nil && ok
+	})
+	for _, c := range fake.callsOf("chat.postMessage") {
+		if c.Form.Get("ts") == "" && strings.Contains(unJSON(c.Form.Get("blocks")), `Eve\n`) {
+			t.Errorf("the visitor's name spans lines in the root message: %s", blocksOf(c))
+		}
+	}
+	hs.button("U111", actionAccept, string(chat.ID), "C1", "")
+
+	texts := []struct{ sent, want string }{
+		{"<!channel>", "&lt;!channel&gt;"},
+		{"<!here> and <!everyone>", "&lt;!here&gt; and &lt;!everyone&gt;"},
+		{"<@U123> hi", "&lt;@U123&gt; hi"},
+		{"<https://evil.example|click here>", "&lt;https://evil.example|click here&gt;"},
+		{"<b>x</b>", "&lt;b&gt;x&lt;/b&gt;"},
+		{"&lt; literally", "&amp;lt; literally"},
+		{"bell\a nul\x00 esc\x1b[31m del\x7f c1\u0085 end", "bell nul esc[31m del c1 end"},
+	}
+	for i, tt := range texts {
+		if _, err := b.PostVisitorMessage(ctx, chat.ID, fmt.Sprintf("m%d %s", i, tt.sent), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tt := range texts {
+		tag := fmt.Sprintf("m%d ", i)
+		var c apiCall
+		wait.For(t, "message "+tag, func() bool {
+			for _, x := range fake.callsOf("chat.postMessage") {
+				if x.Form.Get("thread_ts") == rt.TS && strings.Contains(x.Form.Get("blocks"), tag) {
+					c = x
+					return true
+				}
+			}
+			return false
+		})
+		if bl := blocksOf(c); !strings.Contains(bl, tag+tt.want) {
+			t.Errorf("%q arrived in blocks %s, want %q", tt.sent, bl, tag+tt.want)
+		}
+		if txt := c.Form.Get("text"); !strings.Contains(txt, tag+tt.want) {
+			t.Errorf("%q arrived as notification text %q, want %q", tt.sent, txt, tag+tt.want)
+		}
+	}
+	fake.mu.Lock()
+	all := append([]apiCall(nil), fake.calls...)
+	fake.mu.Unlock()
+	for _, c := range all {
+		for k, vs := range c.Form {
+			for _, v := range vs {
+				v = unJSON(v)
+				for _, raw := range []string{"<!channel>", "<!here>", "<!everyone>", "<@U123>", "<@U222>", "<https://evil"} {
+					if strings.Contains(v, raw) {
+						t.Errorf("%s %s carries %s unescaped: %s", c.Method, k, raw, v)
+					}
+				}
+				if strings.IndexFunc(strings.NewReplacer(`\n`, "", `\t`, "").Replace(v), isBadControl) >= 0 ||
+					strings.Contains(v, `\u0000`) || strings.Contains(v, `\u001b`) || strings.Contains(v, `\u0007`) {
+					t.Errorf("%s %s carries a control character: %q", c.Method, k, v)
+				}
+			}
+		}
+	}
+}
+
+// isBadControl: a control character other than tab and newline.
+func isBadControl(r rune) bool {
+	return unicode.IsControl(r) && r != '\n' && r != '\t'
+}
+
+// TestOversizeCallbacks: a Slack callback over 1 MiB is refused with 413 on
+// every events-mode path, signed or not, and reaches nothing.
+func TestOversizeCallbacks(t *testing.T) {
+	hs := newHarness(t, ModeEvents)
+	big := []byte(`{"type":"event_callback","event_id":"EvBig","event":{"type":"message","user":"U111","channel":"D1","channel_type":"im","ts":"1.1","text":"` +
+		strings.Repeat("x", maxBody) + `"}}`)
+	for _, path := range []string{"/slack/events", "/slack/commands", "/slack/interactions"} {
+		t.Run(path, func(t *testing.T) {
+			if rec := hs.post(path, "application/json", big, nil); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("signed: %d, want 413", rec.Code)
+			}
+			if rec := hs.postRaw(path, "application/json", big, http.Header{}); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("unsigned: %d, want 413", rec.Code)
+			}
+		})
+	}
+	if got := hs.h.Actions(); len(got) != 0 {
+		t.Errorf("refused callbacks reached the bridge: %+v", got)
+	}
+}
+
+// TestSlackCommandsWithoutPermission: an agent without any of the three
+// permissions runs every presence command through the real bridge: each is
+// refused with a clear reply and the stored presence does not change.
+func TestSlackCommandsWithoutPermission(t *testing.T) {
+	dir, err := presence.NewDirectory(
+		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
+		[]presence.Agent{{ID: "pat", Name: "Pat", Properties: []presence.PropertyID{"acme"}, SlackUserID: "U444", Permissions: []presence.Permission{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLiveSlackDir(t, newFakeSlack(t), dir)
+	ctx := t.Context()
+	l.hs.command("U444", "D444", "status") // first contact counts as coming online (SPEC §2)
+	before, err := l.store.Get(ctx, "pat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"online", "away", "offline", "invisible", "alwayson on", "alwayson off"} {
+		if body := l.hs.command("U444", "D444", cmd); !strings.Contains(body, "not allowed") {
+			t.Errorf("/onduty %s answered %q, want a refusal", cmd, body)
+		}
+	}
+	after, err := l.store.Get(ctx, "pat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status != before.Status || after.Condition != before.Condition || before.Status == "" {
+		t.Errorf("presence changed from %+v to %+v", before, after)
+	}
+}

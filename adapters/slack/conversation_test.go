@@ -1,0 +1,239 @@
+package slack
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+// visitorLog collects a visitor's events under a mutex.
+type visitorLog struct {
+	mu     sync.Mutex
+	events []bridge.VisitorEvent
+}
+
+func (v *visitorLog) has(match func(bridge.VisitorEvent) bool) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, e := range v.events {
+		if match(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestConversation is the whole product path: a visitor starts a chat through
+// the bridge's visitor API, it appears in the (fake) Slack channel, an agent
+// accepts and answers in the thread, non-owners and notes stay private, the
+// agent closes it, and the agent's presence follows.
+func TestConversation(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			fake := newFakeSlack(t)
+			r := redistest.New(t)
+			dir := testDirectory(t)
+			log := testLogger(t)
+			store := presence.NewStore(r.Client, dir, presence.Keys{Prefix: r.Prefix}, time.Now)
+			watcher := presence.NewWatcher(store, log)
+			if err := watcher.Load(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b, err := bridge.New(bridge.Config{
+				Prefix: r.Prefix, Properties: map[presence.PropertyID]bridge.Routing{"acme": {}, "beta": {}},
+				RetryMin: time.Millisecond, RetryMax: 50 * time.Millisecond, PollEvery: 20 * time.Millisecond,
+			}, r.Client, store, watcher, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := newAdapter(t, fake, r, mode, dir)
+			b.AddAdapter(a)
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = watcher.Run(ctx) })
+			wg.Go(func() {
+				if err := b.Run(ctx); err != nil {
+					t.Errorf("bridge Run: %v", err)
+				}
+			})
+			t.Cleanup(func() { cancel(); wg.Wait() })
+			hs := &harness{t: t, mode: mode, a: a, fake: fake, redis: r}
+			wait.For(t, "adapter running", func() bool { return a.handler() != nil })
+
+			// Alice comes on duty from Slack.
+			if body := hs.command("U111", "D111", "online"); !strings.Contains(strings.ToLower(body+lastEphemeral(fake)), "online") {
+				t.Errorf("/onduty online answered %q", body)
+			}
+			st, err := store.Get(ctx, "alice")
+			if err != nil || st.Status != presence.Online || time.Since(st.LastActivity) > time.Minute {
+				t.Fatalf("alice after /onduty online: %+v %v", st, err)
+			}
+
+			// A visitor starts a chat on the widget.
+			chat, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", Email: "vera@example.com"}, "Where is order <42> & co?")
+			if err != nil {
+				t.Fatal(err)
+			}
+			events, stop := b.SubscribeVisitor(chat.ID)
+			defer stop()
+			vl := &visitorLog{}
+			wg.Go(func() {
+				for e := range events {
+					vl.mu.Lock()
+					vl.events = append(vl.events, e)
+					vl.mu.Unlock()
+				}
+			})
+			var offerCall apiCall
+			wait.For(t, "offer in the channel", func() bool {
+				for _, c := range fake.callsOf("chat.postMessage") {
+					if c.Form.Get("channel") == "C1" && strings.Contains(blocksOf(c), `"value":"`+string(chat.ID)+`"`) {
+						offerCall = c
+						return true
+					}
+				}
+				return false
+			})
+			if bl := blocksOf(offerCall); !strings.Contains(bl, "Where is order &lt;42&gt; &amp; co?") || !strings.Contains(bl, "onduty_accept") {
+				t.Errorf("offer blocks %s", bl)
+			}
+			var rt root
+			wait.For(t, "root remembered", func() bool {
+				r, ok, err := a.loadRoot(ctx, chat.ID, where{})
+				rt = r
+				return err == nil && ok
+			})
+
+			// Alice accepts: the offer shows her as the owner, buttons gone.
+			hs.button("U111", actionAccept, string(chat.ID), "C1", "")
+			wait.For(t, "offer updated to taken", func() bool {
+				for _, c := range fake.callsOf("chat.update") {
+					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Taken by *Alice*") && !strings.Contains(blocksOf(c), "onduty_accept") {
+						return true
+					}
+				}
+				return false
+			})
+			wait.For(t, "visitor told Alice joined", func() bool {
+				return vl.has(func(e bridge.VisitorEvent) bool { return e.Type == bridge.EventAgentJoined && e.Agent == "Alice" })
+			})
+
+			// Alice answers in the thread; the visitor gets it.
+			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rt.TS})
+			wait.For(t, "visitor got Alice's answer", func() bool {
+				return vl.has(func(e bridge.VisitorEvent) bool {
+					return e.Type == bridge.EventMessage && e.Message != nil && e.Message.From == bridge.FromAgent &&
+						e.Message.Text == "Hi Vera & welcome, checking order 42 (https://acme.example/o/42)"
+				})
+			})
+			// Slack redelivers the same event: nothing new reaches the visitor.
+			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rt.TS})
+
+			// The visitor writes; it lands in the thread.
+			if _, err := b.PostVisitorMessage(ctx, chat.ID, "Thanks! <@channel>", nil); err != nil {
+				t.Fatal(err)
+			}
+			wait.For(t, "visitor message in the thread", func() bool {
+				for _, c := range fake.callsOf("chat.postMessage") {
+					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "*Visitor:* Thanks! &lt;@channel&gt;") {
+						return true
+					}
+				}
+				return false
+			})
+
+			// Bob is not the owner: told privately, the visitor sees nothing.
+			hs.message("EvC2", map[string]any{"user": "U222", "text": "I can take it", "channel": "C1", "channel_type": "channel", "ts": "9.2", "thread_ts": rt.TS})
+			wait.For(t, "bob told privately", func() bool {
+				for _, c := range fake.callsOf("chat.postEphemeral") {
+					if c.Form.Get("user") == "U222" && c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "Alice is handling this chat") {
+						return true
+					}
+				}
+				return false
+			})
+			// Alice leaves a note for the team.
+			hs.message("EvC3", map[string]any{"user": "U111", "text": "// VIP customer", "channel": "C1", "channel_type": "channel", "ts": "9.3", "thread_ts": rt.TS})
+
+			// Alice sends a file in the thread; the visitor gets it.
+			hs.message("EvC4", map[string]any{"subtype": "file_share", "user": "U111", "text": "", "channel": "C1", "channel_type": "channel",
+				"ts": "9.4", "thread_ts": rt.TS, "files": []any{fileJSON(fake, "receipt.txt", 33)}})
+			var att *bridge.Attachment
+			wait.For(t, "visitor got the file", func() bool {
+				return vl.has(func(e bridge.VisitorEvent) bool {
+					if e.Message != nil && e.Message.Attachment != nil {
+						att = e.Message.Attachment
+						return true
+					}
+					return false
+				})
+			})
+			if _, data, err := b.File(ctx, chat.ID, att.Key); err != nil || string(data) != fileContent("receipt.txt") {
+				t.Errorf("file %+v: %q %v", att, data, err)
+			}
+
+			// Alice closes the chat with the slash command.
+			hs.command("U111", "C1", "close")
+			wait.For(t, "visitor told the chat closed", func() bool {
+				return vl.has(func(e bridge.VisitorEvent) bool { return e.Type == bridge.EventChatClosed })
+			})
+			wait.For(t, "offer updated to closed", func() bool {
+				for _, c := range fake.callsOf("chat.update") {
+					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Chat closed") {
+						return true
+					}
+				}
+				return false
+			})
+
+			// The transcript holds exactly what the visitor may see, once.
+			ms, err := b.Transcript(ctx, chat.ID, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for _, m := range ms {
+				if m.From != bridge.FromSystem {
+					lines = append(lines, string(m.From)+": "+m.Text)
+				}
+			}
+			want := []string{
+				"visitor: Where is order <42> & co?",
+				"agent: Hi Vera & welcome, checking order 42 (https://acme.example/o/42)",
+				"visitor: Thanks! <@channel>",
+				"agent: ", // the file
+			}
+			if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+				t.Errorf("transcript:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+			}
+			if vl.has(func(e bridge.VisitorEvent) bool {
+				return e.Message != nil && (strings.Contains(e.Message.Text, "take it") || strings.Contains(e.Message.Text, "VIP"))
+			}) {
+				t.Error("the visitor saw a non-owner's message or a note")
+			}
+			// Presence followed the agents: both were active on Slack just now.
+			for _, id := range []presence.AgentID{"alice", "bob"} {
+				st, err := store.Get(ctx, id)
+				if err != nil || time.Since(st.LastActivity) > time.Minute {
+					t.Errorf("%s last activity %v (%v)", id, st.LastActivity, err)
+				}
+			}
+			stop()
+		})
+	}
+}
+
+func lastEphemeral(f *fakeSlack) string {
+	cs := f.callsOf("chat.postEphemeral")
+	if len(cs) == 0 {
+		return ""
+	}
+	return blocksOf(cs[len(cs)-1])
+}

@@ -1,0 +1,37 @@
+// Package slack is the Slack surface of onduty: agents take and answer
+// visitor chats from a Slack channel (one thread per chat) or their DMs with
+// the bot, and use the /onduty slash command and buttons.
+//
+// The adapter only translates. Slack events from configured agents become
+// bridge.Actions (every one of them is activity for presence); everything
+// else — routing, who owns a chat, what a command means, reply wording —
+// lives in the bridge. Users who are not configured agents are told once a
+// day, and nothing reaches the bridge.
+//
+// Where chats show: a property with a slack_channel gets one root message
+// per chat (visitor details, first message, Accept/Monitor buttons), edited
+// when the chat is taken, withdrawn or closed, with the conversation in its
+// thread. A property without one reaches each agent in a DM with the bot the
+// same way. Notices and "Still on duty?" prompts go to the agent's DM. Thread
+// replies from agents become ActMessage for that chat (files included, stored
+// through the handler's PutFile when it has one); a DM outside a thread is
+// ActMessage for the agent's current chat; anything else an agent writes
+// where the bot can see it is ActActivity. Slash commands (/onduty SUB ARGS)
+// become ActCommand and are answered ephemerally: in the response itself when
+// the bridge answers within 2.5 s, else through the response_url.
+//
+// Connections: Socket Mode (default; every instance may connect, Slack gives
+// each envelope to one connection) or the Events API over HTTP
+// (HTTPHandlers: /slack/events, /slack/commands, /slack/interactions), with
+// the signing secret checked on the raw body and a 5-minute replay window.
+// Events are de-duplicated by event id in Redis before they are acted on,
+// and passed to the bridge with DedupKey "slack:<event_id>".
+//
+// Concurrency: Slack is answered at once and the work is handed to one of a
+// fixed set of workers chosen by the Slack user, so one agent's actions reach
+// the bridge in order. Deliver is safe for concurrent use; it paces posts to
+// about one a second per channel and maps Slack's errors to
+// bridge.RetryAfterError (429) and bridge.PermanentError (the request itself
+// is wrong). What was posted for a chat (root message ts, thread → chat) is
+// kept in Redis, see keys.go.
+package slack

@@ -1,0 +1,91 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	slackapi "github.com/slack-go/slack"
+
+	"github.com/onduty/onduty/bridge"
+)
+
+// maxFileBytes caps a file an agent sends from Slack (the bridge has its own cap).
+const maxFileBytes = 10 << 20
+
+// fileStore is the optional capability of a Handler to keep an agent's file
+// for a chat; *bridge.Bridge has it (PutFile). Without it, files are not
+// passed on and the agent is told.
+type fileStore interface {
+	PutFile(ctx context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error)
+}
+
+// fetchFiles downloads the files of an agent's message and stores them for
+// chat. It returns what was stored and a note for the agent about the rest.
+func (a *Adapter) fetchFiles(ctx context.Context, h bridge.Handler, chat bridge.ChatID, files []slackapi.File) ([]*bridge.Attachment, string) {
+	fs, ok := h.(fileStore)
+	switch {
+	case !ok:
+		return nil, "Files can't be passed on to visitors here; please send text."
+	case chat == "":
+		return nil, "To send a file to a visitor, post it in the chat's thread."
+	}
+	var out []*bridge.Attachment
+	var failed []string
+	for _, f := range files {
+		att, err := a.fetchFile(ctx, fs, chat, f)
+		if err != nil {
+			a.log.Warn("slack: agent file", "chat_id", chat, "file", f.ID, "err", err)
+			failed = append(failed, f.Name)
+			continue
+		}
+		out = append(out, &att)
+	}
+	if len(failed) > 0 {
+		return out, fmt.Sprintf("Couldn't pass on %v (files up to %d MiB).", failed, maxFileBytes>>20)
+	}
+	return out, ""
+}
+
+func (a *Adapter) fetchFile(ctx context.Context, fs fileStore, chat bridge.ChatID, f slackapi.File) (bridge.Attachment, error) {
+	if f.Size > maxFileBytes {
+		return bridge.Attachment{}, fmt.Errorf("slack: file of %d bytes is too large", f.Size)
+	}
+	src := f.URLPrivateDownload
+	if src == "" {
+		src = f.URLPrivate
+	}
+	buf := &cappedBuffer{max: maxFileBytes}
+	if err := a.api.GetFileContext(ctx, src, buf); err != nil {
+		return bridge.Attachment{}, fmt.Errorf("slack: download file: %w", err)
+	}
+	mime := f.Mimetype
+	if mime == "" {
+		mime = "application/octet-stream"
+	}
+	name := f.Name
+	if name == "" {
+		name = f.Title
+	}
+	att, err := fs.PutFile(ctx, chat, name, mime, buf.Bytes())
+	if err != nil {
+		return bridge.Attachment{}, fmt.Errorf("slack: store file: %w", err)
+	}
+	return att, nil
+}
+
+var errTooLarge = errors.New("file too large")
+
+// cappedBuffer refuses to grow past max bytes.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, errTooLarge
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,282 @@
+package slack
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+const testSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+
+// fakeHandler records actions and answers with canned replies.
+type fakeHandler = bridgetest.Handler
+
+func testDirectory(t testing.TB) *presence.Directory {
+	t.Helper()
+	dir, err := presence.NewDirectory(
+		[]presence.Property{{ID: "acme", Name: "Acme & Co"}, {ID: "beta", Name: "Beta"}},
+		[]presence.Agent{
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme", "beta"}, SlackUserID: "U111"},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, SlackUserID: "U222"},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"acme"}, TelegramUserID: 7},
+			{ID: "dave", Name: "Dave", Properties: []presence.PropertyID{"beta"}, SlackUserID: "U444", Condition: presence.Always},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("ONDUTY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type harness struct {
+	t     testing.TB
+	mode  string
+	a     *Adapter
+	fake  *fakeSlack
+	h     *fakeHandler
+	redis *redistest.Redis
+	seq   atomic.Int64
+}
+
+// newAdapter builds an adapter against fake; it is not running.
+func newAdapter(t testing.TB, fake *fakeSlack, r *redistest.Redis, mode string, dir *presence.Directory, tweak ...func(*Config)) *Adapter {
+	t.Helper()
+	cfg := Config{
+		BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: testSecret, Mode: mode,
+		APIURL:     strings.TrimSuffix(fake.apiURL(), "/"), // New adds the slash
+		Channels:   map[presence.PropertyID]string{"acme": "C1"},
+		Prefix:     r.Prefix,
+		HTTPClient: fake.srv.Client(),
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	a, err := New(cfg, dir, r.Client, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.pace = newPacer(time.Millisecond, 3) // TestPacer covers the real pace
+	return a
+}
+
+// newHarness runs an adapter in mode against a fake Slack and a fake bridge.
+func newHarness(t testing.TB, mode string, tweak ...func(*Config)) *harness {
+	t.Helper()
+	return newHarnessPrep(t, mode, nil, tweak...)
+}
+
+// newHarnessPrep is newHarness with prep run on the adapter before it starts.
+func newHarnessPrep(t testing.TB, mode string, prep func(*Adapter), tweak ...func(*Config)) *harness {
+	t.Helper()
+	fake := newFakeSlack(t)
+	r := redistest.New(t)
+	hs := &harness{t: t, mode: mode, fake: fake, h: &fakeHandler{}, redis: r}
+	hs.a = newAdapter(t, fake, r, mode, testDirectory(t), tweak...)
+	if prep != nil {
+		prep(hs.a)
+	}
+	hs.start(hs.h)
+	return hs
+}
+
+func (hs *harness) start(h bridge.Handler) {
+	t := hs.t
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- hs.a.Run(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	wait.For(t, "adapter running", func() bool { return hs.a.handler() != nil })
+	if hs.mode == ModeSocket {
+		wait.For(t, "socket connected", func() bool {
+			hs.fake.mu.Lock()
+			defer hs.fake.mu.Unlock()
+			return hs.fake.conns > 0
+		})
+	}
+}
+
+// sign returns Slack's signature headers for body at time ts.
+func sign(secret string, ts time.Time, body []byte) http.Header {
+	stamp := strconv.FormatInt(ts.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(m, "v0:%s:%s", stamp, body)
+	h := http.Header{}
+	h.Set("X-Slack-Request-Timestamp", stamp)
+	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(m.Sum(nil)))
+	return h
+}
+
+// post calls one of the events-mode handlers with a signed body.
+func (hs *harness) post(path, contentType string, body []byte, extra http.Header) *httptest.ResponseRecorder {
+	hdr := sign(testSecret, time.Now(), body)
+	for k, v := range extra {
+		hdr[k] = v
+	}
+	return hs.postRaw(path, contentType, body, hdr)
+}
+
+func (hs *harness) postRaw(path, contentType string, body []byte, hdr http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(string(body)))
+	req.Header = hdr.Clone()
+	req.Header.Set("Content-Type", contentType)
+	rec := httptest.NewRecorder()
+	h, ok := hs.a.HTTPHandlers()[path]
+	if !ok {
+		hs.t.Fatalf("no handler for %s", path)
+	}
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func eventBody(eventID string, inner map[string]any) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+		"event_id": eventID, "event_time": 1700000000, "event": inner,
+	})
+	return b
+}
+
+// message delivers a message event through the harness's mode.
+func (hs *harness) message(eventID string, inner map[string]any) {
+	hs.t.Helper()
+	if _, ok := inner["type"]; !ok {
+		inner["type"] = "message"
+	}
+	if hs.mode == ModeEvents {
+		rec := hs.post("/slack/events", "application/json", eventBody(eventID, inner), nil)
+		if rec.Code != http.StatusOK {
+			hs.t.Fatalf("events: %d %s", rec.Code, rec.Body)
+		}
+		return
+	}
+	var payload map[string]any
+	_ = json.Unmarshal(eventBody(eventID, inner), &payload)
+	hs.fake.send("env-"+eventID, "events_api", payload)
+}
+
+// command runs "/onduty text" as user and returns Slack's immediate answer
+// (the HTTP body or the ack payload), empty if none.
+func (hs *harness) command(user, channel, text string) string {
+	hs.t.Helper()
+	fields := map[string]string{
+		"token": "x", "team_id": "T1", "channel_id": channel, "user_id": user, "user_name": "u",
+		"command": "/onduty", "text": text, "response_url": hs.fake.srv.URL + "/response/" + user, "trigger_id": "tr" + strconv.FormatInt(hs.seq.Add(1), 10),
+	}
+	if hs.mode == ModeEvents {
+		form := url.Values{}
+		for k, v := range fields {
+			form.Set(k, v)
+		}
+		rec := hs.post("/slack/commands", "application/x-www-form-urlencoded", []byte(form.Encode()), nil)
+		if rec.Code != http.StatusOK {
+			hs.t.Fatalf("commands: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	env := "cmd-" + strconv.FormatInt(hs.seq.Add(1), 10)
+	hs.fake.send(env, "slash_commands", fields)
+	var ack socketAck
+	wait.For(hs.t, "ack of "+env, func() bool {
+		var ok bool
+		ack, ok = hs.fake.ackFor(env)
+		return ok
+	})
+	if string(ack.Payload) == "null" {
+		return ""
+	}
+	return string(ack.Payload)
+}
+
+// button presses a block_actions button as user.
+func (hs *harness) button(user, actionID, value, channel, threadTS string) {
+	hs.t.Helper()
+	n := strconv.FormatInt(hs.seq.Add(1), 10)
+	payload := map[string]any{
+		"type": "block_actions", "trigger_id": "trig-" + n, "api_app_id": "A1",
+		"user":      map[string]any{"id": user, "username": "u"},
+		"team":      map[string]any{"id": "T1"},
+		"channel":   map[string]any{"id": channel, "name": "support"},
+		"container": map[string]any{"type": "message", "message_ts": "1700000000.000001", "channel_id": channel, "thread_ts": threadTS},
+		"actions": []map[string]any{{
+			"action_id": actionID, "block_id": "offer", "value": value, "type": "button",
+			"text": map[string]any{"type": "plain_text", "text": "Accept"}, "action_ts": "1700000001.000001",
+		}},
+	}
+	if hs.mode == ModeEvents {
+		b, _ := json.Marshal(payload)
+		form := url.Values{"payload": {string(b)}}
+		rec := hs.post("/slack/interactions", "application/x-www-form-urlencoded", []byte(form.Encode()), nil)
+		if rec.Code != http.StatusOK {
+			hs.t.Fatalf("interactions: %d %s", rec.Code, rec.Body)
+		}
+		return
+	}
+	env := "act-" + n
+	hs.fake.send(env, "interactive", payload)
+	wait.For(hs.t, "ack of "+env, func() bool { _, ok := hs.fake.ackFor(env); return ok })
+}
+
+// offer delivers a new chat to the acme channel and returns its root ts.
+func (hs *harness) offer(chat bridge.ChatID, first string) string {
+	hs.t.Helper()
+	before := len(hs.fake.callsOf("chat.postMessage"))
+	err := hs.a.Deliver(context.Background(), bridge.Delivery{
+		ID: "offer-" + string(chat), Kind: bridge.KindOffer,
+		Chat:    bridge.Chat{ID: chat, Property: "acme", State: bridge.Pending, Visitor: bridge.Visitor{Name: "Vera", Email: "vera@example.com"}},
+		Message: &bridge.Message{Chat: chat, From: bridge.FromVisitor, Text: first},
+	})
+	if err != nil {
+		hs.t.Fatalf("deliver offer: %v", err)
+	}
+	hs.fake.waitCall(hs.t, "chat.postMessage", before+1)
+	r, ok, err := hs.a.loadRoot(context.Background(), chat, where{})
+	if err != nil || !ok {
+		hs.t.Fatalf("root of %s not stored: %v", chat, err)
+	}
+	return r.TS
+}
+
+// unJSON undoes encoding/json's HTML-safe escapes so tests can read text.
+func unJSON(s string) string {
+	return strings.NewReplacer(`\u0026`, "&", `\u003c`, "<", `\u003e`, ">").Replace(s)
+}
+
+// blocksOf is a call's blocks as readable JSON.
+func blocksOf(c apiCall) string { return unJSON(c.Form.Get("blocks")) }
+
+var modes = []string{ModeEvents, ModeSocket}

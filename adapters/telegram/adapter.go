@@ -1,0 +1,185 @@
+package telegram
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/presence"
+)
+
+// surface is the adapter's name in actions, keys and logs.
+const surface = "telegram"
+
+// maxDeliverWait is how long Deliver waits for the local limiter before it
+// hands the wait to the outbox as a RetryAfterError.
+const maxDeliverWait = 1500 * time.Millisecond
+
+// maxReplyWait bounds the pacing of answers to an agent's own action.
+const maxReplyWait = 30 * time.Second
+
+// Adapter is the Telegram side of the bridge. Create it with New.
+type Adapter struct {
+	cfg   Config
+	dir   *presence.Directory
+	rdb   redis.UniversalClient
+	log   *slog.Logger
+	bot   *bot.Bot
+	keys  keys
+	lim   *limiter
+	owner string // this instance's polling-lease token
+	// retryWait is the pause before polling or an update is tried again
+	// after the given number of failures: backoff (tests shorten it).
+	retryWait func(failures int) time.Duration
+
+	handler  atomic.Pointer[handlerBox]
+	username atomic.Pointer[string] // the bot's @name, once getMe answered
+	leading  atomic.Bool            // this instance holds the lease and polls
+
+	chatLocks [64]sync.Mutex // webhook: one update per Telegram chat at a time
+}
+
+type handlerBox struct{ h bridge.Handler }
+
+var _ bridge.Adapter = (*Adapter)(nil)
+
+// New builds the adapter. It makes no request to Telegram; Run does.
+func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *slog.Logger) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("telegram: %w", err)
+	}
+	if dir == nil || rdb == nil {
+		return nil, errors.New("telegram: a directory and a Redis client are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.applyDefaults()
+	log = log.With("adapter", surface)
+	b, err := bot.New(cfg.Token,
+		bot.WithServerURL(cfg.APIURL),
+		bot.WithSkipGetMe(),
+		bot.WithHTTPClient(cfg.PollTimeout, cfg.HTTPClient),
+		bot.WithErrorsHandler(func(err error) { log.Warn("telegram library", "err", err) }),
+		bot.WithDebugHandler(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telegram: %w", err)
+	}
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, fmt.Errorf("telegram: lease token: %w", err)
+	}
+	return &Adapter{
+		cfg:       cfg,
+		dir:       dir,
+		rdb:       rdb,
+		log:       log,
+		bot:       b,
+		keys:      keys{prefix: cfg.Prefix},
+		lim:       newLimiter(telegramLimits, time.Now),
+		owner:     hex.EncodeToString(tok[:]),
+		retryWait: backoff,
+	}, nil
+}
+
+// Name is "telegram".
+func (a *Adapter) Name() string { return surface }
+
+// Reaches reports whether the agent has a Telegram user id.
+func (a *Adapter) Reaches(agent presence.AgentID) bool {
+	ag, ok := a.dir.Agent(agent)
+	return ok && ag.TelegramUserID != 0
+}
+
+// Shared reports whether the property has a forum supergroup.
+func (a *Adapter) Shared(p presence.PropertyID) bool { return a.cfg.Groups[p] != 0 }
+
+// Run receives updates and hands agent actions to h until ctx is done:
+// by long polling while this instance holds the polling lease, or, in
+// webhook mode, by registering the webhook (WebhookHandler receives).
+func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+	if h == nil {
+		return errors.New("telegram: run: nil handler")
+	}
+	a.handler.Store(&handlerBox{h: h})
+	a.introduce(ctx)
+	if a.cfg.Mode == ModeWebhook {
+		return a.runWebhook(ctx)
+	}
+	return a.runPolling(ctx, h)
+}
+
+// introduce learns the bot's username (to tell /cmd@us from /cmd@other) and
+// publishes the command list. Both are best effort: the bot works without.
+func (a *Adapter) introduce(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if me, err := a.bot.GetMe(ctx); err != nil {
+		a.log.Warn("getMe failed; accepting /cmd@any", "err", classify("get me", err))
+	} else if me.Username != "" {
+		name := me.Username
+		a.username.Store(&name)
+	}
+	cmds := make([]models.BotCommand, 0, len(commandHelp))
+	for _, c := range commandHelp {
+		cmds = append(cmds, models.BotCommand{Command: c[0], Description: c[1]})
+	}
+	if _, err := a.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
+		a.log.Warn("setMyCommands failed", "err", classify("set my commands", err))
+	}
+}
+
+// commandHelp is the menu Telegram shows; the bridge gives the commands meaning.
+var commandHelp = [][2]string{
+	{"start", "Start: go online"},
+	{"online", "Go online"},
+	{"away", "Go away"},
+	{"invisible", "Go invisible"},
+	{"offline", "Go offline"},
+	{"alwayson", "on|off: stay online without activity"},
+	{"status", "Your status and each site's widget status"},
+	{"team", "Your teammates' statuses"},
+	{"chats", "List and switch chats"},
+	{"accept", "Accept the pending chat"},
+	{"close", "Close the current chat"},
+	{"transfer", "NAME: hand the current chat to a teammate"},
+	{"monitor", "Watch a chat without owning it"},
+	{"help", "What the bot can do"},
+}
+
+func (a *Adapter) botName() string {
+	if p := a.username.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// backoff is capped exponential: 200ms, 400ms … 10s.
+func backoff(failures int) time.Duration {
+	d := 200 * time.Millisecond << min(failures, 6)
+	return min(d, 10*time.Second)
+}

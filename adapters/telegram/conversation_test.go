@@ -1,0 +1,334 @@
+package telegram
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+// liveEnv is the real bridge with the adapter, on the fake Bot API.
+type liveEnv struct {
+	*testEnv
+	a     *Adapter
+	b     *bridge.Bridge
+	store *presence.Store
+}
+
+func newLiveEnv(t *testing.T) *liveEnv {
+	t.Helper()
+	e := newEnv(t)
+	dir, err := presence.NewDirectory(
+		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
+		[]presence.Agent{
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG, Condition: presence.Always},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, TelegramUserID: bobTG, Condition: presence.Always},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, TelegramUserID: carolTG, Condition: presence.Always},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dir = dir
+	a := e.adapter(t, "A", nil, nil)
+	b := startBridge(t, e, a, dir)
+	// The bridge's store has no state of its own: this one sees the same Redis.
+	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
+	return &liveEnv{testEnv: e, a: a, b: b, store: store}
+}
+
+// command sends an agent's private message and waits for the bot's answer.
+func (l *liveEnv) command(t *testing.T, from int64, text string) string {
+	t.Helper()
+	before := len(sentTo(l.api, from))
+	l.api.push(privateMessage(from, text))
+	var got []apiCall
+	wait.For(t, "an answer to "+text, func() bool { got = sentTo(l.api, from); return len(got) > before })
+	return got[before].Params["text"]
+}
+
+func (l *liveEnv) status(t *testing.T, agent presence.AgentID) presence.Status {
+	t.Helper()
+	st, err := l.store.Get(t.Context(), agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+// nextEvent reads the visitor's next event of the given type (for
+// messages: the next agent message; the visitor's own are skipped).
+func nextEvent(t *testing.T, events <-chan bridge.VisitorEvent, typ bridge.VisitorEventType) bridge.VisitorEvent {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("visitor stream closed")
+			}
+			if ev.Type == typ && (ev.Message == nil || ev.Message.From != bridge.FromVisitor) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event for the visitor", typ)
+		}
+	}
+}
+
+func TestConversationPrivateChats(t *testing.T) {
+	l := newLiveEnv(t)
+	ctx := t.Context()
+
+	// Presence follows the agents' commands.
+	if got := l.command(t, aliceTG, "/online"); got == "" {
+		t.Fatal("no answer to /online")
+	}
+	l.command(t, bobTG, "/start")
+	if l.status(t, "alice") != presence.Online || l.status(t, "bob") != presence.Online {
+		t.Fatalf("statuses %s %s, want online", l.status(t, "alice"), l.status(t, "bob"))
+	}
+	if got := l.command(t, bobTG, "/away"); l.status(t, "bob") != presence.Away {
+		t.Fatalf("after /away (%q) bob is %s", got, l.status(t, "bob"))
+	}
+	l.command(t, bobTG, "/online")
+	if got := l.command(t, stranger, "/online"); !strings.Contains(got, "support team only") {
+		t.Errorf("stranger told %q", got)
+	}
+
+	// A visitor starts a chat: both agents get an offer with Accept.
+	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", PageURL: "https://acme.example/buy"}, "Hello <team> & co")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := l.b.SubscribeVisitor(chat.ID)
+	t.Cleanup(cancel)
+	offers := map[int64]apiCall{}
+	wait.For(t, "offers to alice and bob", func() bool {
+		for _, tg := range []int64{aliceTG, bobTG} {
+			for _, c := range sentTo(l.api, tg) {
+				if strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) {
+					offers[tg] = c
+				}
+			}
+		}
+		return len(offers) == 2
+	})
+	if !strings.Contains(offers[aliceTG].Params["text"], "Hello &lt;team&gt; &amp; co") {
+		t.Errorf("offer text %q", offers[aliceTG].Params["text"])
+	}
+
+	// Both press Accept at the same moment: exactly one owns the chat.
+	answersBefore := len(l.api.callsOf("answerCallbackQuery"))
+	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	l.api.push(callback(bobTG, "a:"+string(chat.ID), bobTG, 0))
+	answers := l.api.waitCalls(t, "answerCallbackQuery", answersBefore+2, nil)[answersBefore:]
+	joined := nextEvent(t, events, bridge.EventAgentJoined)
+	winner, loser := aliceTG, bobTG
+	if joined.Agent == "Bob" {
+		winner, loser = bobTG, aliceTG
+	}
+	t.Logf("answers: %q / %q; %s joined", answers[0].Params["text"], answers[1].Params["text"], joined.Agent)
+	// The loser's offer is edited to say who took it, without buttons.
+	l.api.waitCalls(t, "editMessageText", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(loser, 10) && strings.Contains(c.Params["text"], "taken by "+joined.Agent)
+	})
+
+	// The owner answers with plain text (their only chat): the visitor sees it.
+	l.api.push(privateMessage(winner, "Hi Vera, how can I help?"))
+	ev := nextEvent(t, events, bridge.EventMessage)
+	if ev.Message.Text != "Hi Vera, how can I help?" || ev.Message.Name != joined.Agent {
+		t.Errorf("visitor got %+v", ev.Message)
+	}
+	// The visitor writes back: it reaches the owner tagged with the chat.
+	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "I need an <invoice> & receipt", nil); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.HasSuffix(c.Params["text"], "I need an &lt;invoice&gt; &amp; receipt")
+	})
+	// The owner replies to that message (the newest Telegram remembers for
+	// the chat): it routes to the chat by the reply.
+	l.api.push(replyMessage(winner, "Sent it to your email.", lastRouted(t, l, winner)))
+	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent it to your email." {
+		t.Errorf("reply routed to the visitor as %+v", ev.Message)
+	}
+	// The loser replies to their offer: not relayed, and told why.
+	l.api.push(replyMessage(loser, "me too", lastRouted(t, l, loser)))
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(loser, 10) && strings.Contains(c.Params["text"], "not sent to the visitor")
+	})
+	// The owner closes it.
+	l.command(t, winner, "/close")
+	nextEvent(t, events, bridge.EventChatClosed)
+	transcript, err := l.b.Transcript(ctx, chat.ID, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range transcript {
+		if m.Text == "me too" {
+			t.Errorf("the non-owner's message reached the visitor")
+		}
+	}
+}
+
+func TestConversationForumTopics(t *testing.T) {
+	l := newLiveEnv(t)
+	ctx := t.Context()
+	l.command(t, carolTG, "/online")
+
+	chat, _, err := l.b.StartChat(ctx, "beta", bridge.Visitor{Name: "Walt", PageURL: "https://beta.example/help"}, "Is anyone there?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := l.b.SubscribeVisitor(chat.ID)
+	t.Cleanup(cancel)
+	topics := l.api.waitCalls(t, "createForumTopic", 1, nil)
+	if topics[0].Params["name"] != "Walt · beta.example/help" {
+		t.Errorf("topic name %q", topics[0].Params["name"])
+	}
+	offer := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(betaGroup, 10) && strings.Contains(c.Params["text"], "Is anyone there?")
+	})
+	thread, _ := strconv.Atoi(offer[0].Params["message_thread_id"])
+	if thread == 0 {
+		t.Fatal("offer not in a topic")
+	}
+	// Carol answers in the topic: she claims the chat and the visitor sees it.
+	l.api.push(topicMessage(carolTG, betaGroup, thread, "Yes, Carol here."))
+	nextEvent(t, events, bridge.EventAgentJoined)
+	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." {
+		t.Errorf("visitor got %+v", ev.Message)
+	}
+	// The visitor's answer arrives in the topic.
+	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "Great, thanks", nil); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["message_thread_id"] == strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> Great, thanks"
+	})
+	// The topic is deleted; the next message recreates it and nothing is lost.
+	l.api.deleteThread(thread)
+	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "Still there?", nil); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "createForumTopic", 2, nil)
+	again := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["message_thread_id"] != strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> Still there?"
+	})
+	newThread, _ := strconv.Atoi(again[0].Params["message_thread_id"])
+	if newThread == thread || newThread == 0 {
+		t.Fatalf("message went to thread %d (old %d)", newThread, thread)
+	}
+	l.api.push(topicMessage(carolTG, betaGroup, newThread, "Yes!"))
+	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes!" {
+		t.Errorf("visitor got %+v from the new topic", ev.Message)
+	}
+}
+
+func TestConversationSurvives429(t *testing.T) {
+	l := newLiveEnv(t)
+	ctx := t.Context()
+	l.command(t, aliceTG, "/online")
+	l.command(t, bobTG, "/offline")
+	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Rita"}, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	l.api.waitCalls(t, "answerCallbackQuery", 1, nil)
+	// Telegram rate-limits the next three sends (retry_after 1): every
+	// visitor message still arrives, once each, in order.
+	l.api.failNext("sendMessage", 3, 429, "Too Many Requests: retry after 1", 1)
+	for i := range 3 {
+		if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "msg "+strconv.Itoa(i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	wait.For(t, "all three messages", func() bool {
+		got = got[:0]
+		for _, c := range sentTo(l.api, aliceTG) {
+			if i := strings.Index(c.Params["text"], "msg "); i >= 0 {
+				got = append(got, c.Params["text"][i:])
+			}
+		}
+		return len(got) >= 3
+	})
+	if strings.Join(got, ",") != "msg 0,msg 1,msg 2" {
+		t.Errorf("delivered %q, want each once in order", got)
+	}
+}
+
+// lastRouted is the newest Telegram message id in tg's chat that the
+// adapter remembers as belonging to a visitor chat.
+func lastRouted(t *testing.T, l *liveEnv, tg int64) int {
+	t.Helper()
+	keys, err := l.rdb.Client.Keys(t.Context(), l.rdb.Prefix+"tg:msg:"+strconv.FormatInt(tg, 10)+":*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no remembered messages for %d: %v", tg, err)
+	}
+	best := 0
+	for _, k := range keys {
+		id, _ := strconv.Atoi(k[strings.LastIndexByte(k, ':')+1:])
+		best = max(best, id)
+	}
+	return best
+}
+
+// The bridge stores and serves files for the adapter.
+var (
+	_ FileStore  = (*bridge.Bridge)(nil)
+	_ FileSource = (*bridge.Bridge)(nil)
+)
+
+func TestConversationFiles(t *testing.T) {
+	l := newLiveEnv(t)
+	ctx := t.Context()
+	l.command(t, aliceTG, "/online")
+	l.command(t, bobTG, "/offline")
+	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Fay"}, "I have a screenshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := l.b.SubscribeVisitor(chat.ID)
+	t.Cleanup(cancel)
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	nextEvent(t, events, bridge.EventAgentJoined)
+
+	// The visitor's file reaches Alice as a document.
+	att, err := l.b.PutFile(ctx, chat.ID, "screen.png", "image/png", []byte("PNGBYTES"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "here", &att); err != nil {
+		t.Fatal(err)
+	}
+	docs := l.api.waitCalls(t, "sendDocument", 1, nil)
+	if string(docs[0].Files["document"]) != "PNGBYTES" || docs[0].Params["document.filename"] != "screen.png" || docs[0].Params["chat_id"] != "111" {
+		t.Fatalf("sendDocument %+v", docs[0].Params)
+	}
+
+	// Alice replies with a document: downloaded from Telegram, stored by the
+	// bridge, and the visitor's message carries it.
+	l.api.addFile("documents/doc9.bin", []byte("%PDF agent"))
+	u := replyMessage(aliceTG, "", lastRouted(t, l, aliceTG))
+	m := u["message"].(map[string]any)
+	delete(m, "text")
+	m["caption"] = "the guide"
+	m["document"] = map[string]any{"file_id": "doc9", "file_unique_id": "u9", "file_name": "guide.pdf", "mime_type": "application/pdf", "file_size": 10}
+	l.api.push(u)
+	ev := nextEvent(t, events, bridge.EventMessage)
+	if ev.Message.Text != "the guide" || ev.Message.Attachment == nil || ev.Message.Attachment.Name != "guide.pdf" {
+		t.Fatalf("visitor got %+v", ev.Message)
+	}
+	_, data, err := l.b.File(ctx, chat.ID, ev.Message.Attachment.Key)
+	if err != nil || string(data) != "%PDF agent" {
+		t.Errorf("stored file %q, %v", data, err)
+	}
+}

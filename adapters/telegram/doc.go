@@ -1,0 +1,44 @@
+// Package telegram connects the bridge to Telegram through the Bot API
+// (github.com/go-telegram/bot). It only translates: Telegram updates from
+// configured agents become bridge.Actions, bridge.Deliveries become Telegram
+// messages. Routing, permissions, ownership and command wording live in the
+// bridge.
+//
+// Two places to talk to agents:
+//   - private-chat mode: each agent's private chat with the bot. Offers come
+//     with Accept (and Monitor) buttons; visitor messages are tagged
+//     "[Name · #chat]"; a reply to one of them answers that chat, plain text
+//     answers the agent's current chat (the bridge decides which).
+//   - forum-topic mode (Config.Groups names a forum supergroup for a
+//     property): one topic per visitor chat; anything an agent writes in the
+//     topic is for that chat. A deleted topic is recreated and the message
+//     sent again.
+//
+// Receiving: long polling (default) or a webhook (WebhookHandler). With
+// several instances exactly one polls, holding a lease in Redis that it
+// renews; another instance takes over within about LeaseTTL when the holder
+// dies. Updates are claimed in Redis by update_id before they are acted on,
+// so a repeated update (webhook retry, restart, lease handover) acts once.
+// Polling handles updates one at a time in Telegram's order and moves the
+// offset past an update only after it was handled; the webhook handles
+// updates of one Telegram chat one at a time.
+//
+// Sending: Deliver may be called concurrently for different chats. Sends are
+// paced under Telegram's limits (about 1/s per chat, 20/min per group, 30/s
+// per bot) by a local limiter; when the wait would be long, or Telegram
+// answers 429, Deliver returns *bridge.RetryAfterError and the bridge's outbox
+// tries again later. Long texts are split into several messages; how many
+// pieces of a delivery were sent is kept in Redis, so a retry continues where
+// the last attempt stopped instead of posting twice.
+//
+// Redis keys (all under Config.Prefix, each operation touches one key):
+//
+//	tg:lease                    string  owner token of the polling lease, PX LeaseTTL
+//	tg:upd:<update_id>          string  update claim: "busy" EX 2×LeaseTTL, then "done" EX 24h
+//	tg:refused:<user_id>        string  refusal sent to a stranger, EX 24h
+//	tg:offer:<chat>             hash    "<tg_chat>:<message_id>" -> agent ("" = shared), EX 7d
+//	tg:msg:<tg_chat>:<msg_id>   string  visitor chat a Telegram message belongs to, EX 30d
+//	tg:topic:<chat>             string  "<group>:<thread>" forum topic of a chat, EX 30d
+//	tg:thread:<group>:<thread>  string  visitor chat of a forum topic, EX 30d
+//	tg:dlv:<delivery_id>        string  pieces of a delivery already sent, EX 7d
+package telegram

@@ -1,0 +1,106 @@
+package telegram
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/bridge"
+)
+
+// renewScript extends the lease only for its holder.
+// KEYS[1] lease key; ARGV[1] owner token; ARGV[2] ttl in ms. Returns 1 if renewed.
+var renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+
+// releaseScript deletes the lease only for its holder.
+// KEYS[1] lease key; ARGV[1] owner token. Returns 1 if released.
+var releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// runPolling tries to take the polling lease every LeaseTTL/3; while held,
+// it polls. It returns when ctx is done, with the lease released.
+func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
+	every := a.cfg.LeaseTTL / 3
+	for {
+		ok, err := a.rdb.SetNX(ctx, a.keys.lease(), a.owner, a.cfg.LeaseTTL).Result()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			a.log.Warn("polling lease: redis", "err", err)
+		case ok:
+			a.lead(ctx, h)
+		}
+		if !sleep(ctx, every) {
+			return nil
+		}
+	}
+}
+
+// lead polls while the lease holds: a renewal goroutine cancels the polling
+// the moment the lease is lost (or cannot be confirmed).
+func (a *Adapter) lead(ctx context.Context, h bridge.Handler) {
+	a.log.Info("polling lease taken; polling Telegram", "owner", a.owner)
+	a.leading.Store(true)
+	defer a.leading.Store(false)
+	term, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		a.keepLease(term)
+	}()
+	// A webhook left from webhook mode makes getUpdates fail with 409.
+	if _, err := a.bot.DeleteWebhook(term, &bot.DeleteWebhookParams{}); err != nil && term.Err() == nil {
+		a.log.Warn("deleteWebhook failed", "err", classify("delete webhook", err))
+	}
+	a.poll(term, h)
+	cancel()
+	wg.Wait()
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer rcancel()
+	if err := releaseScript.Run(rctx, a.rdb, []string{a.keys.lease()}, a.owner).Err(); err != nil {
+		a.log.Warn("polling lease: release", "err", err)
+	}
+	a.log.Info("polling stopped", "owner", a.owner)
+}
+
+// keepLease renews the lease every LeaseTTL/3 and returns when it is lost,
+// when Redis cannot confirm it, or when ctx is done.
+func (a *Adapter) keepLease(ctx context.Context) {
+	t := time.NewTicker(a.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A renewal that hangs must not outlive the lease it renews.
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseTTL/3)
+		n, err := renewScript.Run(rctx, a.rdb, []string{a.keys.lease()}, a.owner, a.cfg.LeaseTTL.Milliseconds()).Int()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || n == 0 {
+			if err == nil {
+				err = errors.New("held by another instance")
+			}
+			a.log.Warn("polling lease lost; stop polling", "err", err)
+			return
+		}
+	}
+}

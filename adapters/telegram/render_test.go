@@ -1,0 +1,223 @@
+package telegram
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/onduty/onduty/bridge"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden.html")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s:\n got: %q\nwant: %q", name, path, got, want)
+	}
+	if msg := checkHTML(got); msg != "" {
+		t.Errorf("%s: Telegram would refuse it: %s", name, msg)
+	}
+}
+
+func TestRenderedHTML(t *testing.T) {
+	chat := testChat("chatG1abcdef", "acme")
+	visitor := &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "<script>alert('x')</script> & 1 < 2 > 0 \"quoted\" 🙂"}
+	agent := &bridge.Message{ID: "2-0", Chat: chat.ID, From: bridge.FromAgent, Agent: "alice", Name: "Alice <Lead>", Text: "On it & more"}
+	note := &bridge.Message{ID: "3-0", Chat: chat.ID, From: bridge.FromAgent, Agent: "bob", Name: "Bob", Text: "//check the <invoice>", Note: true}
+	system := &bridge.Message{ID: "4-0", Chat: chat.ID, From: bridge.FromSystem, Text: "Visitor left the page"}
+	offline := chat
+	offline.Offline = true
+	tests := []struct {
+		name string
+		html string
+	}{
+		{"offer", offerText(bridge.Delivery{Kind: bridge.KindOffer, Chat: chat, Message: visitor}).pieces()[0]},
+		{"offer_offline", offerText(bridge.Delivery{Kind: bridge.KindOffer, Chat: offline, Message: visitor}).pieces()[0]},
+		{"taken", closedOfferText(bridge.Delivery{Chat: chat}, "taken by Alice & Co")},
+		{"message_private_visitor", messageText(bridge.Delivery{Chat: chat, Message: visitor}, false).pieces()[0]},
+		{"message_private_agent", messageText(bridge.Delivery{Chat: chat, Message: agent}, false).pieces()[0]},
+		{"message_private_note", messageText(bridge.Delivery{Chat: chat, Message: note}, false).pieces()[0]},
+		{"message_private_system", messageText(bridge.Delivery{Chat: chat, Message: system}, false).pieces()[0]},
+		{"message_topic_visitor", messageText(bridge.Delivery{Chat: chat, Message: visitor}, true).pieces()[0]},
+		{"message_topic_agent", messageText(bridge.Delivery{Chat: chat, Message: agent}, true).pieces()[0]},
+		{"closed", closedText(bridge.Delivery{Chat: chat, Text: "closed by the visitor <3"}).pieces()[0]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { golden(t, tt.name, tt.html) })
+	}
+}
+
+func TestSplitText(t *testing.T) {
+	tests := []struct {
+		name  string
+		text  string
+		limit int
+		want  []string
+	}{
+		{"short", "hello", 10, []string{"hello"}},
+		{"empty", "", 10, []string{""}},
+		{"exact", "abcdefghij", 10, []string{"abcdefghij"}},
+		{"prefers newline", "aaaaaaa\nbbbbbbb", 10, []string{"aaaaaaa\n", "bbbbbbb"}},
+		{"then space", "aaaaaaaa bbbbbbb", 10, []string{"aaaaaaaa ", "bbbbbbb"}},
+		{"hard cut", "abcdefghijklmnop", 10, []string{"abcdefghij", "klmnop"}},
+		{"runes kept whole", "ééééééé", 3, []string{"ééé", "ééé", "é"}},
+		{"surrogate pairs count 2", "🙂🙂🙂🙂", 5, []string{"🙂🙂", "🙂🙂"}},
+		{"newline too early ignored", "a\nbbbbbbbbbbbbbbbbbbb", 10, []string{"a\nbbbbbbbb", "bbbbbbbbbbb"[:10], "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := splitText(tt.text, tt.limit)
+			if strings.Join(got, "") != tt.text {
+				t.Errorf("pieces %q do not join back", got)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("piece %d = %q, want %q", i, got[i], tt.want[i])
+				}
+				if !utf8.ValidString(got[i]) || textLen(got[i]) > tt.limit {
+					t.Errorf("piece %d = %q invalid or too long", i, got[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLongMessagesFitTelegram(t *testing.T) {
+	chat := testChat("chatL", "acme")
+	text := strings.Repeat("Ünïcode & <tags> 🙂 line\n", 700) // ~17k characters, escapes grow it
+	for _, shared := range []bool{false, true} {
+		pieces := messageText(bridge.Delivery{Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: text}}, shared).pieces()
+		if len(pieces) < 4 {
+			t.Fatalf("%d pieces for %d characters", len(pieces), len(text))
+		}
+		var body strings.Builder
+		for i, p := range pieces {
+			if msg := checkMessage(p, "HTML"); msg != "" {
+				t.Errorf("piece %d refused: %s", i, msg)
+			}
+			_, rest, _ := strings.Cut(stripTags(p), ": ")
+			if !shared {
+				_, rest, _ = strings.Cut(stripTags(p), "] ")
+			}
+			body.WriteString(rest)
+		}
+		if body.String() != text {
+			t.Errorf("shared=%v: pieces do not give the text back", shared)
+		}
+	}
+	// An offer is one message: its first message is cut, not split.
+	offer := offerText(bridge.Delivery{Chat: chat, Message: &bridge.Message{Text: text}}).pieces()
+	if len(offer) != 1 || checkMessage(offer[0], "HTML") != "" || !strings.HasSuffix(offer[0], "…") {
+		t.Errorf("offer: %d pieces, %q", len(offer), checkMessage(offer[0], "HTML"))
+	}
+}
+
+func TestTopicTitle(t *testing.T) {
+	c := testChat("c1", "beta")
+	c.Visitor.PageURL = "https://example.com/" + strings.Repeat("very-long-path/", 20)
+	title := topicTitle(c)
+	if n := utf8.RuneCountInString(title); n > 128 || !strings.HasPrefix(title, "Vera <V> · example.com/very-long") {
+		t.Errorf("title %q (%d runes)", title, n)
+	}
+	if got := topicTitle(bridge.Chat{}); got != "Visitor" {
+		t.Errorf("untitled chat -> %q", got)
+	}
+}
+
+func TestCallbackDataFits(t *testing.T) {
+	id := bridge.ChatID(strings.Repeat("Z", 22))
+	for _, k := range []bridge.ActionKind{bridge.ActAccept, bridge.ActMonitor, bridge.ActSwitch, bridge.ActStillHere} {
+		data := callbackData(k, id)
+		if len(data) > maxCallbackData {
+			t.Errorf("%s: %d bytes", k, len(data))
+		}
+		gk, gc, ok := parseCallback(data)
+		if !ok || gk != k || (k != bridge.ActStillHere && gc != id) {
+			t.Errorf("%s: round trip gave %s %s %v", k, gk, gc, ok)
+		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newLimiter(telegramLimits, func() time.Time { return now })
+	// A private chat: a burst of 3, then one a second.
+	for i := range 3 {
+		if w := l.take(42); w != 0 {
+			t.Fatalf("send %d waited %v", i, w)
+		}
+	}
+	if w := l.take(42); w <= 0 || w > time.Second {
+		t.Fatalf("4th send in the same instant: wait %v, want (0,1s]", w)
+	}
+	if w := l.take(43); w != 0 {
+		t.Errorf("another chat is not held up: %v", w)
+	}
+	now = now.Add(time.Second)
+	if w := l.take(42); w != 0 {
+		t.Errorf("after a second: wait %v", w)
+	}
+	// A group: 20 a minute, so after the burst about 3s apart.
+	g := int64(-100)
+	sent := 0
+	for range 60 {
+		now = now.Add(time.Second)
+		if l.take(g) == 0 {
+			sent++
+		}
+	}
+	if sent < 20 || sent > 26 {
+		t.Errorf("group got %d sends in a minute, want about 20 (+burst)", sent)
+	}
+	// The bot: at most ~30 a second across chats.
+	now = now.Add(time.Minute)
+	ok := 0
+	for c := range int64(100) {
+		if l.take(1000+c) == 0 {
+			ok++
+		}
+	}
+	if ok != 30 {
+		t.Errorf("bot burst %d, want 30", ok)
+	}
+}
+
+func TestPacingReturnsRetryAfter(t *testing.T) {
+	e := newEnv(t)
+	a := e.adapter(t, "A", nil, nil)
+	now := time.Unix(1_700_000_000, 0)
+	a.lim = newLimiter(limits{group: telegramLimits.group}, func() time.Time { return now })
+	// The group allows a burst of 5, then asks for ~3s: longer than Deliver
+	// waits, so the outbox is told to come back.
+	var err error
+	sent := 0
+	for i := range 10 {
+		err = a.Deliver(t.Context(), bridge.Delivery{ID: "n" + string(rune('a'+i)), Kind: bridge.KindNotice, Chat: bridge.Chat{Property: "beta"}, Text: "hello"})
+		if err != nil {
+			break
+		}
+		sent++
+	}
+	ra, ok := asRetryAfter(err)
+	if !ok || ra.After < 2*time.Second || ra.After > 3*time.Second || sent != 5 {
+		t.Errorf("after %d sends: %v, want RetryAfterError of about 3s after 5", sent, err)
+	}
+}
