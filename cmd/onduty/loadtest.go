@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/onduty/onduty/internal/loadtest"
+)
+
+// runLoadtest runs `onduty loadtest`: it measures a deployment (--target) or,
+// by default, two onduty instances it starts on 127.0.0.1, prints a table
+// and writes the figures as JSON (--json).
+func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if os.Getenv(loadtest.HolderEnv) == "1" { // started by the capacity phase below
+		return loadtest.Hold(ctx, os.Stdin, stdout)
+	}
+	d := loadtest.Defaults()
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "measure a running deployment at this base URL (http://host:8080): status load and propagation only")
+	property := fs.String("property", "demo", "the target's property (with --target)")
+	adminToken := fs.String("admin-token", "", "the target's admin token, for propagation (with --target; default $ONDUTY_ADMIN_TOKEN)")
+	agent := fs.String("agent", "", "the target's agent whose status propagation toggles online/offline (with --target)")
+	redisURL := fs.String("redis-url", "", `Redis of the in-process run (default redis://127.0.0.1:6379/15 if it answers, else embedded; "embedded" forces it)`)
+	quick := fs.Bool("quick", false, "tiny numbers: every figure in seconds (flags given still apply)")
+	duration := fs.Duration("duration", d.Duration, "status load duration at each connection count")
+	conns := fs.String("conns", joinInts(d.Conns), "status load connection counts")
+	streams := fs.Int("streams", d.Streams, "status streams for propagation")
+	changes := fs.Int("changes", d.Changes, "status changes timed by propagation")
+	rates := fs.String("rates", joinInts(d.Rates), "relay rates through the bridge, messages per second")
+	tgRates := fs.String("telegram-rates", joinInts(d.TelegramRates), "relay rates through the Telegram adapter, messages per second")
+	relayDur := fs.Duration("relay-duration", d.RelayDuration, "how long each relay rate is sent (bridge path)")
+	tgDur := fs.Duration("telegram-duration", d.TelegramDuration, "how long each relay rate is sent through the Telegram adapter")
+	relayAgents := fs.Int("relay-agents", d.RelayAgents, "agents owning the relay chats, per path")
+	capacity := fs.String("capacity", joinInts(d.Capacity), "visitor streams held open, in steps")
+	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ","))
+	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' outbox poll interval (default: the bridge's own, as serve runs)")
+	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile at the largest capacity step to this file")
+	logLevel := fs.String("log-level", "error", "level of the onduty components' logs on stderr (debug, info, warn, error)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return errUsage
+	}
+
+	cfg := d
+	if *quick {
+		cfg = loadtest.Quick()
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		switch f.Name {
+		case "duration":
+			cfg.Duration = *duration
+		case "conns":
+			cfg.Conns, err = parseInts("conns", *conns)
+		case "streams":
+			cfg.Streams = *streams
+		case "changes":
+			cfg.Changes = *changes
+		case "rates":
+			cfg.Rates, err = parseInts("rates", *rates)
+		case "telegram-rates":
+			cfg.TelegramRates, err = parseInts("telegram-rates", *tgRates)
+		case "relay-duration":
+			cfg.RelayDuration = *relayDur
+		case "telegram-duration":
+			cfg.TelegramDuration = *tgDur
+		case "relay-agents":
+			cfg.RelayAgents = *relayAgents
+		case "capacity":
+			cfg.Capacity, err = parseInts("capacity", *capacity)
+		}
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	cfg.Target, cfg.Property, cfg.Agent, cfg.RedisURL = *target, *property, *agent, *redisURL
+	cfg.AdminToken = *adminToken
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = os.Getenv("ONDUTY_ADMIN_TOKEN")
+	}
+	cfg.BridgePollEvery = *pollEvery
+	if exe, err := os.Executable(); err == nil {
+		cfg.HolderCommand = []string{exe, "loadtest"}
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+	}
+	cfg.Progress = stderr
+	cfg.Log = newLogger(stderr, *logLevel)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.MemProfile = f
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if *jsonFile != "" {
+		f, err := os.Create(*jsonFile)
+		if err != nil {
+			return err
+		}
+		if err := rep.WriteJSON(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "loadtest: done in %s\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+func parseInts(name, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %q is not a number", name, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}

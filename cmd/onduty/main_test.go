@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/config"
+	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/presence"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "onduty.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfig(t *testing.T) {
+	broken := writeFile(t, `
+properties:
+  - id: acme
+    offline_mode: email
+    schedule: {timezone: Nowhere/City, hours: {mon: ["9-5"]}}
+agents:
+  - id: alice
+    properties: [shop]
+    idle_away_after: soon
+telegram: {mode: webhook}
+`)
+	code, out, _ := runCLI(t, "check-config", broken)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		broken + ": ",
+		"soon",
+		"offline_mode",
+		"schedule: timezone: unknown time zone",
+		"schedule: hours.mon[0]",
+		`agents[0] (alice).properties[0]: unknown property "shop"`,
+		"telegram.token: required",
+		"telegram.webhook_url: required",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not mention %q:\n%s", want, out)
+		}
+	}
+	good := writeFile(t, "properties: [{id: acme}]\nagents: [{id: alice, properties: [acme]}]\n")
+	if code, out, _ := runCLI(t, "check-config", good); code != 0 || !strings.Contains(out, "OK (1 properties, 1 agents)") {
+		t.Errorf("good config: exit %d, %q", code, out)
+	}
+	if code, _, errs := runCLI(t, "check-config"); code != 2 || !strings.Contains(errs, "usage") {
+		t.Errorf("no file: exit %d", code)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _, errs := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+	if code, _, _ := runCLI(t); code != 2 {
+		t.Errorf("no command: exit %d", code)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	r := redistest.New(t)
+	file := writeFile(t, `
+redis_url: "`+r.URL+`"
+redis_prefix: "`+r.Prefix+`"
+properties: [{id: acme, greetings: {away: "Back soon"}, slack_channel: C0123456789}]
+agents:
+  - {id: alice, name: Alice, properties: [acme], condition: activity, telegram_user_id: 111, slack_user_id: U111}
+  - {id: bob, name: Bob, properties: [acme], condition: always}
+telegram: {token: "123:abc"}
+slack: {bot_token: "xoxb-1", app_token: "xapp-1"}
+`)
+	c, err := config.Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := c.Directory()
+	store := presence.NewStore(r.Client, dir, presence.Keys{Prefix: r.Prefix}, nil)
+	ctx := context.Background()
+	if _, err := store.SetStatus(ctx, "bob", presence.Away); err != nil {
+		t.Fatal(err)
+	}
+	// A visitor waiting, as the admin board lists it.
+	b, err := bridge.New(bridge.Config{Prefix: r.Prefix, Properties: map[presence.PropertyID]bridge.Routing{"acme": {}}},
+		r.Client, store, presence.NewWatcher(store, slog.New(slog.DiscardHandler)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vic"}, "hello"); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errs := runCLI(t, "status", "--config", file, "acme")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"acme: away (widget mode live) — nobody online; away: Bob", "alice", "chose offline", "bob", "always online",
+		"SURFACES", "telegram,slack", "chats: 1 waiting, 0 active, 0 offline messages unanswered", ": Vic"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not mention %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI(t, "status", "--config", file, "--json", "acme")
+	var rep struct {
+		presence.Report
+		Surfaces map[presence.AgentID][]string `json:"surfaces"`
+		Chats    bridge.BoardChats             `json:"chats"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Status != presence.Away || rep.Greeting != "Back soon" || len(rep.Agents) != 2 {
+		t.Errorf("json: exit %d %s", code, out)
+	}
+	if strings.Join(rep.Surfaces["alice"], ",") != "telegram,slack" || rep.Chats.Counts.Pending != 1 || len(rep.Chats.Pending) != 1 || rep.Chats.Pending[0].Visitor.Name != "Vic" {
+		t.Errorf("json surfaces %v, chats %+v", rep.Surfaces, rep.Chats)
+	}
+	if code, _, errs := runCLI(t, "status", "--config", file, "nope"); code != 1 || !strings.Contains(errs, `unknown property "nope"`) {
+		t.Errorf("unknown property: exit %d %s", code, errs)
+	}
+	// The demo needs no configuration and no Redis.
+	t.Setenv("ONDUTY_CONFIG", "")
+	if code, out, errs := runCLI(t, "status", "demo"); code != 0 || !strings.Contains(out, "demo: online") {
+		t.Errorf("demo: exit %d %s %s", code, out, errs)
+	}
+}

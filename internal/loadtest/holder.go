@@ -1,0 +1,155 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// HolderEnv, set to "1" in a process's environment, makes it a stream
+// holder (see Hold): the capacity phase starts one so that the client ends
+// of the held streams neither count in the measured process's memory nor
+// share its RLIMIT_NOFILE.
+const HolderEnv = "ONDUTY_LOADTEST_HOLDER"
+
+// holdRequest asks the holder to open more streams.
+type holdRequest struct {
+	Addr    string   `json:"addr"`
+	Host    string   `json:"host"`
+	Paths   []string `json:"paths"`
+	Headers []string `json:"headers"` // one per path, "Name: value\r\n" lines
+}
+
+type holdAnswer struct {
+	Held  int    `json:"held"`
+	Error string `json:"error,omitempty"`
+}
+
+// Hold is the stream holder's main loop: for each JSON request read from
+// r it opens the streams, waits for each one's first status event, keeps
+// them open and answers on w with how many it holds. When r ends it closes
+// them all and returns.
+func Hold(ctx context.Context, r io.Reader, w io.Writer) error {
+	raiseNoFile(1 << 20)
+	h := &localHolder{}
+	defer h.close()
+	dec := json.NewDecoder(r)
+	enc := json.NewEncoder(w)
+	for {
+		var req holdRequest
+		if err := dec.Decode(&req); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return fmt.Errorf("loadtest: holder: %w", err)
+		}
+		held, err := h.open(ctx, endpoint{addr: req.Addr, host: req.Host}, req.Paths, req.Headers)
+		a := holdAnswer{Held: held}
+		if err != nil {
+			a.Error = err.Error()
+		}
+		if err := enc.Encode(a); err != nil {
+			return fmt.Errorf("loadtest: holder: %w", err)
+		}
+	}
+}
+
+// streamHolder holds client ends of streams: in a child process when a
+// command is given, else in this process.
+type streamHolder interface {
+	open(ctx context.Context, ep endpoint, paths, headers []string) (held int, err error)
+	close()
+}
+
+// childHolder talks to a holder process.
+type childHolder struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *json.Decoder
+	enc  *json.Encoder
+	once sync.Once
+}
+
+func startChildHolder(command []string) (*childHolder, error) {
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Env = append(os.Environ(), HolderEnv+"=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("loadtest: start stream holder: %w", err)
+	}
+	return &childHolder{cmd: cmd, in: in, out: json.NewDecoder(bufio.NewReader(out)), enc: json.NewEncoder(in)}, nil
+}
+
+func (h *childHolder) open(_ context.Context, ep endpoint, paths, headers []string) (int, error) {
+	if err := h.enc.Encode(holdRequest{Addr: ep.addr, Host: ep.host, Paths: paths, Headers: headers}); err != nil {
+		return 0, fmt.Errorf("loadtest: stream holder: %w", err)
+	}
+	var a holdAnswer
+	if err := h.out.Decode(&a); err != nil {
+		return 0, fmt.Errorf("loadtest: stream holder: %w", err)
+	}
+	if a.Error != "" {
+		return a.Held, fmt.Errorf("loadtest: stream holder: %s", a.Error)
+	}
+	return a.Held, nil
+}
+
+func (h *childHolder) close() {
+	h.once.Do(func() {
+		h.in.Close()
+		done := make(chan struct{})
+		go func() { h.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			h.cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// localHolder holds the streams in this process.
+type localHolder struct{ held []*sseStream }
+
+func (h *localHolder) open(ctx context.Context, ep endpoint, paths, headers []string) (int, error) {
+	streams := make([]*sseStream, len(paths))
+	err := parallel(ctx, len(paths), 64, func(i int) error {
+		s, err := openSSE(ctx, ep, paths[i], headers[i])
+		if err != nil {
+			return err
+		}
+		streams[i] = s
+		if err := s.waitFor("status", 10*time.Second); err != nil {
+			return err
+		}
+		s.hold()
+		return nil
+	})
+	for _, s := range streams {
+		if s != nil {
+			h.held = append(h.held, s)
+		}
+	}
+	return len(h.held), err
+}
+
+func (h *localHolder) close() {
+	for _, s := range h.held {
+		s.Close()
+	}
+	h.held = nil
+}
