@@ -80,6 +80,12 @@ type Adapter struct {
 	// syncWait is how long a slash command waits for the bridge's answer to
 	// put it in the response itself (Slack wants one within 3 s).
 	syncWait time.Duration
+	// handleWait is how long an event or a button press waits to be handled
+	// before it is acknowledged anyway. Acknowledging after the handling means
+	// that an instance dying in between leaves the event unacknowledged, and
+	// Slack sends it again; acknowledging late (Slack wants it within 3 s)
+	// would only bring retries that the de-duplication then drops.
+	handleWait time.Duration
 	// pollGap is the least time between two users.getPresence calls.
 	pollGap time.Duration
 	// storageWait is the pause before an agent's message is handed to the
@@ -95,7 +101,31 @@ type Adapter struct {
 var _ bridge.Adapter = (*Adapter)(nil)
 
 type job struct {
-	run func(ctx context.Context, h bridge.Handler)
+	run  func(ctx context.Context, h bridge.Handler)
+	done chan struct{} // closed once run has returned
+}
+
+// handled is the done channel of work that needed no handling.
+var handled = func() <-chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// waitHandled waits until done is closed, handleWait has passed, or ctx is
+// done. It reports false only for the last: a stopping instance does not
+// acknowledge what it has not handled, so Slack sends it again.
+func (a *Adapter) waitHandled(ctx context.Context, done <-chan struct{}) bool {
+	t := time.NewTimer(a.handleWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 const numShards = 16
@@ -169,7 +199,8 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		api:      slackapi.New(cfg.BotToken, opts...),
 		pace:     newPacer(time.Second, 3),
 		shards:   make([]chan job, numShards),
-		syncWait: 2500 * time.Millisecond,
+		syncWait:   2500 * time.Millisecond,
+		handleWait: 2500 * time.Millisecond,
 		storageWait: func(failures int) time.Duration {
 			return min(100*time.Millisecond<<min(failures, 6), 5*time.Second)
 		},
@@ -276,15 +307,16 @@ func (a *Adapter) identify(ctx context.Context) error {
 }
 
 // enqueue hands work to the shard of key. It blocks while the shard is full,
-// until ctx is done.
-func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) error {
+// until ctx is done. The channel it returns is closed once run has returned.
+func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) (<-chan struct{}, error) {
 	f := fnv.New32a()
 	f.Write([]byte(key))
+	j := job{run: run, done: make(chan struct{})}
 	select {
-	case a.shards[f.Sum32()%numShards] <- job{run: run}:
-		return nil
+	case a.shards[f.Sum32()%numShards] <- j:
+		return j.done, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -295,6 +327,7 @@ func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
 			return
 		case j := <-ch:
 			j.run(ctx, h)
+			close(j.done)
 		}
 	}
 }

@@ -77,6 +77,25 @@ func (a *Adapter) queue(w http.ResponseWriter, r *http.Request, enqueue func(ctx
 	return true
 }
 
+// queueHandled is queue for events and button presses: it answers 200 once
+// the work is handled (or after handleWait), so an instance that dies before
+// handling it leaves Slack without an answer, and Slack sends it again.
+func (a *Adapter) queueHandled(w http.ResponseWriter, r *http.Request, enqueue func(ctx context.Context) (<-chan struct{}, error)) {
+	var done <-chan struct{}
+	queued := a.queue(w, r, func(ctx context.Context) error {
+		var err error
+		done, err = enqueue(ctx)
+		return err
+	})
+	if !queued {
+		return
+	}
+	if !a.waitHandled(r.Context(), done) {
+		return // the caller is gone
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
 // copyRequest gives the SDK's form parsers a request of their own over body.
 func copyRequest(r *http.Request, body []byte) *http.Request {
 	c := r.Clone(r.Context())
@@ -108,9 +127,7 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(jsonOf(map[string]string{"challenge": uv.Challenge}))
 		return
 	}
-	if a.queue(w, r, func(ctx context.Context) error { return a.onEventsAPI(ctx, ev) }) {
-		w.WriteHeader(http.StatusOK)
-	}
+	a.queueHandled(w, r, func(ctx context.Context) (<-chan struct{}, error) { return a.onEventsAPI(ctx, ev) })
 }
 
 func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +168,7 @@ func (a *Adapter) serveInteractions(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad payload", http.StatusBadRequest)
 		return
 	}
-	if a.queue(w, r, func(ctx context.Context) error { return a.onInteraction(ctx, cb, interactionKey(cb)) }) {
-		w.WriteHeader(http.StatusOK)
-	}
+	a.queueHandled(w, r, func(ctx context.Context) (<-chan struct{}, error) {
+		return a.onInteraction(ctx, cb, interactionKey(cb))
+	})
 }

@@ -20,16 +20,17 @@ import (
 const refusal = "Sorry, you are not set up as an onduty agent, so I can't do anything for you. Ask an admin to add your Slack user id to the configuration."
 
 // onEventsAPI takes one Events API event (from either mode) and queues the
-// work it asks for. Only messages matter: from an agent they are replies in a
-// chat's thread, DMs to the bot, or at least activity.
-func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) error {
+// work it asks for; the channel it returns is closed once that work is done.
+// Only messages matter: from an agent they are replies in a chat's thread,
+// DMs to the bot, or at least activity.
+func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) (<-chan struct{}, error) {
 	cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent)
 	if !ok {
-		return nil
+		return handled, nil
 	}
 	msg, ok := ev.InnerEvent.Data.(*slackevents.MessageEvent)
 	if !ok || a.ignoreMessage(msg) {
-		return nil
+		return handled, nil
 	}
 	dedup := ""
 	if cb.EventID != "" {
@@ -294,7 +295,7 @@ func (p *answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool)
 // waiter, or posted ephemerally if the waiter gave up.
 func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (*answer, error) {
 	ans := newAnswer()
-	err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Handler) {
+	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Handler) {
 		reply, speak := a.runCommand(ctx, h, cmd, dedup)
 		if !speak {
 			reply = bridge.Reply{}
@@ -376,10 +377,13 @@ func commandBody(r bridge.Reply) *commandResponse {
 	return &commandResponse{ResponseType: "ephemeral", Text: pages[0].Text, Blocks: pages[0].Blocks}
 }
 
-// onInteraction queues button presses (block_actions).
-func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) error {
+// onInteraction queues button presses (block_actions). The channel it
+// returns is closed once every action of the press is handled (they share a
+// shard, which runs them in order).
+func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) (<-chan struct{}, error) {
+	done := handled
 	if cb.Type != slackapi.InteractionTypeBlockActions {
-		return nil
+		return done, nil
 	}
 	for i, act := range cb.ActionCallback.BlockActions {
 		kind, ok := actionKinds[act.ActionID]
@@ -391,14 +395,15 @@ func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCall
 			key += ":" + act.ActionID
 		}
 		value := act.Value
-		err := a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Handler) {
+		var err error
+		done, err = a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Handler) {
 			a.runButton(ctx, h, cb, kind, value, key)
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return done, nil
 }
 
 func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) {

@@ -434,3 +434,73 @@ func TestAgentMessageWaitsOutStorageOutage(t *testing.T) {
 		t.Errorf("%d ephemeral notes; the agent should not be asked to resend", n)
 	}
 }
+
+// TestAckAfterHandling: an event is acknowledged only once the bridge has
+// handled it, so an instance that dies in between leaves it unacknowledged
+// and Slack sends it again; handling slower than handleWait is acknowledged
+// anyway, within Slack's 3 s.
+func TestAckAfterHandling(t *testing.T) {
+	for _, mode := range modes {
+		for _, slow := range []bool{false, true} {
+			name := mode + "/handled"
+			if slow {
+				name = mode + "/slower than handleWait"
+			}
+			t.Run(name, func(t *testing.T) {
+				hs := newHarnessPrep(t, mode, func(a *Adapter) { a.handleWait = 300 * time.Millisecond })
+				entered, release := make(chan struct{}, 1), make(chan struct{})
+				var once atomic.Bool
+				t.Cleanup(func() {
+					if once.CompareAndSwap(false, true) {
+						close(release)
+					}
+				})
+				hs.h.SetReply(func(bridge.Action) (bridge.Reply, error) {
+					entered <- struct{}{}
+					<-release
+					return bridge.Reply{}, nil
+				})
+				acked := make(chan int, 1)
+				inner := map[string]any{"type": "message", "user": "U111", "text": "hold on", "channel": "D1", "channel_type": "im", "ts": "9.1"}
+				if mode == ModeEvents {
+					go func() {
+						acked <- hs.postRaw("/slack/events", "application/json", eventBody("EvAck", inner), sign(testSecret, time.Now(), eventBody("EvAck", inner))).Code
+					}()
+				} else {
+					hs.message("EvAck", inner)
+					go func() {
+						for {
+							if _, ok := hs.fake.ackFor("env-EvAck"); ok {
+								acked <- http.StatusOK
+								return
+							}
+							time.Sleep(10 * time.Millisecond)
+						}
+					}()
+				}
+				select {
+				case <-entered:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the bridge never got the event")
+				}
+				if !slow {
+					select {
+					case code := <-acked:
+						t.Fatalf("acknowledged (%d) while the bridge was still handling it", code)
+					case <-time.After(150 * time.Millisecond):
+					}
+					once.Store(true)
+					close(release)
+				}
+				select {
+				case code := <-acked:
+					if code != http.StatusOK {
+						t.Fatalf("answered %d, want 200", code)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("never acknowledged")
+				}
+			})
+		}
+	}
+}

@@ -9,9 +9,10 @@ import (
 	"github.com/slack-go/slack/socketmode"
 )
 
-// readSocket acknowledges every Socket Mode envelope and queues its work.
-// Events and buttons are acknowledged at once; a slash command's ack carries
-// the answer when the bridge gives it within syncWait.
+// readSocket queues the work of every Socket Mode envelope and acknowledges
+// it. Events and buttons are acknowledged once handled (or after handleWait);
+// a slash command's ack carries the answer when the bridge gives it within
+// syncWait.
 func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sync.WaitGroup) {
 	for {
 		var evt socketmode.Event
@@ -34,23 +35,27 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 				a.log.Debug("slack socket mode: unreadable message", "err", e.Cause)
 			}
 		case socketmode.EventTypeEventsAPI:
-			a.ack(ctx, smc, evt.Request, nil)
 			ev, ok := evt.Data.(slackevents.EventsAPIEvent)
 			if !ok {
+				a.ack(ctx, smc, evt.Request, nil)
 				continue
 			}
-			if err := a.onEventsAPI(ctx, ev); err != nil {
+			done, err := a.onEventsAPI(ctx, ev)
+			if err != nil {
 				return
 			}
+			a.ackWhenHandled(ctx, smc, evt.Request, done, wg)
 		case socketmode.EventTypeInteractive:
-			a.ack(ctx, smc, evt.Request, nil)
 			cb, ok := evt.Data.(slackapi.InteractionCallback)
 			if !ok {
+				a.ack(ctx, smc, evt.Request, nil)
 				continue
 			}
-			if err := a.onInteraction(ctx, cb, interactionKey(cb)); err != nil {
+			done, err := a.onInteraction(ctx, cb, interactionKey(cb))
+			if err != nil {
 				return
 			}
+			a.ackWhenHandled(ctx, smc, evt.Request, done, wg)
 		case socketmode.EventTypeSlashCommand:
 			cmd, ok := evt.Data.(slackapi.SlashCommand)
 			if !ok {
@@ -81,6 +86,16 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 
 // maxAckBytes keeps an ack's payload under Socket Mode's 20 KB limit.
 const maxAckBytes = 19 << 10
+
+// ackWhenHandled acknowledges req once its work is done (see handleWait),
+// without holding up the reading of further envelopes.
+func (a *Adapter) ackWhenHandled(ctx context.Context, smc *socketmode.Client, req *socketmode.Request, done <-chan struct{}, wg *sync.WaitGroup) {
+	wg.Go(func() {
+		if a.waitHandled(ctx, done) {
+			a.ack(ctx, smc, req, nil)
+		}
+	})
+}
 
 func (a *Adapter) ack(ctx context.Context, smc *socketmode.Client, req *socketmode.Request, payload any) {
 	if req == nil || req.EnvelopeID == "" {
