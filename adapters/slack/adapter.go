@@ -191,14 +191,14 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		opts = append(opts, slackapi.OptionAppLevelToken(cfg.AppToken))
 	}
 	a := &Adapter{
-		cfg:      cfg,
-		dir:      dir,
-		rdb:      rdb,
-		log:      log,
-		keys:     keys{prefix: cfg.Prefix},
-		api:      slackapi.New(cfg.BotToken, opts...),
-		pace:     newPacer(time.Second, 3),
-		shards:   make([]chan job, numShards),
+		cfg:        cfg,
+		dir:        dir,
+		rdb:        rdb,
+		log:        log,
+		keys:       keys{prefix: cfg.Prefix},
+		api:        slackapi.New(cfg.BotToken, opts...),
+		pace:       newPacer(time.Second, 3),
+		shards:     make([]chan job, numShards),
 		syncWait:   2500 * time.Millisecond,
 		handleWait: 2500 * time.Millisecond,
 		storageWait: func(failures int) time.Duration {
