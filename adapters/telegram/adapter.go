@@ -37,7 +37,7 @@ type Adapter struct {
 	log   *slog.Logger
 	bot   *bot.Bot
 	keys  keys
-	lim   *limiter
+	lim   pacer
 	owner string // this instance's polling-lease token
 	// retryWait is the pause before polling or an update is tried again
 	// after the given number of failures: backoff (tests shorten it).
@@ -88,7 +88,7 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		log:       log,
 		bot:       b,
 		keys:      keys{prefix: cfg.Prefix},
-		lim:       newLimiter(telegramLimits, time.Now),
+		lim:       newSharedLimiter(rdb, keys{prefix: cfg.Prefix}, telegramLimits, time.Now, log),
 		owner:     hex.EncodeToString(tok[:]),
 		retryWait: backoff,
 	}, nil

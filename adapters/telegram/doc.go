@@ -25,13 +25,15 @@
 //
 // Sending: Deliver may be called concurrently for different chats. Sends are
 // paced under Telegram's limits (about 1/s per chat, 20/min per group, 30/s
-// per bot) by a local limiter; when the wait would be long, or Telegram
-// answers 429, Deliver returns *bridge.RetryAfterError and the bridge's outbox
-// tries again later. Long texts are split into several messages; how many
+// per bot) by token buckets kept in Redis, so that all instances share one
+// budget (a local limiter stands in while Redis is away). When the wait
+// would be long, or Telegram answers 429, Deliver returns
+// *bridge.RetryAfterError and the bridge's outbox tries again later. Long texts are split into several messages; how many
 // pieces of a delivery were sent is kept in Redis, so a retry continues where
 // the last attempt stopped instead of posting twice.
 //
-// Redis keys (all under Config.Prefix, each operation touches one key):
+// Redis keys (all under Config.Prefix; each operation touches one key, but
+// for the pacing script, whose keys share the hash tag {tg}):
 //
 //	tg:lease                    string  owner token of the polling lease, PX LeaseTTL
 //	tg:upd:<update_id>          string  update claim: "busy" EX 2×LeaseTTL, then "done" EX 24h
@@ -41,4 +43,7 @@
 //	tg:topic:<chat>             string  "<group>:<thread>" forum topic of a chat, EX 30d
 //	tg:thread:<group>:<thread>  string  visitor chat of a forum topic, EX 30d
 //	tg:dlv:<delivery_id>        string  pieces of a delivery already sent, EX 7d
+//	tg:rate:{tg}:bot            hash    the bot's send bucket: t tokens, l last refill (ms), PX refill time + 1s
+//	tg:rate:{tg}:<tg_chat>      hash    a chat's send bucket, likewise
+//	tg:rate:{tg}:group:<id>     hash    a group's per-minute bucket, likewise
 package telegram

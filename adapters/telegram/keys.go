@@ -18,6 +18,10 @@ func (k keys) offer(c bridge.ChatID) string { return k.prefix + "tg:offer:" + st
 func (k keys) topic(c bridge.ChatID) string { return k.prefix + "tg:topic:" + string(c) }
 func (k keys) delivery(id string) string    { return k.prefix + "tg:dlv:" + id }
 
+// rate is a send-rate bucket: "bot", a chat id, or "group:<id>". The hash
+// tag puts every bucket in one slot, as the pacing script reads several.
+func (k keys) rate(bucket string) string { return k.prefix + "tg:rate:{tg}:" + bucket }
+
 func (k keys) message(tgChat int64, msgID int) string {
 	return k.prefix + "tg:msg:" + strconv.FormatInt(tgChat, 10) + ":" + strconv.Itoa(msgID)
 }

@@ -1,8 +1,14 @@
 package telegram
 
 import (
+	"context"
+	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // bucket is a token bucket: rate tokens per second, at most burst saved up.
@@ -108,4 +114,95 @@ func (l *limiter) prune(now time.Time) {
 			delete(l.groups, id)
 		}
 	}
+}
+
+// pacer tells a send how long to wait for its turn (zero: go now, and the
+// turn is taken).
+type pacer interface {
+	wait(ctx context.Context, chat int64) time.Duration
+}
+
+func (l *limiter) wait(_ context.Context, chat int64) time.Duration { return l.take(chat) }
+
+// sharedLimiter keeps the buckets in Redis, so that every instance sending
+// for the same bot shares Telegram's limits (30/s for the bot is one budget,
+// however many instances deliver). While Redis cannot answer it paces with
+// a local limiter, which is right for one instance and too generous for
+// several; Telegram then answers the excess with 429, which the outbox
+// retries.
+type sharedLimiter struct {
+	rdb   redis.UniversalClient
+	keys  keys
+	lim   limits
+	now   func() time.Time
+	local *limiter
+	log   *slog.Logger
+	down  atomic.Bool // Redis failed last time (logged once per outage)
+}
+
+func newSharedLimiter(rdb redis.UniversalClient, k keys, l limits, now func() time.Time, log *slog.Logger) *sharedLimiter {
+	return &sharedLimiter{rdb: rdb, keys: k, lim: l, now: now, local: newLimiter(l, now), log: log}
+}
+
+// takeScript is limiter.take over buckets in Redis hashes (t: tokens, l:
+// last refill in ms). KEYS are the buckets to draw from; ARGV[1] is the
+// time in ms, then the rate per second and burst of each key. It returns 0
+// and takes a token from each, or the ms to wait and takes nothing. The
+// keys share a hash tag, so the script works on a Redis Cluster too.
+var takeScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local wait = 0
+local tokens = {}
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
+  local v = redis.call('HMGET', key, 't', 'l')
+  local t, last = tonumber(v[1]), tonumber(v[2])
+  if t == nil or last == nil then t, last = burst, now end
+  if now > last then
+    t = math.min(burst, t + (now - last) / 1000 * rate)
+  end
+  tokens[i] = t
+  if t < 1 then
+    local w = math.ceil((1 - t) / rate * 1000)
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
+  redis.call('HSET', key, 't', tostring(tokens[i] - 1), 'l', now)
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+return 0
+`)
+
+func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
+	var keys []string
+	var args []any
+	add := func(key string, spec rateSpec) {
+		if spec.perSecond > 0 {
+			keys = append(keys, key)
+			args = append(args, spec.perSecond, spec.burst)
+		}
+	}
+	add(s.keys.rate("bot"), s.lim.bot)
+	add(s.keys.rate(strconv.FormatInt(chat, 10)), s.lim.chat)
+	if chat < 0 {
+		add(s.keys.rate("group:"+strconv.FormatInt(chat, 10)), s.lim.group)
+	}
+	if len(keys) == 0 {
+		return 0
+	}
+	args = append([]any{s.now().UnixMilli()}, args...)
+	ms, err := takeScript.Run(ctx, s.rdb, keys, args...).Int64()
+	if err != nil {
+		if ctx.Err() == nil && !s.down.Swap(true) {
+			s.log.Warn("telegram: shared rate limits unavailable, pacing this instance alone", "err", err)
+		}
+		return s.local.take(chat)
+	}
+	if s.down.Swap(false) {
+		s.log.Info("telegram: shared rate limits back")
+	}
+	return time.Duration(ms) * time.Millisecond
 }

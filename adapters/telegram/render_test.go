@@ -156,50 +156,6 @@ func TestCallbackDataFits(t *testing.T) {
 	}
 }
 
-func TestLimiter(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	l := newLimiter(telegramLimits, func() time.Time { return now })
-	// A private chat: a burst of 3, then one a second.
-	for i := range 3 {
-		if w := l.take(42); w != 0 {
-			t.Fatalf("send %d waited %v", i, w)
-		}
-	}
-	if w := l.take(42); w <= 0 || w > time.Second {
-		t.Fatalf("4th send in the same instant: wait %v, want (0,1s]", w)
-	}
-	if w := l.take(43); w != 0 {
-		t.Errorf("another chat is not held up: %v", w)
-	}
-	now = now.Add(time.Second)
-	if w := l.take(42); w != 0 {
-		t.Errorf("after a second: wait %v", w)
-	}
-	// A group: 20 a minute, so after the burst about 3s apart.
-	g := int64(-100)
-	sent := 0
-	for range 60 {
-		now = now.Add(time.Second)
-		if l.take(g) == 0 {
-			sent++
-		}
-	}
-	if sent < 20 || sent > 26 {
-		t.Errorf("group got %d sends in a minute, want about 20 (+burst)", sent)
-	}
-	// The bot: at most ~30 a second across chats.
-	now = now.Add(time.Minute)
-	ok := 0
-	for c := range int64(100) {
-		if l.take(1000+c) == 0 {
-			ok++
-		}
-	}
-	if ok != 30 {
-		t.Errorf("bot burst %d, want 30", ok)
-	}
-}
-
 func TestPacingReturnsRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	a := e.adapter(t, "A", nil, nil)

@@ -20,14 +20,14 @@ type place struct {
 	shared bool
 }
 
-// errPaced: the local limiter asked for a longer wait than a caller takes.
+// errPaced: the rate limiter asked for a longer wait than a caller takes.
 var errPaced = errors.New("telegram: paced under Telegram's limits")
 
-// pace waits for the local limiter. A wait longer than maxWait is returned
+// pace waits for the rate limiter (shared by the instances through Redis). A wait longer than maxWait is returned
 // as a RetryAfterError instead of slept.
 func (a *Adapter) pace(ctx context.Context, chat int64, maxWait time.Duration) error {
 	for {
-		w := a.lim.take(chat)
+		w := a.lim.wait(ctx, chat)
 		if w == 0 {
 			return nil
 		}
