@@ -134,6 +134,7 @@ func (b *Bridge) cacheProperty(id ChatID, p presence.PropertyID) {
 var (
 	_ Handler        = (*Bridge)(nil)
 	_ VisitorService = (*Bridge)(nil)
+	_ PresenceSetter = (*Bridge)(nil)
 )
 
 // New returns a bridge. Add adapters with AddAdapter, then call Run.

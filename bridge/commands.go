@@ -109,6 +109,38 @@ func (b *Bridge) applyState(ctx context.Context, agent presence.Agent, st presen
 	}
 }
 
+// SetPresence is an admin's change of an agent's chosen status and/or
+// condition (an empty one stays as it is). Unlike the agent's own commands
+// it is not bound by the agent's permissions, but it has the same
+// consequences: the "Still on duty?" prompt moves with the new state (an
+// agent made activity-based is asked before going offline), and an agent
+// who comes online is offered the pending chats (followPresence).
+func (b *Bridge) SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error) {
+	agent, ok := b.dir.Agent(id)
+	if !ok {
+		return presence.State{}, presence.ErrUnknownAgent
+	}
+	if (s != "" && !s.IsValid()) || (c != "" && !c.IsValid()) {
+		return presence.State{}, fmt.Errorf("bridge: set presence: invalid status %q or condition %q", s, c)
+	}
+	var st presence.State
+	var err error
+	if c != "" {
+		if st, err = b.store.SetCondition(ctx, id, c); err != nil {
+			return st, fmt.Errorf("bridge: set condition: %w", err)
+		}
+	}
+	if s != "" {
+		if st, err = b.store.SetStatus(ctx, id, s); err != nil {
+			return st, fmt.Errorf("bridge: set status: %w", err)
+		}
+	}
+	if c != "" || s != "" {
+		b.applyState(ctx, agent, st, true)
+	}
+	return st, nil
+}
+
 func (b *Bridge) command(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {
 	cmd := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(act.Command), "/"))
 	args := strings.TrimSpace(act.Args)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +207,67 @@ func TestLeftoverPromptOfAlwaysOnlineAgentAsksNothing(t *testing.T) {
 	}
 	if n, _ := e.r.Client.ZCard(ctx, in.b.keys.Timers()).Result(); n != 0 {
 		t.Fatalf("%d timers left after the prompt fired", n)
+	}
+}
+
+// TestSetPresence: an admin's change goes through the bridge, unbound by the
+// agent's permissions, and moves the "Still on duty?" prompt as the agent's
+// own command would.
+func TestSetPresence(t *testing.T) {
+	e := newEnv(t, Routing{})
+	in := e.start(nil)
+	ctx := context.Background()
+	dave, _ := e.dir.Agent("dave")
+	timers := func() int64 {
+		n, err := e.r.Client.ZCard(ctx, in.b.keys.Timers()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Made always online by the admin: no prompt is left to fire.
+	in.cmd(t, "dave", "online")
+	if n := timers(); n != 1 {
+		t.Fatalf("%d timers after /online, want dave's prompt", n)
+	}
+	if _, err := in.b.SetPresence(ctx, "dave", "", presence.Always); err != nil {
+		t.Fatal(err)
+	}
+	if n := timers(); n != 0 {
+		t.Fatalf("%d timers after the admin made dave always online, want none", n)
+	}
+
+	// Back to activity by the admin: dave is asked before going offline.
+	st, err := in.b.SetPresence(ctx, "dave", presence.Online, presence.Activity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != presence.Online || st.Condition != presence.Activity {
+		t.Fatalf("stored %+v", st)
+	}
+	at := presence.PromptAt(dave, st)
+	if at.IsZero() || timers() != 1 {
+		t.Fatalf("prompt at %v with %d timers, want one", at, timers())
+	}
+	e.advance(in, at.Sub(e.clock.Now()))
+	waitDelivered(t, in.ad, "prompt", 1, kindFor(KindPrompt, "dave", ""))
+
+	// The admin is not bound by permissions; unknown agents and bad values are refused.
+	erin, _ := e.dir.Agent("erin")
+	if erin.Can(presence.PermissionFor(presence.Invisible)) {
+		t.Fatal("erin may go invisible herself; the case needs an agent who may not")
+	}
+	if r := in.cmd(t, "erin", "invisible"); !strings.Contains(r.Text, "not allowed") {
+		t.Fatalf("erin's own /invisible: %q", r.Text)
+	}
+	if st, err := in.b.SetPresence(ctx, "erin", presence.Invisible, ""); err != nil || st.Status != presence.Invisible {
+		t.Errorf("admin setting erin invisible: %+v %v", st, err)
+	}
+	if _, err := in.b.SetPresence(ctx, "zed", presence.Online, ""); !errors.Is(err, presence.ErrUnknownAgent) {
+		t.Errorf("unknown agent: %v", err)
+	}
+	if _, err := in.b.SetPresence(ctx, "dave", "busy", ""); err == nil {
+		t.Error("invalid status accepted")
 	}
 }

@@ -267,6 +267,16 @@ type Handler interface {
 	Handle(ctx context.Context, a Action) (Reply, error)
 }
 
+// PresenceSetter changes an agent's presence for an admin, with the
+// consequences of the agent's own command. *Bridge implements it; the
+// widget's admin API uses it when its VisitorService does.
+type PresenceSetter interface {
+	// SetPresence sets the chosen status and/or condition ("" leaves one as
+	// it is). It returns presence.ErrUnknownAgent (wrapped or not) for an
+	// unknown agent.
+	SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error)
+}
+
 // VisitorEventType names what a visitor's event stream carries.
 type VisitorEventType string
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -121,14 +122,22 @@ func (s *Server) adminSetStatus(c *fiber.Ctx) error {
 	defer cancel()
 	var state presence.State
 	var err error
-	if cond != "" {
-		if state, err = s.store.SetCondition(ctx, id, cond); err != nil {
+	if ps, ok := s.chats.(bridge.PresenceSetter); ok {
+		// Through the bridge, so the change has the consequences of the
+		// agent's own command (the "Still on duty?" prompt moves).
+		if state, err = ps.SetPresence(ctx, id, st, cond); err != nil {
 			return s.storeErr(err)
 		}
-	}
-	if st != "" {
-		if state, err = s.store.SetStatus(ctx, id, st); err != nil {
-			return s.storeErr(err)
+	} else {
+		if cond != "" {
+			if state, err = s.store.SetCondition(ctx, id, cond); err != nil {
+				return s.storeErr(err)
+			}
+		}
+		if st != "" {
+			if state, err = s.store.SetStatus(ctx, id, st); err != nil {
+				return s.storeErr(err)
+			}
 		}
 	}
 	out := agentResponse{

@@ -619,6 +619,24 @@ func TestAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("through the bridge", func(t *testing.T) {
+		// A VisitorService that can set presence (the bridge) is used, so the
+		// change has the consequences of the agent's own command.
+		ps := &presenceSetter{fakeChats: e.chats}
+		srv := New(e.cfg, e.watcher, e.store, ps, e.redis.Client, e.log)
+		r := doApp(t, srv, "PUT", "/v1/admin/agents/bob/status", map[string]string{"status": "away", "condition": "activity"}, bearer...)
+		if r.code != 200 || !strings.Contains(string(r.body), `"status":"away"`) {
+			t.Fatalf("%d %s", r.code, r.body)
+		}
+		if got := ps.calls; len(got) != 1 || got[0] != "bob away activity" {
+			t.Errorf("SetPresence calls %q, want [bob away activity]", got)
+		}
+		ps.err = fmt.Errorf("bridge: set status: %w", presence.ErrUnknownAgent)
+		if r := doApp(t, srv, "PUT", "/v1/admin/agents/bob/status", map[string]string{"status": "away"}, bearer...); r.code != 404 || r.errCode() != "unknown_agent" {
+			t.Errorf("unknown agent from the bridge: %d %s", r.code, r.body)
+		}
+	})
+
 	t.Run("redis down", func(t *testing.T) {
 		down := presence.NewStore(downRedis(t), e.dir, presence.Keys{Prefix: e.redis.Prefix}, nil)
 		srv := New(e.cfg, e.watcher, down, e.chats, e.redis.Client, e.log)
@@ -763,4 +781,20 @@ func TestStatusNeedsNoRedis(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, r.code, r.body)
 		}
 	}
+}
+
+// presenceSetter is the fake VisitorService with the bridge's SetPresence,
+// which records its calls and answers with the state asked for.
+type presenceSetter struct {
+	*fakeChats
+	calls []string
+	err   error
+}
+
+func (p *presenceSetter) SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error) {
+	p.calls = append(p.calls, strings.TrimSpace(fmt.Sprintf("%s %s %s", id, s, c)))
+	if p.err != nil {
+		return presence.State{}, p.err
+	}
+	return presence.State{Status: s, Condition: c}, nil
 }
