@@ -3,8 +3,14 @@ package widget
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +22,11 @@ import (
 )
 
 const chromiumPath = "/usr/bin/chromium"
+
+// browserWait bounds one wait for the page. It is generous: under CI's load
+// (two cores, packages tested in parallel under -race) Chromium is slow, and
+// this is a bound on a hang, not a measure of speed.
+const browserWait = 25 * time.Second
 
 // newBrowser starts headless Chromium for the test, or skips it when the
 // binary is absent.
@@ -34,7 +45,7 @@ func newBrowser(t *testing.T) context.Context {
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 45*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 4*browserWait)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	if err := chromedp.Do(ctx); err != nil { // start the browser
 		t.Fatalf("start chromium: %v", err)
@@ -53,7 +64,7 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 // waitJS polls a JavaScript expression in the page until it is true.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(testTimeout)))
+	run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(browserWait)))
 }
 
 func TestBrowserWidget(t *testing.T) {
@@ -201,4 +212,65 @@ func TestBrowserHiddenWhenOffline(t *testing.T) {
 	waitJS(t, ctx, "launcher shown when online", `!document.getElementById('onduty-root').hidden && document.getElementById('onduty-launcher').offsetParent !== null`)
 	e.setStatus(agentAlice, presence.Offline)
 	waitJS(t, ctx, "hidden again", `document.getElementById('onduty-root').hidden`)
+}
+
+// TestBrowserLateStatusAnswer: the widget asks GET /status and opens the
+// status stream at once. When the GET's answer comes after the stream has
+// already told a newer status, the older answer must not win.
+func TestBrowserLateStatusAnswer(t *testing.T) {
+	dir, err := presence.NewDirectory(
+		[]presence.Property{{ID: propDemo, Name: "Demo", OfflineMode: presence.ModeHidden}},
+		[]presence.Agent{{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo}, Condition: presence.Always}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvDir(t, dir)
+	e.runWatcher()
+	upstream, err := url.Parse(e.serve())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A proxy that holds the answer of the first GET /status until released.
+	held, release := make(chan struct{}), make(chan struct{})
+	answered := make(chan struct{})
+	var first atomic.Bool
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	proxy.FlushInterval = -1 // event streams pass at once
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if strings.HasSuffix(r.Request.URL.Path, "/status") && first.CompareAndSwap(false, true) {
+			close(held)
+			<-release
+			go func() { time.Sleep(50 * time.Millisecond); close(answered) }()
+		}
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(letGo)
+	ctx := newBrowser(t)
+
+	run(t, ctx, "load the demo page", chromedp.Navigate(front.URL+"/"))
+	select {
+	case <-held:
+	case <-time.After(testTimeout):
+		t.Fatal("the widget never asked GET /status")
+	}
+	waitJS(t, ctx, "status known from the stream", `!!(window.onduty && window.onduty.status())`)
+	waitJS(t, ctx, "launcher hidden while offline", `document.getElementById('onduty-root').hidden`)
+	e.setStatus(agentAlice, presence.Online)
+	waitJS(t, ctx, "launcher shown when online", `!document.getElementById('onduty-root').hidden`)
+	letGo() // the GET's old answer ("offline") arrives now
+	<-answered
+	for range 10 {
+		hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('onduty-root').hidden`))
+		if err != nil {
+			t.Fatalf("read the launcher: %v", err)
+		}
+		if hidden {
+			t.Fatal("the late GET /status answer (offline) overwrote the stream's newer status (online)")
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
 }

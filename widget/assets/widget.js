@@ -160,9 +160,12 @@
   }
 
   function followStatus() {
-    request("GET", "/properties/" + encodeURIComponent(prop) + "/status").then(setStatus, function () { /* the stream will tell */ });
+    // The GET answers fast on a slow stream; once the stream has spoken, a
+    // late GET answer is older than what it said and is dropped.
+    var streamed = false;
+    request("GET", "/properties/" + encodeURIComponent(prop) + "/status").then(function (st) { if (!streamed) setStatus(st); }, function () { /* the stream will tell */ });
     statusES = new EventSource(api + "/properties/" + encodeURIComponent(prop) + "/status/stream");
-    statusES.addEventListener("status", function (e) { statusRetry = 0; setStatus(JSON.parse(e.data)); });
+    statusES.addEventListener("status", function (e) { streamed = true; statusRetry = 0; setStatus(JSON.parse(e.data)); });
     statusES.onerror = function () {
       if (statusES.readyState !== 2) return; // the browser reconnects by itself
       statusES.close();
