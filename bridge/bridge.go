@@ -84,6 +84,9 @@ type Config struct {
 	MaxFileBytes int
 	// FileTTL is how long attachments are kept. Zero means 30 days.
 	FileTTL time.Duration
+	// ClosedChatTTL is how long a closed chat (its transcript, and its
+	// visitor's token) is kept after it closed. Zero means 30 days.
+	ClosedChatTTL time.Duration
 }
 
 // Bridge is the core: it keeps chats in Redis, routes them to agents, relays
@@ -174,6 +177,9 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 	}
 	if cfg.MaxFileBytes <= 0 {
 		cfg.MaxFileBytes = 10 << 20
+	}
+	if cfg.ClosedChatTTL <= 0 {
+		cfg.ClosedChatTTL = 30 * 24 * time.Hour
 	}
 	if cfg.FileTTL <= 0 {
 		cfg.FileTTL = 30 * 24 * time.Hour

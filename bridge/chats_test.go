@@ -621,3 +621,61 @@ func TestTranscriptPagesSkipNotes(t *testing.T) {
 		t.Fatalf("paged transcript %q, want the first message, the join line, then v0..v2", got)
 	}
 }
+
+// TestClosedChatExpires: a closed chat's keys expire ClosedChatTTL after it
+// closed (for real, in Redis); an open chat's never do.
+func TestClosedChatExpires(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	e.closedTTL = 1500 * time.Millisecond
+	in := e.start(nil)
+	e.status(presence.Online, "alice")
+	c, token := in.startChat(t, "V", "hello")
+	in.act(t, Action{Kind: ActAccept, Agent: "alice", Chat: c.ID})
+	if _, err := in.b.PostVisitorMessage(ctx, c.ID, "thanks", nil); err != nil {
+		t.Fatal(err)
+	}
+	k := in.b.keys
+	chatKeys := []string{k.Chat("acme", c.ID), k.Messages("acme", c.ID), k.Offered("acme", c.ID), k.ChatProperty(c.ID)}
+	ttls := func() []time.Duration {
+		out := make([]time.Duration, len(chatKeys))
+		for i, key := range chatKeys {
+			d, err := e.r.Client.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = d
+		}
+		return out
+	}
+	for i, d := range ttls() {
+		if d != -1 { // -1: the key exists and has no expiry
+			t.Fatalf("%s of an open chat: PTTL %v, want no expiry", chatKeys[i], d)
+		}
+	}
+	if r := in.cmd(t, "alice", "close"); !strings.Contains(r.Text, "Closed the chat") {
+		t.Fatalf("close: %q", r.Text)
+	}
+	e.drain(in)
+	for i, d := range ttls() {
+		if d <= 0 || d > e.closedTTL {
+			t.Errorf("%s after close: PTTL %v, want (0, %v]", chatKeys[i], d, e.closedTTL)
+		}
+	}
+	if msgs, err := in.b.Transcript(ctx, c.ID, "", 50); err != nil || len(msgs) == 0 {
+		t.Fatalf("transcript right after close: %d messages, %v", len(msgs), err)
+	}
+	if _, err := in.b.AuthVisitor(ctx, c.ID, token); err != nil {
+		t.Fatalf("the visitor's token right after close: %v", err)
+	}
+	// Every visitor request starts with AuthVisitor, which reads the chat.
+	wait.Long(t, "closed chat gone", func() bool {
+		_, err := in.b.AuthVisitor(ctx, c.ID, token)
+		return errors.Is(err, ErrUnknownChat)
+	})
+	for i, d := range ttls() {
+		if d != -2 { // -2: no such key
+			t.Errorf("%s after the retention: PTTL %v, want gone", chatKeys[i], d)
+		}
+	}
+}

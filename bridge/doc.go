@@ -36,24 +36,26 @@
 //
 // All keys start with Config.Prefix ("onduty:"); {p} is the property as
 // hash tag, so every multi-key script of a chat stays in one cluster slot.
-// keys.go is the only place that builds them.
+// keys.go is the only place that builds them. A closed chat's own keys
+// expire ClosedChatTTL (config closed_chat_retention, 30 days by default)
+// after it closed; its attachments FileTTL after they came.
 //
 //	key                          type    content                                   expiry
-//	{p}:chat:ID                  hash    state, owner, offline, created, last,     none
+//	{p}:chat:ID                  hash    state, owner, offline, created, last,     ClosedChatTTL after close
 //	                                     accepted, replied (first agent answer),
 //	                                     closed_by, closed_at, visitor (JSON),
 //	                                     token (hex SHA-256)
-//	{p}:msgs:ID                  stream  transcript, field m = Message JSON        none
+//	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
-//	{p}:offered:ID               set     agents the chat was offered to            none
-//	{p}:mon:ID                   set     agents monitoring the chat                none
+//	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close
+//	{p}:mon:ID                   set     agents monitoring the chat                ClosedChatTTL after close
 //	{p}:monitoring               set     "agent|chat" pairs (for /chats)            none
 //	{p}:owners                   hash    chat → owner, active chats                 none
 //	{p}:load                     zset    agent → active chats owned                 none
 //	{p}:pending                  zset    pending live chats by start (ms)           none
 //	{p}:offline                  zset    unanswered offline messages by time        none
 //	{p}:file:ID:KEY              hash    name, mime, data of an attachment          FileTTL
-//	chatp:ID                     string  the chat's property                        none
+//	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h
 //	timers                       zset    "kind|property|target" → due (ms)          none

@@ -136,6 +136,8 @@ type env struct {
 	autoTimers bool
 	// pollEvery overrides the outbox workers' poll (20ms).
 	pollEvery time.Duration
+	// closedTTL overrides how long closed chats are kept (30 days).
+	closedTTL time.Duration
 }
 
 // instance is one running Bridge with its own presence watcher and adapter.
@@ -190,7 +192,7 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 	b, err := New(Config{
 		Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route},
 		Now: e.clock.Now, Shards: 4, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond,
-		PollEvery: poll,
+		PollEvery: poll, ClosedChatTTL: e.closedTTL,
 	}, rdb, store, w, testLogger())
 	if err != nil {
 		e.t.Fatal(err)

@@ -63,7 +63,9 @@ return {'ok', owner}
 var closeScript = redis.NewScript(`
 -- KEYS[1] chat hash  KEYS[2] owners hash  KEYS[3] load zset
 -- KEYS[4] pending zset  KEYS[5] offline zset
+-- KEYS[6] messages stream  KEYS[7] offered set  KEYS[8] monitors set
 -- ARGV[1] chat id  ARGV[2] closed_by  ARGV[3] now, unix ms
+-- ARGV[4] how long the closed chat is kept, ms
 -- Returns {'ok', owner} | {'closed'} | {'missing'}.
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
@@ -76,6 +78,8 @@ if owner ~= '' then
 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
+for i = 6, 8 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'ok', owner}
 `)
 
@@ -373,7 +377,9 @@ func (b *Bridge) setCurrent(o *batch, agent presence.AgentID, id ChatID) {
 // closeChat closes a chat once and tells the visitor and the agents. It
 // reports false if the chat was already closed.
 func (b *Bridge) closeChat(ctx context.Context, cv *chatView, by, why string) (bool, error) {
-	res, err := closeScript.Run(ctx, b.rdb, b.chatKeys(cv), string(cv.ID), by, ms(b.now())).StringSlice()
+	prop := cv.Property
+	keys := append(b.chatKeys(cv), b.keys.Messages(prop, cv.ID), b.keys.Offered(prop, cv.ID), b.keys.Monitors(prop, cv.ID))
+	res, err := closeScript.Run(ctx, b.rdb, keys, string(cv.ID), by, ms(b.now()), b.cfg.ClosedChatTTL.Milliseconds()).StringSlice()
 	if err != nil {
 		return false, unavailable("close chat", err)
 	}
@@ -408,6 +414,8 @@ func (b *Bridge) closeChat(ctx context.Context, cv *chatView, by, why string) (b
 		b.chatDeliveries(&o, cv, KindClosed, nil, why, "", "")
 	}
 	o.cancelChatTimers(cv, timerOffer, timerFallback, timerQueue, timerIdle)
+	chatp, ttl := b.keys.ChatProperty(cv.ID), b.cfg.ClosedChatTTL
+	o.op(func(ctx context.Context, p redis.Pipeliner) { p.PExpire(ctx, chatp, ttl) })
 	if len(cv.Monitors) > 0 {
 		pairs := make([]any, len(cv.Monitors))
 		for i, m := range cv.Monitors {

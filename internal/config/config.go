@@ -47,6 +47,9 @@ type Config struct {
 	// "X-Forwarded-For") when onduty runs behind a reverse proxy that
 	// overwrites it. Empty: the TCP peer's address is the client IP.
 	ProxyHeader string `yaml:"proxy_header"`
+	// ClosedChatRetention is how long a closed chat's transcript is kept in
+	// Redis. Default 720h (30 days).
+	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
 	// PublicURL is how agents' apps reach this server (links to files). Optional.
 	PublicURL  string     `yaml:"public_url"`
 	LogLevel   string     `yaml:"log_level"` // debug | info (default) | warn | error
@@ -299,6 +302,7 @@ const (
 	DefaultInvisibleFallbackAfter = 30 * time.Second
 	DefaultQueueTimeout           = 5 * time.Minute
 	DefaultCloseAfterIdle         = 24 * time.Hour
+	DefaultClosedChatRetention    = 30 * 24 * time.Hour
 	DefaultChatsPerIPPerMinute    = 20
 	DefaultMessagesPerIPPerMinute = 120
 	DefaultTelegramAPIURL         = "https://api.telegram.org"
@@ -311,6 +315,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RedisPrefix == "" {
 		c.RedisPrefix = DefaultRedisPrefix
+	}
+	if c.ClosedChatRetention == 0 {
+		c.ClosedChatRetention = DefaultClosedChatRetention
 	}
 	if c.RateLimits.ChatsPerIPPerMinute == 0 {
 		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute

@@ -23,6 +23,7 @@ func (c *Config) Validate() Problems {
 	if strings.ContainsAny(c.RedisPrefix, "{} \t\n") {
 		add("redis_prefix", "%q: no braces or spaces (braces would break the hash tags)", c.RedisPrefix)
 	}
+	positive(add, "closed_chat_retention", c.ClosedChatRetention)
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
