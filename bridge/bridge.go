@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -241,8 +242,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			up := metrics.AdapterUp.WithLabelValues(a.Name())
+			up.Set(1)
 			if err := a.Run(ctx, b); err != nil && ctx.Err() == nil {
-				b.log.Error("adapter stopped", "adapter", a.Name(), "err", err)
+				up.Set(0)
+				b.log.Error("adapter stopped; its agents get nothing until onduty restarts", "adapter", a.Name(), "err", err)
 				errc <- fmt.Errorf("bridge: adapter %s: %w", a.Name(), err)
 			}
 		}()

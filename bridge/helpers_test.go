@@ -50,6 +50,8 @@ type fakeAdapter struct {
 	fail  func(call int, d Delivery) error
 	// onDeliver, if set, is called after a successful delivery (outside mu).
 	onDeliver func(d Delivery)
+	// runErr, if set, is what Run returns at once (a platform refusing us).
+	runErr error
 }
 
 func (f *fakeAdapter) Name() string { return f.name }
@@ -58,6 +60,9 @@ func (f *fakeAdapter) Reaches(a presence.AgentID) bool {
 }
 func (f *fakeAdapter) Shared(presence.PropertyID) bool { return f.shared }
 func (f *fakeAdapter) Run(ctx context.Context, _ Handler) error {
+	if f.runErr != nil {
+		return f.runErr
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -41,6 +41,11 @@ var (
 		Name: "onduty_first_response_seconds", Help: "Time from chat start to the first agent reply.",
 		Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600},
 	}, []string{"property"})
+	// AdapterUp is 1 while a platform adapter runs and 0 once it stopped on
+	// an error (a revoked token, say); the rest of onduty keeps serving.
+	AdapterUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "onduty_adapter_up", Help: "1 while the platform adapter runs, 0 after it stopped on an error.",
+	}, []string{"adapter"})
 	// MissedChats counts chats nobody accepted within queue_timeout.
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
@@ -68,6 +73,6 @@ var (
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats,
+		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
 	)
 }
