@@ -588,7 +588,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		if err != nil {
 			return Reply{}, err
 		}
-		b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.Surface)
+		b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
 		return Reply{}, b.flush(ctx, &o)
 	}
 	if cv.Owner != agent.ID {
@@ -620,7 +620,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		return Reply{}, err
 	}
 	o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
-	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.Surface)
+	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
 	b.scheduleIdle(&o, &cv)
 	b.setCurrent(&o, agent.ID, cv.ID)
 	first := b.markFirstReply(&o, &cv, m.At)

@@ -215,10 +215,13 @@ func TestSharedPlaceGetsChatOnce(t *testing.T) {
 	e.status(presence.Online, "alice", "bob")
 	c, _ := in.startChat(t, "V", "hello")
 	in.act(t, Action{Kind: ActAccept, Surface: "slackish", Agent: "alice", Chat: c.ID})
-	in.act(t, Action{Kind: ActMessage, Surface: "slackish", Agent: "alice", Chat: c.ID, Text: "hi there"})
+	in.act(t, Action{Kind: ActMessage, Surface: "slackish", Agent: "alice", Chat: c.ID, Text: "hi there", Shared: true})
 	if _, err := in.b.PostVisitorMessage(context.Background(), c.ID, "thanks", nil); err != nil {
 		t.Fatal(err)
 	}
+	// Written to the bot directly (not in the shared place): the team's
+	// place gets a copy, as it would from another app.
+	in.act(t, Action{Kind: ActMessage, Surface: "slackish", Agent: "alice", Chat: c.ID, Text: "from my DM"})
 	e.drain(in)
 	for _, d := range shared.find(func(Delivery) bool { return true }) {
 		if d.Agent != "" {
@@ -235,11 +238,14 @@ func TestSharedPlaceGetsChatOnce(t *testing.T) {
 	if n := len(shared.find(func(d Delivery) bool { return d.Kind == KindTaken && d.TakenBy == "Alice" })); n != 1 {
 		t.Fatalf("%d taken edits in the shared place, want 1", n)
 	}
-	// The agent's own reply is not echoed back to the place it came from;
-	// the visitor's message is.
-	msgs := shared.find(func(d Delivery) bool { return d.Kind == KindMessage })
-	if len(msgs) != 1 || msgs[0].Message.Text != "thanks" {
-		t.Fatalf("shared messages %+v", msgs)
+	// The agent's reply written in the shared place is not echoed back to
+	// it; the visitor's message and the reply from elsewhere are.
+	var texts []string
+	for _, d := range shared.find(func(d Delivery) bool { return d.Kind == KindMessage }) {
+		texts = append(texts, d.Message.Text)
+	}
+	if !slices.Equal(texts, []string{"thanks", "from my DM"}) {
+		t.Fatalf("messages in the shared place %q, want [thanks from my DM]", texts)
 	}
 }
 

@@ -243,6 +243,20 @@ type Action struct {
 	// DedupKey identifies the platform event ("telegram:42", "slack:Ev123");
 	// an action whose key was already handled is ignored. Empty: no check.
 	DedupKey string `json:"dedup_key,omitempty"`
+	// Shared: the message was written in the property's shared place on
+	// Surface (a Slack channel's chat thread, a Telegram forum topic), which
+	// therefore shows it already. A message written elsewhere (a DM to the
+	// bot) is copied there for the team.
+	Shared bool `json:"shared,omitempty"`
+}
+
+// sharedSurface is the surface whose shared place already shows the
+// action's message ("" when none does).
+func (a Action) sharedSurface() string {
+	if a.Shared {
+		return a.Surface
+	}
+	return ""
 }
 
 // Reply is what the agent is told on the surface the action came from.

@@ -179,6 +179,27 @@ func TestConversation(t *testing.T) {
 				t.Errorf("file %+v: %q %v", att, data, err)
 			}
 
+			// Alice answers from her DM with the bot (plain text: her one
+			// chat): the visitor gets it, and the team's thread gets a copy;
+			// what she wrote in the thread itself was not echoed there.
+			hs.message("EvC5", map[string]any{"user": "U111", "text": "Sent from my DM", "channel": "D111", "channel_type": "im", "ts": "9.5"})
+			wait.For(t, "visitor got the DM answer", func() bool {
+				return vl.has(func(e bridge.VisitorEvent) bool { return e.Message != nil && e.Message.Text == "Sent from my DM" })
+			})
+			inThread := func(text string) int {
+				n := 0
+				for _, c := range fake.callsOf("chat.postMessage") {
+					if c.Form.Get("channel") == "C1" && c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), text) {
+						n++
+					}
+				}
+				return n
+			}
+			wait.For(t, "the DM answer copied into the thread", func() bool { return inThread("*Alice:* Sent from my DM") == 1 })
+			if n := inThread("Hi Vera"); n != 0 {
+				t.Errorf("Alice's answer written in the thread was echoed into it %d times", n)
+			}
+
 			// Alice closes the chat with the slash command.
 			hs.command("U111", "C1", "close")
 			wait.For(t, "visitor told the chat closed", func() bool {
@@ -209,6 +230,7 @@ func TestConversation(t *testing.T) {
 				"agent: Hi Vera & welcome, checking order 42 (https://acme.example/o/42)",
 				"visitor: Thanks! <@channel>",
 				"agent: ", // the file
+				"agent: Sent from my DM",
 			}
 			if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 				t.Errorf("transcript:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))

@@ -97,6 +97,9 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevent
 		if m.Message != nil && len(m.Message.Files) > 0 {
 			atts, note = a.fetchFiles(ctx, h, chat, m.Message.Files)
 		}
+		// In a channel's chat thread the team already sees the message; from
+		// a DM the bridge copies it into the thread.
+		base.Shared = chat != "" && m.ChannelType != slackevents.ChannelTypeIM
 		acts = messageActions(base, chat, text, atts)
 	}
 	var replies []string

@@ -227,6 +227,21 @@ func TestConversationForumTopics(t *testing.T) {
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes!" {
 		t.Errorf("visitor got %+v from the new topic", ev.Message)
 	}
+	// Carol answers from her private chat with the bot (plain text: her one
+	// chat): the visitor gets it and the topic gets a copy for the team;
+	// what she wrote in the topic itself was never echoed there.
+	l.api.push(privateMessage(carolTG, "Sent from my phone"))
+	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent from my phone" {
+		t.Errorf("visitor got %+v from the private chat", ev.Message)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && c.Params["text"] == "<b>Carol:</b> Sent from my phone"
+	})
+	for _, c := range l.api.callsOf("sendMessage") {
+		if c.Params["chat_id"] == strconv.FormatInt(betaGroup, 10) && (strings.Contains(c.Params["text"], "Carol here") || strings.Contains(c.Params["text"], "Yes!")) {
+			t.Errorf("Carol's answer written in the topic was echoed into it: %q", c.Params["text"])
+		}
+	}
 }
 
 func TestConversationSurvives429(t *testing.T) {

@@ -168,6 +168,9 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int6
 			return err
 		}
 		act.Chat = chat
+		// Written in the chat's forum topic: the team already sees it there;
+		// from a private chat the bridge copies it into the topic.
+		act.Shared = chat != ""
 	}
 	if act.Chat == "" && m.ReplyToMessage != nil {
 		chat, err := a.lookup(ctx, a.keys.message(m.Chat.ID, m.ReplyToMessage.ID))
