@@ -193,7 +193,10 @@ func TestBrowserWidget(t *testing.T) {
 	})
 }
 
-func TestBrowserHiddenWhenOffline(t *testing.T) {
+// hiddenWhenOfflineEnv is a server whose demo property hides the widget
+// while offline, with Alice (always online, now offline) its only agent.
+func hiddenWhenOfflineEnv(t *testing.T) *env {
+	t.Helper()
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: propDemo, Name: "Demo", OfflineMode: presence.ModeHidden}},
 		[]presence.Agent{{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo}, Condition: presence.Always}})
@@ -202,6 +205,11 @@ func TestBrowserHiddenWhenOffline(t *testing.T) {
 	}
 	e := newEnvDir(t, dir)
 	e.runWatcher()
+	return e
+}
+
+func TestBrowserHiddenWhenOffline(t *testing.T) {
+	e := hiddenWhenOfflineEnv(t)
 	base := e.serve()
 	ctx := newBrowser(t)
 
@@ -218,14 +226,7 @@ func TestBrowserHiddenWhenOffline(t *testing.T) {
 // status stream at once. When the GET's answer comes after the stream has
 // already told a newer status, the older answer must not win.
 func TestBrowserLateStatusAnswer(t *testing.T) {
-	dir, err := presence.NewDirectory(
-		[]presence.Property{{ID: propDemo, Name: "Demo", OfflineMode: presence.ModeHidden}},
-		[]presence.Agent{{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo}, Condition: presence.Always}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnvDir(t, dir)
-	e.runWatcher()
+	e := hiddenWhenOfflineEnv(t)
 	upstream, err := url.Parse(e.serve())
 	if err != nil {
 		t.Fatal(err)
