@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +150,35 @@ func TestConversation(t *testing.T) {
 				return false
 			})
 
+			// The visitor sends a screenshot: named in the thread, and the file
+			// itself shared there through Slack's upload flow.
+			shot := []byte("\x89PNG fake screenshot")
+			att, err := b.PutFile(ctx, chat.ID, "screen.png", "image/png", shot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.PostVisitorMessage(ctx, chat.ID, "here is a screenshot", &att); err != nil {
+				t.Fatal(err)
+			}
+			var done apiCall
+			wait.For(t, "the screenshot shared in the thread", func() bool {
+				calls := fake.callsOf("files.completeUploadExternal")
+				if len(calls) == 0 {
+					return false
+				}
+				done = calls[0]
+				return true
+			})
+			if done.Form.Get("channel_id") != "C1" || done.Form.Get("thread_ts") != rt.TS {
+				t.Errorf("file shared to %q thread %q, want C1 thread %s", done.Form.Get("channel_id"), done.Form.Get("thread_ts"), rt.TS)
+			}
+			if ups := fake.uploaded(); len(ups) != 1 || ups[0].Name != "screen.png" || string(ups[0].Content) != string(shot) || ups[0].Length != strconv.Itoa(len(shot)) {
+				t.Errorf("uploads %+v, want the screenshot once", ups)
+			}
+			if n := inThreadCount(fake, rt.TS, "screen.png (image/png"); n != 1 {
+				t.Errorf("the screenshot named %d times in the thread, want 1", n)
+			}
+
 			// Bob is not the owner: told privately, the visitor sees nothing.
 			hs.message("EvC2", map[string]any{"user": "U222", "text": "I can take it", "channel": "C1", "channel_type": "channel", "ts": "9.2", "thread_ts": rt.TS})
 			wait.For(t, "bob told privately", func() bool {
@@ -165,18 +195,18 @@ func TestConversation(t *testing.T) {
 			// Alice sends a file in the thread; the visitor gets it.
 			hs.message("EvC4", map[string]any{"subtype": "file_share", "user": "U111", "text": "", "channel": "C1", "channel_type": "channel",
 				"ts": "9.4", "thread_ts": rt.TS, "files": []any{fileJSON(fake, "receipt.txt", 33)}})
-			var att *bridge.Attachment
+			var agentFile *bridge.Attachment
 			wait.For(t, "visitor got the file", func() bool {
 				return vl.has(func(e bridge.VisitorEvent) bool {
-					if e.Message != nil && e.Message.Attachment != nil {
-						att = e.Message.Attachment
+					if e.Message != nil && e.Message.From == bridge.FromAgent && e.Message.Attachment != nil {
+						agentFile = e.Message.Attachment
 						return true
 					}
 					return false
 				})
 			})
-			if _, data, err := b.File(ctx, chat.ID, att.Key); err != nil || string(data) != fileContent("receipt.txt") {
-				t.Errorf("file %+v: %q %v", att, data, err)
+			if _, data, err := b.File(ctx, chat.ID, agentFile.Key); err != nil || string(data) != fileContent("receipt.txt") {
+				t.Errorf("file %+v: %q %v", agentFile, data, err)
 			}
 
 			// Alice answers from her DM with the bot (plain text: her one
@@ -186,15 +216,7 @@ func TestConversation(t *testing.T) {
 			wait.For(t, "visitor got the DM answer", func() bool {
 				return vl.has(func(e bridge.VisitorEvent) bool { return e.Message != nil && e.Message.Text == "Sent from my DM" })
 			})
-			inThread := func(text string) int {
-				n := 0
-				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("channel") == "C1" && c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), text) {
-						n++
-					}
-				}
-				return n
-			}
+			inThread := func(text string) int { return inThreadCount(fake, rt.TS, text) }
 			wait.For(t, "the DM answer copied into the thread", func() bool { return inThread("*Alice:* Sent from my DM") == 1 })
 			if n := inThread("Hi Vera"); n != 0 {
 				t.Errorf("Alice's answer written in the thread was echoed into it %d times", n)
@@ -229,6 +251,7 @@ func TestConversation(t *testing.T) {
 				"visitor: Where is order <42> & co?",
 				"agent: Hi Vera & welcome, checking order 42 (https://acme.example/o/42)",
 				"visitor: Thanks! <@channel>",
+				"visitor: here is a screenshot",
 				"agent: ", // the file
 				"agent: Sent from my DM",
 			}
@@ -258,4 +281,16 @@ func lastEphemeral(f *fakeSlack) string {
 		return ""
 	}
 	return blocksOf(cs[len(cs)-1])
+}
+
+// inThreadCount counts the messages in channel C1's thread threadTS that
+// contain text.
+func inThreadCount(fake *fakeSlack, threadTS, text string) int {
+	n := 0
+	for _, c := range fake.callsOf("chat.postMessage") {
+		if c.Form.Get("channel") == "C1" && c.Form.Get("thread_ts") == threadTS && strings.Contains(blocksOf(c), text) {
+			n++
+		}
+	}
+	return n
 }

@@ -71,10 +71,10 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery) error {
 		if d.Message == nil {
 			return &bridge.PermanentError{Err: errors.New("slack: message delivery without a message")}
 		}
-		return a.inThread(ctx, d, w, "msg", renderMessage(*d.Message))
+		return a.inThread(ctx, d, w, "msg", renderMessage(*d.Message), d.Message.Attachment)
 	case bridge.KindNotice:
 		if w.agent == "" && d.Chat.ID != "" {
-			return a.inThread(ctx, d, w, "notice", renderNotice(d.Text, nil))
+			return a.inThread(ctx, d, w, "notice", renderNotice(d.Text, nil), nil)
 		}
 		return a.post(ctx, d.ID, w.channel, "", renderNotice(d.Text, nil))
 	case bridge.KindPrompt:
@@ -96,7 +96,7 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery) error {
 			if err := a.update(ctx, r, renderRoot(a.view(d, r.First))[0]); err != nil {
 				return err
 			}
-			return a.inThread(ctx, d, w, "closed", renderNotice(closedLine(d), nil))
+			return a.inThread(ctx, d, w, "closed", renderNotice(closedLine(d), nil), nil)
 		}
 		return &bridge.PermanentError{Err: fmt.Errorf("slack: unknown delivery kind %q", d.Kind)}
 	})
@@ -283,8 +283,9 @@ func (a *Adapter) updateRoot(ctx context.Context, d bridge.Delivery, w where) er
 	return a.update(ctx, r, renderRoot(a.view(d, r.First))[0])
 }
 
-// inThread posts pages into the chat's thread, starting it if needed.
-func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, w where, step string, pages []rendered) error {
+// inThread posts pages into the chat's thread, starting it if needed, then
+// the message's file if it has one.
+func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, w where, step string, pages []rendered, att *bridge.Attachment) error {
 	r, ok, err := a.loadRoot(ctx, d.Chat.ID, w)
 	if err != nil {
 		return err
@@ -302,6 +303,11 @@ func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, w where, step
 		}); err != nil {
 			return err
 		}
+	}
+	if att != nil {
+		return a.once(ctx, d.ID+":"+step+":file", func() error {
+			return a.uploadFile(ctx, d.Chat.ID, *att, r.Channel, r.TS)
+		})
 	}
 	return nil
 }

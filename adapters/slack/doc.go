@@ -12,7 +12,12 @@
 // per chat (visitor details, first message, Accept/Monitor buttons), edited
 // when the chat is taken, withdrawn or closed, with the conversation in its
 // thread. A property without one reaches each agent in a DM with the bot the
-// same way. Notices and "Still on duty?" prompts go to the agent's DM. Thread
+// same way. A message with a file (a visitor's, or an agent's from another
+// app) names it in the thread and shares the file there too, through
+// Slack's external upload (files.getUploadURLExternal, the upload,
+// files.completeUploadExternal; scope files:write); an answer an agent sent
+// from a DM is copied into the thread for the team. Notices and "Still on
+// duty?" prompts go to the agent's DM. Thread
 // replies from agents become ActMessage for that chat (files included, stored
 // through the handler's PutFile when it has one); a DM outside a thread is
 // ActMessage for the agent's current chat; anything else an agent writes
@@ -27,9 +32,10 @@
 // Events are de-duplicated by event id in Redis before they are acted on,
 // and passed to the bridge with DedupKey "slack:<event_id>".
 //
-// Concurrency: Slack is answered at once and the work is handed to one of a
-// fixed set of workers chosen by the Slack user, so one agent's actions reach
-// the bridge in order. Deliver is safe for concurrent use; it paces posts to
+// Concurrency: the work is handed to one of a fixed set of workers chosen
+// by the Slack user, so one agent's actions reach the bridge in order; Slack
+// is answered once the work is done, or after 2.5 s (handleWait), so an
+// instance that dies first leaves the event to be sent again. Deliver is safe for concurrent use; it paces posts to
 // about one a second per channel and maps Slack's errors to
 // bridge.RetryAfterError (429) and bridge.PermanentError (the request itself
 // is wrong). What was posted for a chat (root message ts, thread → chat) is

@@ -33,6 +33,14 @@ type fakeSlack struct {
 	presence map[string]string
 	conns    int // connections ever opened
 	active   int // connections open now
+	uploads  map[string]upload // by file id, from files.getUploadURLExternal on
+}
+
+// upload is a file sent through Slack's external upload flow.
+type upload struct {
+	Name    string // filename given to files.getUploadURLExternal
+	Length  string // its length field
+	Content []byte // what was POSTed to the upload URL (nil until then)
 }
 
 type apiCall struct {
@@ -55,12 +63,13 @@ type failure struct {
 const botUser = "UBOT"
 
 func newFakeSlack(t testing.TB) *fakeSlack {
-	f := &fakeSlack{t: t, push: make(chan []byte, 100), fail: map[string][]failure{}, presence: map[string]string{}}
+	f := &fakeSlack{t: t, push: make(chan []byte, 100), fail: map[string][]failure{}, presence: map[string]string{}, uploads: map[string]upload{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", f.serveAPI)
 	mux.HandleFunc("/ws", f.serveSocket)
 	mux.HandleFunc("/response/", f.serveResponseURL)
 	mux.HandleFunc("/files/", f.serveFile)
+	mux.HandleFunc("/upload/", f.serveUpload)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -138,6 +147,30 @@ func (f *fakeSlack) serveAPI(w http.ResponseWriter, r *http.Request) {
 			pres = "away"
 		}
 		writeJSON(w, map[string]any{"ok": true, "presence": pres})
+	case "files.getUploadURLExternal":
+		id := fmt.Sprintf("F%06d", f.seq)
+		if form.Get("filename") == "" || form.Get("length") == "" || form.Get("length") == "0" {
+			writeJSON(w, map[string]any{"ok": false, "error": "invalid_arguments"})
+			return
+		}
+		f.mu.Lock()
+		f.uploads[id] = upload{Name: form.Get("filename"), Length: form.Get("length")}
+		f.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": true, "upload_url": f.srv.URL + "/upload/" + id, "file_id": id})
+	case "files.completeUploadExternal":
+		var files []struct {
+			ID    string `json:"id"`
+			Title string `json:"title"`
+		}
+		_ = json.Unmarshal([]byte(form.Get("files")), &files)
+		f.mu.Lock()
+		ok := len(files) == 1 && f.uploads[files[0].ID].Content != nil
+		f.mu.Unlock()
+		if !ok {
+			writeJSON(w, map[string]any{"ok": false, "error": "file_not_found"})
+			return
+		}
+		writeJSON(w, map[string]any{"ok": true, "files": []map[string]any{{"id": files[0].ID, "title": files[0].Title}}})
 	case "apps.connections.open":
 		writeJSON(w, map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/ws"})
 	default:
@@ -287,4 +320,45 @@ func (f *fakeSlack) waitCall(t testing.TB, method string, n int) apiCall {
 		return false
 	})
 	return c
+}
+
+// serveUpload stands in for the upload URL of files.getUploadURLExternal: a
+// multipart POST with the bot token, whose file part is the content.
+func (f *fakeSlack) serveUpload(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/upload/")
+	if r.Header.Get("Authorization") != "Bearer xoxb-test" {
+		http.Error(w, "bad token", http.StatusForbidden)
+		return
+	}
+	file, _, err := r.FormFile("file")
+	if err != nil {
+		http.Error(w, "no file", http.StatusBadRequest)
+		return
+	}
+	data, _ := io.ReadAll(file)
+	f.mu.Lock()
+	up, ok := f.uploads[id]
+	if ok {
+		up.Content = data
+		f.uploads[id] = up
+	}
+	f.mu.Unlock()
+	if !ok {
+		http.Error(w, "unknown upload", http.StatusNotFound)
+		return
+	}
+	fmt.Fprintf(w, "OK - %d", len(data))
+}
+
+// uploaded lists the files uploaded so far.
+func (f *fakeSlack) uploaded() []upload {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []upload
+	for _, u := range f.uploads {
+		if u.Content != nil {
+			out = append(out, u)
+		}
+	}
+	return out
 }

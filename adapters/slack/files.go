@@ -89,3 +89,46 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	}
 	return b.Buffer.Write(p)
 }
+
+// fileSource is the optional capability of a Handler to hand out a chat's
+// file; *bridge.Bridge has it (File).
+type fileSource interface {
+	File(ctx context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error)
+}
+
+// uploadFile shares a chat's file (a visitor's, or an agent's from another
+// app) in the thread, with files.getUploadURLExternal, the upload, then
+// files.completeUploadExternal. A file that is gone (expired, or no file
+// store here) is only named in the message before it, as it was already.
+func (a *Adapter) uploadFile(ctx context.Context, chat bridge.ChatID, att bridge.Attachment, channel, threadTS string) error {
+	fs, ok := a.handler().(fileSource)
+	if !ok {
+		return nil
+	}
+	meta, data, err := fs.File(ctx, chat, att.Key)
+	switch {
+	case errors.Is(err, bridge.ErrUnavailable):
+		return err // storage is down: the outbox tries again
+	case err != nil:
+		a.log.Warn("slack: file not shared", "chat_id", chat, "file", att.Key, "err", err)
+		return nil
+	case len(data) == 0:
+		return nil // Slack refuses empty files; the message names it
+	}
+	name := meta.Name
+	if name == "" {
+		name = "file"
+	}
+	if err := a.pace.wait(ctx, channel); err != nil {
+		return err
+	}
+	_, err = a.api.UploadFileContext(ctx, slackapi.UploadFileParameters{
+		Reader: bytes.NewReader(data), FileSize: len(data), Filename: name, Title: name,
+		Channel: channel, ThreadTimestamp: threadTS,
+	})
+	if err != nil {
+		a.pace.penalize(channel, err)
+		return fmt.Errorf("slack: upload file: %w", err)
+	}
+	return nil
+}
