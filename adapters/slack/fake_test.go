@@ -31,8 +31,8 @@ type fakeSlack struct {
 	seq      int
 	fail     map[string][]failure
 	presence map[string]string
-	conns    int // connections ever opened
-	active   int // connections open now
+	conns    int               // connections ever opened
+	active   int               // connections open now
 	uploads  map[string]upload // by file id, from files.getUploadURLExternal on
 }
 
