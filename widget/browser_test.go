@@ -1,13 +1,18 @@
 package widget
 
 import (
+	"bytes"
 	"context"
+	"image"
+	"image/color"
+	"image/png"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +170,40 @@ func TestBrowserWidget(t *testing.T) {
 		}
 	})
 
+	t.Run("files both ways", func(t *testing.T) {
+		// The agent sends a picture: shown in the chat, loaded with the
+		// visitor's token.
+		pic := tinyPNG(t)
+		e.chats.ReplyFile(chatID, "Alice", "Here is the label", bridge.Attachment{Key: "k1", Name: "label.png", MIME: "image/png", Size: int64(len(pic))}, pic)
+		waitJS(t, ctx, "agent's picture shown and loaded",
+			`[...document.querySelectorAll('#onduty-messages .onduty-from-agent a.onduty-file')].some(a => a.textContent.includes('label.png') && a.querySelector('img') && a.querySelector('img').complete && a.querySelector('img').naturalWidth === 2)`)
+
+		// The visitor sends a file with the caption typed so far.
+		dir := t.TempDir()
+		path := filepath.Join(dir, "receipt.txt")
+		if err := os.WriteFile(path, []byte("order 42, paid"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, ctx, "open the panel if closed", chromedp.Evaluate[chromedp.Void](`document.getElementById('onduty-panel').hidden && document.getElementById('onduty-launcher').click()`))
+		waitJS(t, ctx, "the attach button shown", `document.getElementById('onduty-attach').offsetParent !== null`)
+		run(t, ctx, "type a caption", chromedp.SendKeys(chromedp.CSS("#onduty-input"), "my receipt"))
+		run(t, ctx, "choose the file", chromedp.SetUploadFiles(chromedp.CSS("#onduty-file"), []string{path}, chromedp.NodeReady))
+		waitJS(t, ctx, "own file shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor a.onduty-file')].some(a => a.textContent.includes('receipt.txt') && a.parentNode.textContent.endsWith('my receipt'))`)
+		var key string
+		wait.For(t, "file relayed", func() bool {
+			for _, m := range e.chats.Messages(chatID) {
+				if m.Attachment != nil && m.Attachment.Name == "receipt.txt" && m.Text == "my receipt" {
+					key = m.Attachment.Key
+					return true
+				}
+			}
+			return false
+		})
+		if _, data, err := e.chats.File(context.Background(), chatID, key); err != nil || string(data) != "order 42, paid" {
+			t.Errorf("stored file %q, %v", data, err)
+		}
+	})
+
 	t.Run("offline form when offline", func(t *testing.T) {
 		e.chats.CloseByAgent(chatID, agentAlice)
 		waitJS(t, ctx, "chat ended", `document.getElementById('onduty-messages').textContent.includes('The chat has ended.')`)
@@ -274,4 +313,16 @@ func TestBrowserLateStatusAnswer(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
+}
+
+// tinyPNG is a 2×1 PNG.
+func tinyPNG(t *testing.T) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 2, 1))
+	img.Set(0, 0, color.RGBA{R: 255, A: 255})
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -3,6 +3,9 @@ package widget
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/mail"
 	"strconv"
@@ -33,6 +36,8 @@ type (
 	}
 	postMessageResponse struct {
 		ID string `json:"id"`
+		// Attachment is the stored file (POST /v1/chats/{c}/files).
+		Attachment *bridge.Attachment `json:"attachment,omitempty"`
 	}
 	transcriptResponse struct {
 		Messages []bridge.Message `json:"messages"`
@@ -164,6 +169,76 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 		return fromBridge(err)
 	}
 	return c.Status(http.StatusAccepted).JSON(postMessageResponse{ID: m.ID})
+}
+
+// fileStore is the optional capability of the VisitorService to keep a
+// visitor's file for a chat; *bridge.Bridge has it.
+type fileStore interface {
+	PutFile(ctx context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error)
+}
+
+// uploadFile answers POST /v1/chats/{c}/files: a multipart form with the file
+// (field "file", up to MaxUploadBytes) and an optional caption ("text"). The
+// file is stored, then sent to the agents as the visitor's message.
+func (s *Server) uploadFile(c *fiber.Ctx) error {
+	chat, _, err := s.authChat(c, false)
+	if err != nil {
+		return err
+	}
+	fs, ok := s.chats.(fileStore)
+	if !ok {
+		return newErr(http.StatusNotFound, "not_available", "files are not available on this server")
+	}
+	if chat.State == bridge.Closed {
+		return errChatClosed
+	}
+	fh, err := c.FormFile("file")
+	switch {
+	case err != nil:
+		return newErr(http.StatusBadRequest, "missing_file", "send a multipart form with the file in the field \"file\"")
+	case fh.Size > MaxUploadBytes:
+		return newErr(http.StatusRequestEntityTooLarge, "file_too_large", fmt.Sprintf("files are limited to %d MiB", MaxUploadBytes>>20))
+	case fh.Size == 0:
+		return newErr(http.StatusBadRequest, "empty_file", "the file is empty")
+	}
+	text := strings.Clone(c.FormValue("text"))
+	if text != "" {
+		if err := checkText("text", text); err != nil {
+			return err
+		}
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return newErr(http.StatusBadRequest, "missing_file", "the file could not be read")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxUploadBytes+1))
+	f.Close()
+	if err != nil || len(data) > MaxUploadBytes {
+		return newErr(http.StatusBadRequest, "missing_file", "the file could not be read")
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	if err := s.limit(ctx, limitMessages, s.clientIP(c), s.cfg.RateLimits.MessagesPerMinute); err != nil {
+		return err
+	}
+	att, err := fs.PutFile(ctx, chat.ID, fh.Filename, uploadMIME(fh.Header.Get(fiber.HeaderContentType), data), data)
+	if err != nil {
+		return fromBridge(err)
+	}
+	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, text, &att)
+	if err != nil {
+		return fromBridge(err)
+	}
+	return c.Status(http.StatusAccepted).JSON(postMessageResponse{ID: m.ID, Attachment: &att})
+}
+
+// uploadMIME is the media type the browser gave a file part, if it is a
+// well-formed one, else what the content looks like.
+func uploadMIME(given string, data []byte) string {
+	if mt, _, err := mime.ParseMediaType(given); err == nil && strings.Contains(mt, "/") && mt != "application/octet-stream" {
+		return mt
+	}
+	return http.DetectContentType(data)
 }
 
 // transcript answers GET /v1/chats/{c}/messages?after=ID.

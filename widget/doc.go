@@ -3,6 +3,17 @@
 // offline messages), the admin API, health and metrics endpoints, and the
 // embeddable widget.js with its demo page.
 //
+// Beyond SPEC §6, files travel both ways:
+//
+//	POST /v1/chats/{c}/files       Bearer VISITOR_TOKEN; multipart "file" (≤ 5 MiB) and optional
+//	                               caption "text" → 202 {"id","attachment"}; the visitor's message
+//	GET  /v1/chats/{c}/files/{key} the file of a message (token as Bearer or ?token=), served as a
+//	                               download with a sandboxing CSP
+//
+// Storing files is an optional capability of the VisitorService (PutFile);
+// *bridge.Bridge has it. widget.js shows a message's file as a link (and a
+// picture inline) and sends one with its paper-clip button.
+//
 // The status endpoint is the hot path: it answers from the presence watcher's
 // prebuilt snapshot (body and ETag) and never touches Redis. Chat endpoints go
 // through bridge.VisitorService; Redis failures there become 503, never 2xx.

@@ -40,6 +40,7 @@ type fakeChat struct {
 	token string
 	msgs  []bridge.Message
 	files map[string][]byte
+	atts  map[string]bridge.Attachment // what PutFile stored, by key
 }
 
 type fakeOffline struct {
@@ -111,7 +112,7 @@ func (f *fakeChats) StartChat(ctx context.Context, p presence.PropertyID, v brid
 	c := &fakeChat{
 		chat:  bridge.Chat{ID: bridge.ChatID(randomString(12)), Property: p, State: bridge.Pending, Visitor: v, CreatedAt: now, LastMessageAt: now},
 		token: randomString(24),
-		files: map[string][]byte{},
+		files: map[string][]byte{}, atts: map[string]bridge.Attachment{},
 	}
 	c.msgs = append(c.msgs, bridge.Message{ID: f.nextID(), Chat: c.chat.ID, From: bridge.FromVisitor, Text: text, At: now})
 	f.chats[c.chat.ID] = c
@@ -149,7 +150,7 @@ func (f *fakeChats) PostVisitorMessage(ctx context.Context, id bridge.ChatID, te
 	if c.chat.State == bridge.Closed {
 		return bridge.Message{}, bridge.ErrChatClosed
 	}
-	if !validText(text) {
+	if (att == nil || text != "") && !validText(text) {
 		return bridge.Message{}, bridge.ErrInvalidText
 	}
 	m := bridge.Message{ID: f.nextID(), Chat: id, From: bridge.FromVisitor, Text: text, At: time.Now(), Attachment: att}
@@ -279,7 +280,39 @@ func (f *fakeChats) File(ctx context.Context, id bridge.ChatID, key string) (bri
 	if !ok {
 		return bridge.Attachment{}, nil, fmt.Errorf("fake: no file %q", key)
 	}
+	if att, ok := c.atts[key]; ok {
+		return att, data, nil
+	}
 	return bridge.Attachment{Key: key, Name: "f.txt", MIME: "text/plain", Size: int64(len(data))}, data, nil
+}
+
+// PutFile stores a file for a chat, as the bridge does.
+func (f *fakeChats) PutFile(ctx context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("PutFile %s %q %s %d", id, name, mime, len(data))
+	if f.fail != nil {
+		return bridge.Attachment{}, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Attachment{}, bridge.ErrUnknownChat
+	}
+	att := bridge.Attachment{Key: randomString(9), Name: name, MIME: mime, Size: int64(len(data))}
+	c.files[att.Key], c.atts[att.Key] = data, att
+	return att, nil
+}
+
+// ReplyFile stores an agent's message with a file and tells the visitor.
+func (f *fakeChats) ReplyFile(id bridge.ChatID, name, text string, att bridge.Attachment, data []byte) bridge.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.chats[id]
+	c.files[att.Key], c.atts[att.Key] = data, att
+	m := bridge.Message{ID: f.nextID(), Chat: id, From: bridge.FromAgent, Name: name, Text: text, At: time.Now(), Attachment: &att}
+	c.msgs = append(c.msgs, m)
+	f.publish(id, bridge.VisitorEvent{Type: bridge.EventMessage, Chat: id, Message: &m})
+	return m
 }
 
 // Join makes agent the owner and tells the visitor.
@@ -439,4 +472,15 @@ func (f *fakeChats) Actions() []bridge.Action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]bridge.Action(nil), f.actions...)
+}
+
+// Messages is a copy of a chat's stored messages, notes included.
+func (f *fakeChats) Messages(id bridge.ChatID) []bridge.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.chats[id]
+	if !ok {
+		return nil
+	}
+	return append([]bridge.Message(nil), c.msgs...)
 }

@@ -27,10 +27,13 @@ import (
 const (
 	// MaxBodyBytes caps the body of every /v1 request.
 	MaxBodyBytes = 16 << 10
+	// MaxUploadBytes caps a file a visitor sends (POST /v1/chats/{c}/files).
+	MaxUploadBytes = 5 << 20
 	// mountBodyBytes is the server-wide cap, larger than MaxBodyBytes so that
 	// platform callbacks (a Telegram update with a 4096-character message of
-	// emoji is over 16 KiB) are not refused.
-	mountBodyBytes = 1 << 20
+	// emoji is over 16 KiB) and visitors' files (with their multipart form)
+	// are not refused; each route has its own, smaller limit.
+	mountBodyBytes = MaxUploadBytes + 1<<20
 	// headerBytes bounds the request line and headers together (fasthttp's
 	// read buffer). Longer requests get a 431; one much longer may see its
 	// connection closed before the client has finished sending it.
@@ -275,8 +278,10 @@ func (s *Server) stopStreams() {
 
 // routeOpts are per-route behaviours of handle.
 type routeOpts struct {
-	// limitBody refuses bodies over MaxBodyBytes with 413.
+	// limitBody refuses bodies over MaxBodyBytes (or maxBody) with 413.
 	limitBody bool
+	// maxBody replaces MaxBodyBytes for this route when not zero.
+	maxBody int
 }
 
 // handle registers a route whose handler's errors become the JSON error body
@@ -291,8 +296,12 @@ func (s *Server) handle(method, path string, o routeOpts, h fiber.Handler) {
 				rm.inc(c.Response().StatusCode())
 			}
 		}()
+		limit := MaxBodyBytes
+		if o.maxBody > 0 {
+			limit = o.maxBody
+		}
 		var err error
-		if o.limitBody && (c.Request().Header.ContentLength() > MaxBodyBytes || len(c.Request().Body()) > MaxBodyBytes) {
+		if o.limitBody && (c.Request().Header.ContentLength() > limit || len(c.Request().Body()) > limit) {
 			err = errTooLarge
 		} else {
 			err = h(c)
@@ -325,6 +334,7 @@ func (s *Server) routes() {
 	s.handle(fiber.MethodGet, "/v1/chats/:c/events", v, s.visitorEvents)
 	s.handle(fiber.MethodPost, "/v1/chats/:c/close", v, s.closeChat)
 	s.handle(fiber.MethodGet, "/v1/chats/:c/files/:key", v, s.file)
+	s.handle(fiber.MethodPost, "/v1/chats/:c/files", routeOpts{limitBody: true, maxBody: MaxUploadBytes + 64<<10}, s.uploadFile)
 	s.handle(fiber.MethodOptions, "/v1/chats/:c/*", routeOpts{}, s.preflightChat)
 
 	s.handle(fiber.MethodGet, "/admin", routeOpts{}, s.adminPage)

@@ -7,6 +7,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -55,7 +56,11 @@ func (a *Adapter) Deliver(_ context.Context, d bridge.Delivery) error {
 			append(attrs, "visitor", d.Chat.Visitor.Name, "page", d.Chat.Visitor.PageURL, "text", first)...)
 	case bridge.KindMessage:
 		if d.Message != nil {
-			a.log.Info("message", append(attrs, "from", d.Message.From, "name", d.Message.Name, "text", d.Message.Text)...)
+			attrs = append(attrs, "from", d.Message.From, "name", d.Message.Name, "text", d.Message.Text)
+			if f := d.Message.Attachment; f != nil {
+				attrs = append(attrs, "file", fmt.Sprintf("%s (%s, %d bytes)", f.Name, f.MIME, f.Size))
+			}
+			a.log.Info("message", attrs...)
 		}
 	default:
 		a.log.Info(string(d.Kind), append(attrs, "text", d.Text, "taken_by", d.TakenBy)...)

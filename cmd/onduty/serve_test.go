@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"strings"
@@ -198,7 +199,42 @@ func TestDemoConversation(t *testing.T) {
 	}
 	waitLog(t, logs, "My order is late")
 
-	req, _ := http.NewRequest("GET", base+"/v1/chats/"+started.ChatID+"/messages", nil)
+	// The visitor sends a photo of the parcel: stored, shown to the agent,
+	// and in the transcript with a link the visitor can fetch.
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "parcel.jpg")
+	fw.Write([]byte("\xff\xd8\xff\xe0 not really a jpeg"))
+	mw.WriteField("text", "this came damaged")
+	mw.Close()
+	req, _ := http.NewRequest("POST", base+"/v1/chats/"+started.ChatID+"/files", &form)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+started.VisitorToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upload struct {
+		ID         string
+		Attachment struct{ Key, Name, MIME string }
+	}
+	json.NewDecoder(resp.Body).Decode(&upload)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || upload.Attachment.Name != "parcel.jpg" || upload.Attachment.MIME != "image/jpeg" {
+		t.Fatalf("upload: %d %+v", resp.StatusCode, upload)
+	}
+	waitLog(t, logs, "parcel.jpg (image/jpeg")
+	resp, err = http.Get(base + "/v1/chats/" + started.ChatID + "/files/" + upload.Attachment.Key + "?token=" + started.VisitorToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	photo, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasSuffix(string(photo), "not really a jpeg") {
+		t.Fatalf("the photo back: %d %q", resp.StatusCode, photo)
+	}
+
+	req, _ = http.NewRequest("GET", base+"/v1/chats/"+started.ChatID+"/messages", nil)
 	req.Header.Set("Authorization", "Bearer "+started.VisitorToken)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
@@ -206,7 +242,7 @@ func TestDemoConversation(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"Is anyone there?", "Hi Vera, how can I help?", "My order is late"} {
+	for _, want := range []string{"Is anyone there?", "Hi Vera, how can I help?", "My order is late", "this came damaged", `"name":"parcel.jpg"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("transcript lacks %q: %s", want, body)
 		}

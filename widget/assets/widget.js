@@ -47,6 +47,8 @@
     ".onduty-btn:disabled{opacity:.6;cursor:default}" +
     ".onduty-link{align-self:flex-start;border:0;background:none;color:#2563eb;text-decoration:underline;cursor:pointer;padding:0}" +
     ".onduty-error{margin:0;color:#b91c1c}" +
+    ".onduty-file{display:block;color:inherit;text-decoration:underline}.onduty-file img{display:block;max-width:100%;max-height:200px;margin-bottom:4px;border-radius:6px}" +
+    ".onduty-attach{padding:7px 10px;border:1px solid #9ca3af;border-radius:6px;background:#fff;cursor:pointer}" +
     ".onduty-sr{position:absolute!important;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";
 
   function el(tag, attrs, kids) {
@@ -75,11 +77,13 @@
   var intro = el("div", { id: "onduty-intro", "class": "onduty-view" }, [el("label", { "for": "onduty-name", text: "Your name (optional)" }), nameInput]);
   var input = el("textarea", { id: "onduty-input", rows: "2", maxlength: "4000", required: true });
   var sendBtn = el("button", { id: "onduty-send", "class": "onduty-btn", type: "submit", text: "Send" });
+  var fileInput = el("input", { id: "onduty-file", type: "file", "class": "onduty-sr", tabindex: "-1", "aria-hidden": "true" });
+  var attachBtn = el("button", { id: "onduty-attach", "class": "onduty-attach", type: "button", "aria-label": "Send a file", title: "Send a file", text: "\ud83d\udcce", hidden: true });
   var chatError = el("p", { id: "onduty-error", "class": "onduty-error", role: "alert" });
   var endBtn = el("button", { id: "onduty-end", "class": "onduty-link", type: "button", text: "End chat", hidden: true });
   var chatForm = el("form", { id: "onduty-chat-form", "class": "onduty-form", novalidate: true }, [
     intro, el("label", { "for": "onduty-input", "class": "onduty-sr", text: "Message" }),
-    el("div", { "class": "onduty-row" }, [input, sendBtn]), chatError, endBtn]);
+    el("div", { "class": "onduty-row" }, [input, attachBtn, sendBtn]), fileInput, chatError, endBtn]);
   var chatView = el("div", { id: "onduty-chat-view", "class": "onduty-view" }, [log, chatForm]);
 
   var offName = el("input", { id: "onduty-off-name", type: "text", autocomplete: "name", maxlength: "200" });
@@ -156,6 +160,7 @@
     offView.hidden = !form;
     intro.hidden = !!chat;
     endBtn.hidden = !chat;
+    attachBtn.hidden = !chat;
     if (root.hidden && !panel.hidden) toggle(false);
   }
 
@@ -174,9 +179,16 @@
   }
 
   // ---- chat ----------------------------------------------------------------
-  function line(cls, text, name, id) {
+  function line(cls, text, name, id, att) {
     var m = el("div", { "class": "onduty-msg onduty-from-" + cls, "data-id": id || null });
     if (name) m.appendChild(el("span", { "class": "onduty-name", text: name }));
+    if (att && chat) {
+      // The file is the chat's: fetched with the visitor's token.
+      var href = api + "/chats/" + chat.id + "/files/" + encodeURIComponent(att.key) + "?token=" + encodeURIComponent(chat.token);
+      var a = el("a", { "class": "onduty-file", href: href, target: "_blank", rel: "noopener", text: "\ud83d\udcce " + att.name });
+      if (/^image\/(png|jpeg|gif|webp)$/.test(att.mime)) a.insertBefore(el("img", { src: href, alt: att.name }), a.firstChild);
+      m.appendChild(a);
+    }
     m.appendChild(document.createTextNode(text));
     return m;
   }
@@ -188,7 +200,7 @@
   function addMessage(m, local) {
     if (!m || !m.id || seen[m.id] || m.note) return;
     seen[m.id] = true;
-    var node = line(m.from === "visitor" ? "visitor" : m.from === "agent" ? "agent" : "system", m.text || "", m.from === "agent" ? (m.name || "Agent") : "", m.id);
+    var node = line(m.from === "visitor" ? "visitor" : m.from === "agent" ? "agent" : "system", m.text || "", m.from === "agent" ? (m.name || "Agent") : "", m.id, m.attachment);
     // Keep transcript order even when a replay and a live event cross.
     var after = null;
     for (var c = log.lastChild; c; c = c.previousSibling) {
@@ -277,6 +289,31 @@
       })
       .then(done);
   }
+
+  // A file goes with the text typed so far as its caption.
+  attachBtn.addEventListener("click", function () { fileInput.click(); });
+  fileInput.addEventListener("change", function () {
+    var f = fileInput.files && fileInput.files[0], c = chat;
+    fileInput.value = "";
+    if (!f || !c) return;
+    if (f.size > 5 * 1024 * 1024) { chatError.textContent = "Files are limited to 5 MB."; return; }
+    var text = input.value.trim() ? input.value : "";
+    var form = new FormData();
+    form.append("file", f, f.name);
+    if (text) form.append("text", text);
+    chatError.textContent = "";
+    attachBtn.disabled = sendBtn.disabled = true;
+    fetch(api + "/chats/" + c.id + "/files", { method: "POST", headers: { Authorization: "Bearer " + c.token }, body: form, mode: "cors", credentials: "omit" })
+      .then(function (r) {
+        return r.json().then(null, function () { return null; }).then(function (d) {
+          if (!r.ok) { var err = new Error(d && d.error ? d.error.message : "Something went wrong (" + r.status + ")"); err.status = r.status; throw err; }
+          addMessage({ id: d.id, from: "visitor", text: text, attachment: d.attachment }, true);
+          if (text) input.value = "";
+        });
+      })
+      .then(null, function (e) { chatError.textContent = explain(e); })
+      .then(function () { attachBtn.disabled = sendBtn.disabled = false; });
+  });
 
   chatForm.addEventListener("submit", function (e) {
     e.preventDefault();
