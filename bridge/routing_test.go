@@ -70,6 +70,11 @@ func TestComingOnlineRespectsMaxChats(t *testing.T) {
 	c3, _ := in.startChat(t, "V3", "hello")
 	in.cmd(t, "alice", "online") // full: one active chat
 	in.cmd(t, "bob", "online")
+	// Both the command and the presence follower offer the waiting chats;
+	// whichever records an offer first queues it, so wait for them.
+	for _, c := range []ChatID{c2.ID, c3.ID} {
+		waitDelivered(t, in.ad, "offer to bob", 1, kindFor(KindOffer, "bob", c))
+	}
 	e.drain(in)
 	for _, c := range []ChatID{c2.ID, c3.ID} {
 		if got := offeredTo(in.ad, c); !slices.Equal(got, []presence.AgentID{"bob"}) {
