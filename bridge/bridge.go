@@ -139,6 +139,7 @@ var (
 	_ Handler        = (*Bridge)(nil)
 	_ VisitorService = (*Bridge)(nil)
 	_ PresenceSetter = (*Bridge)(nil)
+	_ FileStore      = (*Bridge)(nil)
 )
 
 // New returns a bridge. Add adapters with AddAdapter, then call Run.

@@ -281,6 +281,17 @@ type Handler interface {
 	Handle(ctx context.Context, a Action) (Reply, error)
 }
 
+// FileStore keeps the files of chats. *Bridge implements it; adapters find
+// it on the Handler given to Run, the widget on its VisitorService, by type
+// assertion (without it, files are named, not passed on).
+type FileStore interface {
+	// PutFile stores a file's bytes for a chat (size-capped, with a TTL) and
+	// returns the Attachment to put on a message or an Action.
+	PutFile(ctx context.Context, id ChatID, name, mime string, data []byte) (Attachment, error)
+	// File returns an attachment's bytes if it belongs to the chat.
+	File(ctx context.Context, id ChatID, key string) (Attachment, []byte, error)
+}
+
 // PresenceSetter changes an agent's presence for an admin, with the
 // consequences of the agent's own command. *Bridge implements it; the
 // widget's admin API uses it when its VisitorService does.

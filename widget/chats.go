@@ -171,12 +171,6 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	return c.Status(http.StatusAccepted).JSON(postMessageResponse{ID: m.ID})
 }
 
-// fileStore is the optional capability of the VisitorService to keep a
-// visitor's file for a chat; *bridge.Bridge has it.
-type fileStore interface {
-	PutFile(ctx context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error)
-}
-
 // uploadFile answers POST /v1/chats/{c}/files: a multipart form with the file
 // (field "file", up to MaxUploadBytes) and an optional caption ("text"). The
 // file is stored, then sent to the agents as the visitor's message.
@@ -185,7 +179,7 @@ func (s *Server) uploadFile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	fs, ok := s.chats.(fileStore)
+	fs, ok := s.chats.(bridge.FileStore)
 	if !ok {
 		return newErr(http.StatusNotFound, "not_available", "files are not available on this server")
 	}

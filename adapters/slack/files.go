@@ -14,17 +14,10 @@ import (
 // maxFileBytes caps a file an agent sends from Slack (the bridge has its own cap).
 const maxFileBytes = 10 << 20
 
-// fileStore is the optional capability of a Handler to keep an agent's file
-// for a chat; *bridge.Bridge has it (PutFile). Without it, files are not
-// passed on and the agent is told.
-type fileStore interface {
-	PutFile(ctx context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error)
-}
-
 // fetchFiles downloads the files of an agent's message and stores them for
 // chat. It returns what was stored and a note for the agent about the rest.
 func (a *Adapter) fetchFiles(ctx context.Context, h bridge.Handler, chat bridge.ChatID, files []slackapi.File) ([]*bridge.Attachment, string) {
-	fs, ok := h.(fileStore)
+	fs, ok := h.(bridge.FileStore)
 	switch {
 	case !ok:
 		return nil, "Files can't be passed on to visitors here; please send text."
@@ -48,7 +41,7 @@ func (a *Adapter) fetchFiles(ctx context.Context, h bridge.Handler, chat bridge.
 	return out, ""
 }
 
-func (a *Adapter) fetchFile(ctx context.Context, fs fileStore, chat bridge.ChatID, f slackapi.File) (bridge.Attachment, error) {
+func (a *Adapter) fetchFile(ctx context.Context, fs bridge.FileStore, chat bridge.ChatID, f slackapi.File) (bridge.Attachment, error) {
 	if f.Size > maxFileBytes {
 		return bridge.Attachment{}, fmt.Errorf("slack: file of %d bytes is too large", f.Size)
 	}
@@ -90,18 +83,12 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// fileSource is the optional capability of a Handler to hand out a chat's
-// file; *bridge.Bridge has it (File).
-type fileSource interface {
-	File(ctx context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error)
-}
-
 // uploadFile shares a chat's file (a visitor's, or an agent's from another
 // app) in the thread, with files.getUploadURLExternal, the upload, then
 // files.completeUploadExternal. A file that is gone (expired, or no file
 // store here) is only named in the message before it, as it was already.
 func (a *Adapter) uploadFile(ctx context.Context, chat bridge.ChatID, att bridge.Attachment, channel, threadTS string) error {
-	fs, ok := a.handler().(fileSource)
+	fs, ok := a.handler().(bridge.FileStore)
 	if !ok {
 		return nil
 	}

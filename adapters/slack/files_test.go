@@ -25,6 +25,16 @@ func (s *storingHandler) PutFile(_ context.Context, id bridge.ChatID, name, mime
 	return bridge.Attachment{Key: key, Name: name, MIME: mime, Size: int64(len(data))}, nil
 }
 
+func (s *storingHandler) File(_ context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, ok := s.files[key]
+	if !ok {
+		return bridge.Attachment{}, nil, bridge.ErrUnknownChat
+	}
+	return bridge.Attachment{Key: key, Size: int64(len(data))}, data, nil
+}
+
 func fileJSON(f *fakeSlack, name string, size int) map[string]any {
 	return map[string]any{"id": "F" + name, "name": name, "mimetype": "text/plain", "size": size,
 		"url_private_download": f.srv.URL + "/files/" + name}

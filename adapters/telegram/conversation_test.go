@@ -295,12 +295,6 @@ func lastRouted(t *testing.T, l *liveEnv, tg int64) int {
 	return best
 }
 
-// The bridge stores and serves files for the adapter.
-var (
-	_ FileStore  = (*bridge.Bridge)(nil)
-	_ FileSource = (*bridge.Bridge)(nil)
-)
-
 func TestConversationFiles(t *testing.T) {
 	l := newLiveEnv(t)
 	ctx := t.Context()

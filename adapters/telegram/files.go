@@ -19,29 +19,13 @@ import (
 // maxFileBytes is what the Bot API lets a bot download (getFile: 20 MB).
 const maxFileBytes = 20 << 20
 
-// FileStore is what the adapter needs to pass an agent's file to the
-// visitor. The Handler given to Run may implement it (*bridge.Bridge does);
-// without it, agents' files are refused with a clear answer.
-type FileStore interface {
-	// PutFile stores the bytes for the chat and returns the attachment to
-	// put on the agent's message.
-	PutFile(ctx context.Context, chat bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error)
-}
-
-// FileSource is what the adapter needs to send a visitor's file to agents.
-// *bridge.Bridge implements it (bridge.VisitorService.File); a Handler
-// without it makes the adapter mention the file by name instead.
-type FileSource interface {
-	File(ctx context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error)
-}
-
 // errNoFileStore: the handler cannot store files.
 var errNoFileStore = errors.New("files are not supported here yet")
 
 // fetchAttachment downloads the photo or document of m from Telegram and
 // stores it through the handler.
 func (a *Adapter) fetchAttachment(ctx context.Context, h bridge.Handler, chat bridge.ChatID, m *models.Message) (*bridge.Attachment, error) {
-	fs, ok := h.(FileStore)
+	fs, ok := h.(bridge.FileStore)
 	if !ok {
 		return nil, errNoFileStore
 	}
@@ -133,7 +117,7 @@ func (a *Adapter) visitorFile(ctx context.Context, chat bridge.ChatID, att bridg
 	if box == nil {
 		return nil, nil
 	}
-	src, ok := box.h.(FileSource)
+	src, ok := box.h.(bridge.FileStore)
 	if !ok {
 		return nil, nil
 	}
