@@ -2,6 +2,7 @@ package telegram
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -138,6 +139,11 @@ type sharedLimiter struct {
 	local *limiter
 	log   *slog.Logger
 	down  atomic.Bool // Redis failed last time (logged once per outage)
+	// botFree is when (unix ms, by now) the bot's bucket next has a token,
+	// as Redis last said. Tokens are only ever taken, so no send can go
+	// before then: until then a caller is told the rest of the wait without
+	// asking Redis (under load, every outbox shard asks again and again).
+	botFree atomic.Int64
 }
 
 func newSharedLimiter(rdb redis.UniversalClient, k keys, l limits, now func() time.Time, log *slog.Logger) *sharedLimiter {
@@ -146,12 +152,13 @@ func newSharedLimiter(rdb redis.UniversalClient, k keys, l limits, now func() ti
 
 // takeScript is limiter.take over buckets in Redis hashes (t: tokens, l:
 // last refill in ms). KEYS are the buckets to draw from; ARGV[1] is the
-// time in ms, then the rate per second and burst of each key. It returns 0
-// and takes a token from each, or the ms to wait and takes nothing. The
-// keys share a hash tag, so the script works on a Redis Cluster too.
+// time in ms, then the rate per second and burst of each key. It returns
+// {0, 0} and takes a token from each, or {ms to wait, ms until KEYS[1] has a
+// token} and takes nothing. The keys share a hash tag, so the script works
+// on a Redis Cluster too.
 var takeScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
-local wait = 0
+local wait, first = 0, 0
 local tokens = {}
 for i, key in ipairs(KEYS) do
   local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
@@ -165,15 +172,16 @@ for i, key in ipairs(KEYS) do
   if t < 1 then
     local w = math.ceil((1 - t) / rate * 1000)
     if w > wait then wait = w end
+    if i == 1 then first = w end
   end
 end
-if wait > 0 then return wait end
+if wait > 0 then return {wait, first} end
 for i, key in ipairs(KEYS) do
   local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
   redis.call('HSET', key, 't', tostring(tokens[i] - 1), 'l', now)
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
-return 0
+return {0, 0}
 `)
 
 func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
@@ -186,6 +194,7 @@ func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
 		}
 	}
 	add(s.keys.rate("bot"), s.lim.bot)
+	botFirst := len(keys) == 1
 	add(s.keys.rate(strconv.FormatInt(chat, 10)), s.lim.chat)
 	if chat < 0 {
 		add(s.keys.rate("group:"+strconv.FormatInt(chat, 10)), s.lim.group)
@@ -193,8 +202,15 @@ func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
 	if len(keys) == 0 {
 		return 0
 	}
-	args = append([]any{s.now().UnixMilli()}, args...)
-	ms, err := takeScript.Run(ctx, s.rdb, keys, args...).Int64()
+	now := s.now().UnixMilli()
+	if free := s.botFree.Load(); now < free {
+		return time.Duration(free-now) * time.Millisecond
+	}
+	args = append([]any{now}, args...)
+	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("telegram: pacing script answered %v", res)
+	}
 	if err != nil {
 		if ctx.Err() == nil && !s.down.Swap(true) {
 			s.log.Warn("telegram: shared rate limits unavailable, pacing this instance alone", "err", err)
@@ -204,5 +220,8 @@ func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
 	if s.down.Swap(false) {
 		s.log.Info("telegram: shared rate limits back")
 	}
-	return time.Duration(ms) * time.Millisecond
+	if botFirst && res[1] > 0 {
+		s.botFree.Store(now + res[1])
+	}
+	return time.Duration(res[0]) * time.Millisecond
 }

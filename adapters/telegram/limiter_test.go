@@ -107,3 +107,37 @@ func downRedis(t *testing.T) redis.UniversalClient {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestSharedLimiterSparesRedisWhileTheBotWaits: once Redis has said the
+// bot's bucket is empty, further sends before it refills are told to wait
+// without asking Redis again; after the refill they ask (and go).
+func TestSharedLimiterSparesRedisWhileTheBotWaits(t *testing.T) {
+	r := redistest.New(t)
+	now := time.Unix(1_700_000_000, 0)
+	rdb := r.NewClient(t)
+	var n redistest.Counter
+	rdb.AddHook(&n)
+	l := newSharedLimiter(rdb, keys{prefix: r.Prefix}, telegramLimits, func() time.Time { return now }, testLogger(t))
+	ctx := t.Context()
+	for c := range int64(30) {
+		if w := l.wait(ctx, 1000+c); w != 0 {
+			t.Fatalf("send %d of the burst waited %v", c, w)
+		}
+	}
+	before := n.All.Load()
+	for c := range int64(50) {
+		if w := l.wait(ctx, 2000+c); w <= 0 || w > 100*time.Millisecond {
+			t.Fatalf("send %d with the bot's bucket empty: wait %v, want about 1/30 s", c, w)
+		}
+	}
+	if asked := n.All.Load() - before; asked != 1 {
+		t.Errorf("%d round trips for 50 sends while the bot's bucket was empty, want 1", asked)
+	}
+	now = now.Add(time.Second)
+	if w := l.wait(ctx, 3000); w != 0 {
+		t.Errorf("after the refill: wait %v", w)
+	}
+	if asked := n.All.Load() - before; asked != 2 {
+		t.Errorf("%d round trips in all, want 2 (the refill asks Redis again)", asked)
+	}
+}
