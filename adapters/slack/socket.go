@@ -34,24 +34,8 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 			if e, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
 				a.log.Debug("slack socket mode: unreadable message", "err", e.Cause)
 			}
-		case socketmode.EventTypeEventsAPI:
-			ev, ok := evt.Data.(slackevents.EventsAPIEvent)
-			if !ok {
-				a.ack(ctx, smc, evt.Request, nil)
-				continue
-			}
-			done, err := a.onEventsAPI(ctx, ev)
-			if err != nil {
-				return
-			}
-			a.ackWhenHandled(ctx, smc, evt.Request, done, wg)
-		case socketmode.EventTypeInteractive:
-			cb, ok := evt.Data.(slackapi.InteractionCallback)
-			if !ok {
-				a.ack(ctx, smc, evt.Request, nil)
-				continue
-			}
-			done, err := a.onInteraction(ctx, cb, interactionKey(cb))
+		case socketmode.EventTypeEventsAPI, socketmode.EventTypeInteractive:
+			done, err := a.queueEnvelope(ctx, evt)
 			if err != nil {
 				return
 			}
@@ -86,6 +70,18 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 
 // maxAckBytes keeps an ack's payload under Socket Mode's 20 KB limit.
 const maxAckBytes = 19 << 10
+
+// queueEnvelope queues the work of an event or a button press. What it
+// cannot read needs no handling: its channel is closed already.
+func (a *Adapter) queueEnvelope(ctx context.Context, evt socketmode.Event) (<-chan struct{}, error) {
+	switch d := evt.Data.(type) {
+	case slackevents.EventsAPIEvent:
+		return a.onEventsAPI(ctx, d)
+	case slackapi.InteractionCallback:
+		return a.onInteraction(ctx, d, interactionKey(d))
+	}
+	return handled, nil
+}
 
 // ackWhenHandled acknowledges req once its work is done (see handleWait),
 // without holding up the reading of further envelopes.
