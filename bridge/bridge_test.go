@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/onduty/onduty/internal/metrics"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -19,12 +20,12 @@ func TestAdapterStoppedOnError(t *testing.T) {
 	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
 	rdb := e.r.NewClient(t)
 	store := presence.NewStore(rdb, e.dir, presence.Keys{Prefix: e.r.Prefix}, e.clock.Now)
-	w := presence.NewWatcher(store, testLogger())
+	w := presence.NewWatcher(store, testlog.Logger())
 	ctx := context.Background()
 	if err := w.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Config{Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route}, Now: e.clock.Now, Shards: 2, PollEvery: 20 * time.Millisecond}, rdb, store, w, testLogger())
+	b, err := New(Config{Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route}, Now: e.clock.Now, Shards: 2, PollEvery: 20 * time.Millisecond}, rdb, store, w, testlog.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -167,13 +166,6 @@ func newEnv(t testing.TB, route Routing) *env {
 	return e
 }
 
-func testLogger() *slog.Logger {
-	if os.Getenv("BRIDGE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // start runs a new Bridge instance on the env's Redis (a fresh client, as a
 // second process would have).
 func (e *env) start(ad *fakeAdapter) *instance {
@@ -185,7 +177,7 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 	e.t.Helper()
 	keys := presence.Keys{Prefix: e.r.Prefix}
 	store := presence.NewStore(rdb, e.dir, keys, e.clock.Now)
-	w := presence.NewWatcher(store, testLogger())
+	w := presence.NewWatcher(store, testlog.Logger())
 	ctx := context.Background()
 	if err := w.Load(ctx); err != nil {
 		e.t.Fatal(err)
@@ -198,7 +190,7 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 		Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route},
 		Now: e.clock.Now, Shards: 4, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond,
 		PollEvery: poll, ClosedChatTTL: e.closedTTL,
-	}, rdb, store, w, testLogger())
+	}, rdb, store, w, testlog.Logger())
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -88,7 +88,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *env {
 func newEnvDir(t testing.TB, dir *presence.Directory, mod ...func(*Config)) *env {
 	t.Helper()
 	r := redistest.New(t)
-	e := &env{t: t, redis: r, dir: dir, clock: newClock(), log: testLogger()}
+	e := &env{t: t, redis: r, dir: dir, clock: newClock(), log: testlog.Logger()}
 	e.store = presence.NewStore(r.Client, e.dir, presence.Keys{Prefix: r.Prefix}, nil)
 	e.watcher = presence.NewWatcher(e.store, e.log)
 	e.watcher.Tick = 20 * time.Millisecond
@@ -294,12 +294,4 @@ func listen(t testing.TB) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
-}
-
-// testLogger discards logs unless ONDUTY_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("ONDUTY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }

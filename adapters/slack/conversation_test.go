@@ -10,6 +10,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -42,7 +43,7 @@ func TestConversation(t *testing.T) {
 			fake := newFakeSlack(t)
 			r := redistest.New(t)
 			dir := testDirectory(t)
-			log := testLogger(t)
+			log := testlog.Logger()
 			store := presence.NewStore(r.Client, dir, presence.Keys{Prefix: r.Prefix}, time.Now)
 			watcher := presence.NewWatcher(store, log)
 			if err := watcher.Load(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -41,7 +42,7 @@ func newLiveSlackDir(t *testing.T, fake *fakeSlack, dir *presence.Directory, twe
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := redistest.New(t)
-	log := testLogger(t)
+	log := testlog.Logger()
 	store := presence.NewStore(r.Client, dir, presence.Keys{Prefix: r.Prefix}, time.Now)
 	watcher := presence.NewWatcher(store, log)
 	if err := watcher.Load(ctx); err != nil {

@@ -7,11 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -46,13 +45,6 @@ func testDirectory(t testing.TB) *presence.Directory {
 	return dir
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("ONDUTY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 type harness struct {
 	t     testing.TB
 	mode  string
@@ -76,7 +68,7 @@ func newAdapter(t testing.TB, fake *fakeSlack, r *redistest.Redis, mode string, 
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	a, err := New(cfg, dir, r.Client, testLogger(t))
+	a, err := New(cfg, dir, r.Client, testlog.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

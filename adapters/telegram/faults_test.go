@@ -14,6 +14,7 @@ import (
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/outage"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -141,7 +142,7 @@ func TestPlatformOutage(t *testing.T) {
 func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory) *bridge.Bridge {
 	t.Helper()
 	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
-	w := presence.NewWatcher(store, testLogger(t))
+	w := presence.NewWatcher(store, testlog.Logger())
 	if err := w.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory) 
 	b, err := bridge.New(bridge.Config{
 		Prefix: e.rdb.Prefix + "b:", Properties: routing,
 		Shards: 2, RetryMin: 10 * time.Millisecond, RetryMax: 300 * time.Millisecond, PollEvery: 20 * time.Millisecond,
-	}, e.rdb.Client, store, w, testLogger(t))
+	}, e.rdb.Client, store, w, testlog.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package telegram
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -41,13 +40,6 @@ func testDirectory(t testing.TB) *presence.Directory {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("TG_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }
 
 // instanceTransport marks requests with the instance name (for the lease test).
@@ -88,7 +80,7 @@ func (e *testEnv) adapter(t testing.TB, instance string, rdb redis.UniversalClie
 	if rdb == nil {
 		rdb = e.rdb.Client
 	}
-	a, err := New(cfg, e.dir, rdb, testLogger(t).With("instance", instance))
+	a, err := New(cfg, e.dir, rdb, testlog.Logger().With("instance", instance))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/testlog"
 )
 
 // TestLimiter paces sends under Telegram's limits: with one local limiter,
@@ -30,12 +31,12 @@ func TestLimiter(t *testing.T) {
 		{"one local limiter", func(*testing.T) []pacer { return []pacer{newLimiter(telegramLimits, clock)} }, false},
 		{"two instances sharing Redis", func(t *testing.T) []pacer {
 			return []pacer{
-				newSharedLimiter(r.Client, k, telegramLimits, clock, testLogger(t)),
-				newSharedLimiter(r.NewClient(t), k, telegramLimits, clock, testLogger(t)),
+				newSharedLimiter(r.Client, k, telegramLimits, clock, testlog.Logger()),
+				newSharedLimiter(r.NewClient(t), k, telegramLimits, clock, testlog.Logger()),
 			}
 		}, false},
 		{"shared limiter without Redis", func(t *testing.T) []pacer {
-			return []pacer{newSharedLimiter(downRedis(t), k, telegramLimits, clock, testLogger(t))}
+			return []pacer{newSharedLimiter(downRedis(t), k, telegramLimits, clock, testlog.Logger())}
 		}, true},
 	}
 	for _, tt := range tests {
@@ -117,7 +118,7 @@ func TestSharedLimiterSparesRedisWhileTheBotWaits(t *testing.T) {
 	rdb := r.NewClient(t)
 	var n redistest.Counter
 	rdb.AddHook(&n)
-	l := newSharedLimiter(rdb, keys{prefix: r.Prefix}, telegramLimits, func() time.Time { return now }, testLogger(t))
+	l := newSharedLimiter(rdb, keys{prefix: r.Prefix}, telegramLimits, func() time.Time { return now }, testlog.Logger())
 	ctx := t.Context()
 	for c := range int64(30) {
 		if w := l.wait(ctx, 1000+c); w != 0 {
