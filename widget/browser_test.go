@@ -272,7 +272,6 @@ func TestBrowserLateStatusAnswer(t *testing.T) {
 	}
 	// A proxy that holds the answer of the first GET /status until released.
 	held, release := make(chan struct{}), make(chan struct{})
-	answered := make(chan struct{})
 	var first atomic.Bool
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	proxy.FlushInterval = -1 // event streams pass at once
@@ -280,7 +279,6 @@ func TestBrowserLateStatusAnswer(t *testing.T) {
 		if strings.HasSuffix(r.Request.URL.Path, "/status") && first.CompareAndSwap(false, true) {
 			close(held)
 			<-release
-			go func() { time.Sleep(50 * time.Millisecond); close(answered) }()
 		}
 		return nil
 	}
@@ -302,7 +300,7 @@ func TestBrowserLateStatusAnswer(t *testing.T) {
 	e.setStatus(agentAlice, presence.Online)
 	waitJS(t, ctx, "launcher shown when online", `!document.getElementById('onduty-root').hidden`)
 	letGo() // the GET's old answer ("offline") arrives now
-	<-answered
+	waitJS(t, ctx, "the late answer received", `performance.getEntriesByType('resource').some(e => e.name.endsWith('/v1/properties/demo/status') && e.responseEnd > 0)`)
 	for range 10 {
 		hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('onduty-root').hidden`))
 		if err != nil {
