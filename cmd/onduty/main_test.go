@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -141,5 +142,21 @@ slack: {bot_token: "xoxb-1", app_token: "xapp-1"}
 	t.Setenv("ONDUTY_CONFIG", "")
 	if code, out, errs := runCLI(t, "status", "demo"); code != 0 || !strings.Contains(out, "demo: online") {
 		t.Errorf("demo: exit %d %s %s", code, out, errs)
+	}
+}
+
+func TestNewLoggerLevels(t *testing.T) {
+	tests := []struct {
+		level string
+		want  slog.Level // the lowest level logged
+	}{
+		{"", slog.LevelInfo}, {"debug", slog.LevelDebug}, {"info", slog.LevelInfo},
+		{"warn", slog.LevelWarn}, {"error", slog.LevelError}, {"loud", slog.LevelInfo},
+	}
+	for _, tt := range tests {
+		l := newLogger(io.Discard, tt.level)
+		if !l.Enabled(t.Context(), tt.want) || l.Enabled(t.Context(), tt.want-1) {
+			t.Errorf("level %q: want records from %v up", tt.level, tt.want)
+		}
 	}
 }

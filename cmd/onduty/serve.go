@@ -165,15 +165,12 @@ func listenPort(addr string) string {
 	return ""
 }
 
+// newLogger logs text at level ("debug", "info", "warn", "error"; anything
+// else, as "", means info: check-config has refused what is not a level).
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
-	switch level {
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
+	if l.UnmarshalText([]byte(level)) != nil {
+		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
