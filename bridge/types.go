@@ -134,6 +134,27 @@ func (e *RetryAfterError) Error() string {
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// RejectedError is returned by an adapter whose platform refused its
+// credentials (a revoked or mistyped token): retrying cannot help. At start
+// onduty refuses to run with it; later, the adapter stops and /readyz names it.
+type RejectedError struct {
+	// Key names the setting to fix, as a user writes it:
+	// "telegram.token (or TELEGRAM_BOT_TOKEN)".
+	Key string
+	// Reason says what happened in a few words: "token rejected (401)".
+	Reason string
+	// Err is the platform's answer.
+	Err error
+}
+
+func (e *RejectedError) Error() string {
+	if e.Err == nil {
+		return e.Key + ": " + e.Reason
+	}
+	return e.Key + ": " + e.Reason + ": " + e.Err.Error()
+}
+func (e *RejectedError) Unwrap() error { return e.Err }
+
 // PermanentError marks a delivery that can never succeed (the platform said
 // the request itself is wrong). The outbox stops retrying it and records it in
 // a dead-letter stream instead of blocking the chat's later messages.

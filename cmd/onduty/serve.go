@@ -102,6 +102,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 	server := widget.New(widget.Config{
 		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix, ProxyHeader: c.ProxyHeader,
 		RateLimits: widget.RateLimits{ChatsPerMinute: c.RateLimits.ChatsPerIPPerMinute, MessagesPerMinute: c.RateLimits.MessagesPerIPPerMinute},
+		Adapters:   b.Adapters,
 	}, watcher, store, b, rdb, log)
 
 	if c.Demo {
