@@ -114,7 +114,9 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 		return errors.New("telegram: run: nil handler")
 	}
 	a.handler.Store(&handlerBox{h: h})
-	a.introduce(ctx)
+	if err := a.introduce(ctx); err != nil {
+		return err
+	}
 	if a.cfg.Mode == ModeWebhook {
 		return a.runWebhook(ctx)
 	}
@@ -123,14 +125,15 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 
 // introduce learns the bot's username (to tell /cmd@us from /cmd@other) and
 // publishes the command list. Both are best effort: the bot works without.
-func (a *Adapter) introduce(ctx context.Context) {
+func (a *Adapter) introduce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if me, err := a.bot.GetMe(ctx); err != nil {
-		a.log.Warn("getMe failed; accepting /cmd@any", "err", classify("get me", err))
-	} else if me.Username != "" {
-		name := me.Username
-		a.username.Store(&name)
+	if err := a.Verify(ctx); err != nil {
+		var rej *bridge.RejectedError
+		if errors.As(err, &rej) {
+			return err
+		}
+		a.log.Warn("getMe failed; accepting /cmd@any", "err", err)
 	}
 	cmds := make([]models.BotCommand, 0, len(commandHelp))
 	for _, c := range commandHelp {
@@ -139,6 +142,27 @@ func (a *Adapter) introduce(ctx context.Context) {
 	if _, err := a.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
 		a.log.Warn("setMyCommands failed", "err", classify("set my commands", err))
 	}
+	return nil
+}
+
+// Verify asks Telegram who the bot is (getMe). It returns a
+// *bridge.RejectedError naming telegram.token when Telegram refuses the
+// token, and another error when Telegram could not be asked (network, 5xx):
+// that one is worth retrying, the first is not.
+func (a *Adapter) Verify(ctx context.Context) error {
+	me, err := a.bot.GetMe(ctx)
+	if err != nil {
+		if rej, ok := rejectedSDK(err); ok {
+			rej.Err = classify("get me", err)
+			return rej
+		}
+		return classify("get me", err)
+	}
+	if me.Username != "" {
+		name := me.Username
+		a.username.Store(&name)
+	}
+	return nil
 }
 
 // commandHelp is the menu Telegram shows; the bridge gives the commands meaning.
