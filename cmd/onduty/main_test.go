@@ -67,6 +67,18 @@ telegram: {mode: webhook}
 	if code, out, _ := runCLI(t, "check-config", good); code != 0 || !strings.Contains(out, "OK (1 properties, 1 agents)") {
 		t.Errorf("good config: exit %d, %q", code, out)
 	}
+	warned := writeFile(t, "admin_token: change-me\nproperties: [{id: acme}, {id: beta}]\nagents: [{id: alice, properties: [acme]}]\n")
+	code, out, _ = runCLI(t, "check-config", warned)
+	for _, want := range []string{
+		"2 warning(s)",
+		warned + `: admin_token: looks like a placeholder (contains "change-me")`,
+		warned + ": properties[1] (beta): no agent serves this property",
+		"OK (2 properties, 1 agents)",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("warnings only: exit %d (want 0), output lacks %q:\n%s", code, want, out)
+		}
+	}
 	if code, _, errs := runCLI(t, "check-config"); code != 2 || !strings.Contains(errs, "usage") {
 		t.Errorf("no file: exit %d", code)
 	}

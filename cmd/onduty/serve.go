@@ -38,6 +38,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, c.LogLevel)
+	for _, w := range c.Warnings() {
+		log.Warn("configuration: " + w.String())
+	}
 	// The port first: with it taken, nothing else starts and the demo
 	// prints no address or token that would not work.
 	ln, err := net.Listen("tcp", c.Listen)

@@ -43,6 +43,13 @@ func checkConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Warnings do not make the file invalid: exit 0.
+	if ws := c.Warnings(); len(ws) > 0 {
+		fmt.Fprintf(stdout, "%s: %d warning(s):\n", args[0], len(ws))
+		for _, w := range ws {
+			fmt.Fprintf(stdout, "  %s\n", w)
+		}
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d properties, %d agents", args[0], len(c.Properties), len(c.Agents))
 	if c.Telegram != nil {
 		fmt.Fprintf(stdout, ", telegram %s", c.Telegram.Mode)
