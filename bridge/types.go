@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/onduty/onduty/presence"
@@ -154,6 +155,51 @@ func (e *RejectedError) Error() string {
 	return e.Key + ": " + e.Reason + ": " + e.Err.Error()
 }
 func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Rejection lets an adapter stop Run when the platform refuses its
+// credentials outside Run's own calls (a delivery answered "unauthorized"):
+// Deliver records the error, Run watches Done and returns Err. The zero
+// value is ready to use; only the first error is kept.
+type Rejection struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  *RejectedError
+}
+
+func (r *Rejection) init() {
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+}
+
+// Set records err (the first one only) and closes Done.
+func (r *Rejection) Set(err *RejectedError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	if r.err == nil {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// Done is closed once an error was recorded.
+func (r *Rejection) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	return r.done
+}
+
+// Err is the recorded error, nil if none.
+func (r *Rejection) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		return nil
+	}
+	return r.err
+}
 
 // PermanentError marks a delivery that can never succeed (the platform said
 // the request itself is wrong). The outbox stops retrying it and records it in

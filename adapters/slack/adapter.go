@@ -92,6 +92,8 @@ type Adapter struct {
 	// bridge again while storage is down (failures counts the tries so far).
 	storageWait func(failures int) time.Duration
 
+	rejected bridge.Rejection // a Web API call found the bot token refused: Run stops
+
 	mu      sync.RWMutex
 	h       bridge.Handler
 	botUser string
@@ -265,6 +267,15 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	if a.cfg.UsePresence {
 		wg.Go(func() { a.pollPresence(ctx, h) })
 	}
+	// A delivery refused for the bot token stops Run too (the socket,
+	// opened with the app token, may well stay up).
+	go func() {
+		select {
+		case <-a.rejected.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var err error
 	if a.cfg.Mode == ModeSocket {
 		err = a.runSocket(ctx)
@@ -273,10 +284,13 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 		<-ctx.Done()
 	}
 	wg.Wait()
-	if err != nil && parent.Err() == nil {
-		return err
+	if parent.Err() != nil {
+		return nil
 	}
-	return nil
+	if err == nil {
+		err = a.rejected.Err()
+	}
+	return err
 }
 
 // identify calls auth.test until it succeeds, so the bot can ignore its own
@@ -314,6 +328,9 @@ const (
 // rejected reports whether Slack refused a token itself (not a request made
 // with it), and returns the error the adapter stops with, naming key.
 func rejected(key string, err error) (*bridge.RejectedError, bool) {
+	if err == nil {
+		return nil, false
+	}
 	var se slackapi.SlackErrorResponse
 	if errors.As(err, &se) {
 		switch se.Err {

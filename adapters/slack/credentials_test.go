@@ -65,3 +65,36 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestRunStopsWhenBotTokenRevoked: a bot token revoked while the socket
+// (opened with the app token) stays up shows first in a delivery: the
+// delivery is kept for a retry (not dropped as permanent), and Run stops
+// with a RejectedError naming slack.bot_token, in both modes.
+func TestRunStopsWhenBotTokenRevoked(t *testing.T) {
+	for _, mode := range []string{ModeSocket, ModeEvents} {
+		t.Run(mode, func(t *testing.T) {
+			fake := newFakeSlack(t)
+			a := newAdapter(t, fake, redistest.New(t), mode, testDirectory(t))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx, &fakeHandler{}) }()
+			fake.waitCall(t, "auth.test", 1)
+			fake.failNext("chat.postMessage", failure{Err: "token_revoked"})
+			err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Text: "hi"})
+			var pe *bridge.PermanentError
+			if err == nil || errors.As(err, &pe) {
+				t.Fatalf("Deliver: %v, want an error worth retrying", err)
+			}
+			select {
+			case err := <-done:
+				var rej *bridge.RejectedError
+				if !errors.As(err, &rej) || !strings.HasPrefix(rej.Key, "slack.bot_token") || rej.Reason != "token rejected (token_revoked)" {
+					t.Fatalf("Run returned %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still running with a revoked bot token")
+			}
+		})
+	}
+}

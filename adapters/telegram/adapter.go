@@ -46,6 +46,7 @@ type Adapter struct {
 	handler  atomic.Pointer[handlerBox]
 	username atomic.Pointer[string] // the bot's @name, once getMe answered
 	leading  atomic.Bool            // this instance holds the lease and polls
+	rejected bridge.Rejection       // a delivery found the token refused: Run stops
 
 	chatLocks [64]sync.Mutex // webhook: one update per Telegram chat at a time
 }
@@ -117,10 +118,28 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	if err := a.introduce(ctx); err != nil {
 		return err
 	}
+	// A delivery refused for the token stops Run too (in webhook mode no
+	// other call would notice).
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.rejected.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var err error
 	if a.cfg.Mode == ModeWebhook {
-		return a.runWebhook(ctx)
+		err = a.runWebhook(ctx)
+	} else {
+		err = a.runPolling(ctx, h)
 	}
-	return a.runPolling(ctx, h)
+	if rej := a.rejected.Err(); rej != nil && parent.Err() == nil && err == nil {
+		return rej
+	}
+	return err
 }
 
 // introduce learns the bot's username (to tell /cmd@us from /cmd@other) and

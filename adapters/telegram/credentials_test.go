@@ -109,3 +109,33 @@ func TestRunStopsWhenTokenRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliveryStopsRunWhenTokenRejected: in webhook mode nothing but a
+// delivery talks to Telegram: a delivery refused for the token is kept for
+// a retry and stops Run with a RejectedError.
+func TestDeliveryStopsRunWhenTokenRejected(t *testing.T) {
+	e := newEnv(t)
+	a := e.adapter(t, "i1", nil, func(c *Config) {
+		c.Mode = ModeWebhook
+		c.WebhookURL, c.WebhookSecret = "https://chat.example/telegram/webhook", "s3cret"
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, &fakeHandler{}) }()
+	e.api.waitCalls(t, "setWebhook", 1, nil)
+	e.api.failNext("sendMessage", 1, 401, "Unauthorized", 0)
+	err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "alice", Text: "hi"})
+	if err == nil || asPermanent(err) {
+		t.Fatalf("Deliver: %v, want an error worth retrying", err)
+	}
+	select {
+	case err := <-done:
+		var rej *bridge.RejectedError
+		if !errors.As(err, &rej) || rej.Reason != "token rejected (401)" {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running with a rejected token")
+	}
+}
