@@ -82,7 +82,7 @@ slack: {bot_token: "xoxb-good", app_token: "xapp-wrong", api_url: "` + slackAPI 
 		{"telegram unreachable", `
 properties: [{id: acme}]
 agents: [{id: alice, properties: [acme], telegram_user_id: 1}]
-telegram: {token: "4242:any", api_url: "http://127.0.0.1:1"}
+telegram: {token: "4242:replace-me", api_url: "http://127.0.0.1:1"}
 `, nil, "", false},
 	}
 	for _, tc := range tests {
@@ -100,6 +100,9 @@ telegram: {token: "4242:any", api_url: "http://127.0.0.1:1"}
 				})
 				if !strings.Contains(stderr.String(), "cannot check credentials now") {
 					t.Errorf("no warning about the unreachable platform:\n%s", stderr)
+				}
+				if !strings.Contains(stderr.String(), "telegram.token: looks like a placeholder") {
+					t.Errorf("no warning about the placeholder token:\n%s", stderr)
 				}
 				cancel()
 				if code := <-done; code != 0 {
