@@ -86,7 +86,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			slackChannels[id] = p.SlackChannel
 		}
 	}
-	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention}, rdb, store, watcher, log)
+	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention}, rdb, store, watcher, log)
 	if err != nil {
 		closeRedis()
 		return nil, err
@@ -99,9 +99,21 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 		log.Info("demo: admin board at http://localhost"+listenPort(c.Listen)+"/admin; this run's admin token (set ONDUTY_ADMIN_TOKEN to choose one)",
 			"admin_token", adminToken)
 	}
+	proxies, err := c.TrustedProxyPrefixes()
+	if err != nil { // Validate has refused it already
+		closeRedis()
+		return nil, err
+	}
+	rl := c.RateLimits
 	server := widget.New(widget.Config{
-		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix, ProxyHeader: c.ProxyHeader,
-		RateLimits: widget.RateLimits{ChatsPerMinute: c.RateLimits.ChatsPerIPPerMinute, MessagesPerMinute: c.RateLimits.MessagesPerIPPerMinute},
+		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix,
+		TrustedProxies: proxies, ProxyHeader: c.ProxyHeader,
+		MetricsToken: c.MetricsToken.Reveal(), MetricsListen: c.MetricsListen,
+		RateLimits: widget.RateLimits{
+			ChatsPerMinute: rl.ChatsPerIPPerMinute, MessagesPerMinute: rl.MessagesPerIPPerMinute,
+			UploadsPerChat: rl.UploadsPerChat, UploadsPerIPPerHour: rl.UploadsPerIPPerHour, UploadsPerPropertyPerDay: rl.UploadsPerPropertyPerDay,
+		},
+		Limits: widget.Limits{ConnectionsPerIP: c.Limits.ConnectionsPerIP, Streams: c.Limits.Streams, StreamsPerIP: c.Limits.StreamsPerIP},
 	}, watcher, store, b, rdb, log)
 
 	if c.Demo {
