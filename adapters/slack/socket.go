@@ -46,7 +46,7 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 				a.ack(ctx, smc, evt.Request, nil)
 				continue
 			}
-			ans, err := a.onCommand(ctx, cmd, commandKey(cmd, "", "envelope:"+evt.Request.EnvelopeID))
+			ans, err := a.onCommand(ctx, cmd, commandKey(cmd, "", evt.Request.EnvelopeID))
 			if err != nil {
 				return
 			}
@@ -109,14 +109,14 @@ func (a *Adapter) ack(ctx context.Context, smc *socketmode.Client, req *socketmo
 // (which covers the timestamp and the body) in events mode, or else by the
 // Socket Mode envelope. A replayed command within Slack's 5-minute
 // signature window is then applied once.
-func commandKey(cmd slackapi.SlashCommand, signature, fallback string) string {
+func commandKey(cmd slackapi.SlashCommand, signature, envelope string) string {
 	switch {
 	case cmd.TriggerID != "":
 		return "slack:trigger:" + cmd.TriggerID
 	case signature != "":
 		return "slack:cmdsig:" + signature
-	case fallback != "envelope:" && fallback != "":
-		return "slack:cmd:" + fallback
+	case envelope != "":
+		return "slack:cmdenv:" + envelope
 	}
 	return ""
 }
