@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onduty/onduty/bridge"
 )
 
 // announce opens a connection and sends a request head announcing a body of
@@ -207,3 +209,37 @@ func TestBodyAttackMemory(t *testing.T) {
 }
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// TestKeepAliveAfterBody: a body read in full leaves the connection usable
+// for the next request; one left unread (refused) closes it.
+func TestKeepAliveAfterBody(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.serve(), "http://")
+	id, tok := e.startChat(propDemo, "hi")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"text":"` + strings.Repeat("a", 3000) + `"}`
+	req := fmt.Sprintf("POST /v1/chats/%s/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", id, tok, len(body), body)
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(testTimeout))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on one connection: %v", i, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 202 || res.Close {
+			t.Fatalf("request %d: %d close=%v", i, res.StatusCode, res.Close)
+		}
+	}
+	if n := len(e.chats.Messages(bridge.ChatID(id))); n != 4 {
+		t.Errorf("%d messages, want 4", n)
+	}
+}

@@ -100,3 +100,16 @@ func TestForwardedForCannotBypassRateLimits(t *testing.T) {
 		t.Errorf("%d chats created, want 20", created)
 	}
 }
+
+func TestCapKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":          "203.0.113.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::",
+		"2001:db8:1:2::ffff":   "2001:db8:1:2::",
+		"::1":                  "::",
+	} {
+		if got := capKey(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("capKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

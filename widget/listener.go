@@ -27,8 +27,8 @@ const (
 // guardedListener is the server's listener: an Accept that fails (out of
 // file descriptors, EMFILE/ENFILE, or any other error but the listener
 // being closed) backs off and tries again instead of ending the server,
-// and a connection from an IP that already holds perIP connections is
-// answered 429 and closed.
+// and a connection from an IP (an IPv6 /64) that already holds perIP
+// connections is answered 429 and closed.
 //
 // fasthttp retries a failed Accept only when the error is a timeout; any
 // other error ends its serve loop, which ended the process.
@@ -76,12 +76,13 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if !ip.IsValid() || (l.exempt != nil && l.exempt(ip)) {
 			return c, nil
 		}
-		if !l.register(ip) {
+		key := capKey(ip)
+		if !l.register(key) {
 			metrics.ConnectionsRefused.Inc()
 			l.refuse(c)
 			continue
 		}
-		return &perIPConn{Conn: c, l: l, ip: ip}, nil
+		return &perIPConn{Conn: c, l: l, ip: key}, nil
 	}
 }
 
@@ -146,6 +147,15 @@ func (c *perIPConn) Close() error {
 		c.l.unregister(c.ip)
 	}
 	return c.Conn.Close()
+}
+
+// capKey is what the per-IP cap counts: an IPv4 address, or an IPv6
+// address's /64 (one host, or one customer, usually holds a whole /64).
+func capKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
 }
 
 // peerAddr is the IP of a connection's remote address (IPv4-mapped
