@@ -287,7 +287,10 @@ func readUpload(r io.Reader, boundary string) (upload, error) {
 			up.name, up.mime, up.data = strings.Clone(p.FileName()), p.Header.Get(fiber.HeaderContentType), data
 		case "text":
 			data, err := io.ReadAll(io.LimitReader(p, MaxBodyBytes+1))
-			if err != nil || len(data) > MaxBodyBytes {
+			switch {
+			case len(data) > MaxBodyBytes:
+				return up, newErr(http.StatusBadRequest, "text_too_long", "text is over 4000 characters")
+			case err != nil:
 				return up, errFile
 			}
 			up.text = string(data)

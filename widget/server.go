@@ -115,9 +115,9 @@ type RateLimits struct {
 // Limits cap what one instance holds open. Zero means the default given
 // with each; a negative value turns the cap off.
 type Limits struct {
-	// ConnectionsPerIP caps the open connections of one TCP peer; more are
-	// answered 429 with Retry-After and closed. Trusted proxies are not
-	// capped. Default 256.
+	// ConnectionsPerIP caps the open connections of one TCP peer (an IPv6
+	// /64 counts as one); more are answered 429 with Retry-After and closed.
+	// Trusted proxies are not capped. Default 256.
 	ConnectionsPerIP int
 	// Streams caps the event streams this instance holds; more are answered
 	// 503 with Retry-After. Default 10000.

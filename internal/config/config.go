@@ -150,8 +150,8 @@ type RateLimits struct {
 
 // Limits cap what one instance holds open; -1 turns one off.
 type Limits struct {
-	// ConnectionsPerIP: more from one TCP peer are answered 429 and closed
-	// (trusted proxies are not capped). Default 256.
+	// ConnectionsPerIP: more from one TCP peer (an IPv6 /64 counts as one)
+	// are answered 429 and closed (trusted proxies are not capped). Default 256.
 	ConnectionsPerIP int `yaml:"connections_per_ip"`
 	// Streams: event streams held by the instance; more are answered 503.
 	// Default 10000.
