@@ -289,27 +289,37 @@ func TestStreamCapRace(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Limits = Limits{Streams: 5, StreamsPerIP: -1, ConnectionsPerIP: -1} })
 	base := e.serve()
 	const n = 20
-	codes := make(chan int, n)
-	streams := make(chan *sseStream, n)
+	type result struct {
+		code int
+		err  error
+		body io.Closer
+	}
+	results := make(chan result, n)
 	for range n {
 		go func() {
-			s := openSSE(t, base+"/v1/properties/demo/status/stream")
-			codes <- s.res.StatusCode
-			streams <- s
+			res, err := http.Get(base + "/v1/properties/demo/status/stream")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			results <- result{code: res.StatusCode, body: res.Body}
 		}()
 	}
 	ok := 0
 	for range n {
-		switch c := <-codes; c {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("stream: %v", r.err)
+			continue
+		}
+		defer r.body.Close()
+		switch r.code {
 		case 200:
 			ok++
 		case 503:
 		default:
-			t.Errorf("status %d", c)
+			t.Errorf("status %d", r.code)
 		}
-	}
-	for range n {
-		(<-streams).Close()
 	}
 	if ok != 5 {
 		t.Errorf("%d streams opened, want 5", ok)
