@@ -113,3 +113,23 @@ func TestCapKey(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6SlashSixtyFourCountsAsOne: addresses of one IPv6 /64 share their
+// rate limit (behind a trusted proxy, as with a real client).
+func TestIPv6SlashSixtyFourCountsAsOne(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.TrustedProxies = mustPrefixes(t, "0.0.0.0/32")
+		c.RateLimits.ChatsPerMinute = 3
+	})
+	codes := ""
+	for i := range 5 {
+		r := e.do("POST", "/v1/properties/demo/chats", map[string]string{"message": "hi"}, "X-Forwarded-For", fmt.Sprintf("2001:db8:0:1::%x", i+1))
+		codes += fmt.Sprint(r.code, " ")
+	}
+	if r := e.do("POST", "/v1/properties/demo/chats", map[string]string{"message": "hi"}, "X-Forwarded-For", "2001:db8:0:2::1"); r.code != 201 {
+		t.Errorf("another /64: %d", r.code)
+	}
+	if codes != "201 201 201 429 429 " {
+		t.Errorf("codes %s, want 201 ×3 then 429", codes)
+	}
+}

@@ -52,7 +52,7 @@
 // up to its limit only. Uploads are counted against per-chat, per-IP-hour
 // and per-property-day quotas before the file is read. The client IP is the
 // TCP peer, or behind Config.TrustedProxies the rightmost forwarded entry
-// that is not a trusted proxy.
+// that is not a trusted proxy; per-IP limits count an IPv6 /64 as one IP.
 //
 // Concurrency: every server-sent event stream runs in exactly one goroutine
 // (the connection is hijacked from fasthttp, so the request worker is
@@ -62,7 +62,8 @@
 //
 // Redis keys (under Config.Prefix; the only ones this package writes):
 //
-//	ratelimit:<kind>:{<ip>}:<minute>  string  requests counted (INCR), EX 2m; kind is chats or messages
+//	ratelimit:<kind>:{<ip>}:<minute>  string  requests counted (INCR), EX 2m; kind is chats or messages;
+//	                                          <ip> is an IPv4 address or an IPv6 /64 ("2001:db8:1:2::")
 //	quota:uploads_per_chat:{<chat>}            string  files of a chat (INCR), EX 31 days
 //	quota:uploads_per_ip:{<ip>}:<hour>         string  files from an IP in an hour, EX 2h
 //	quota:uploads_per_property:{<p>}:<day>     string  files to a property in a UTC day, EX 48h

@@ -32,7 +32,7 @@ func (s *Server) limit(ctx context.Context, kind, ip string, perMinute int) erro
 	}
 	now := s.cfg.Now()
 	window := now.Unix() / 60
-	key := s.cfg.Prefix + "ratelimit:" + kind + ":{" + ip + "}:" + strconv.FormatInt(window, 10)
+	key := s.cfg.Prefix + "ratelimit:" + kind + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(window, 10)
 	pipe := s.rdb.Pipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*time.Minute)
@@ -93,6 +93,17 @@ func (s *Server) clientIP(c *fiber.Ctx) (string, error) {
 	return ip.String(), nil
 }
 
+// limitKey is what per-IP limits, quotas and caps count a client IP as:
+// the address, or for IPv6 its /64 (capKey), so rotating addresses inside
+// one's own /64 does not multiply one's limits.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	return capKey(a).String()
+}
+
 // trustedProxy reports whether ip is in Config.TrustedProxies.
 func (s *Server) trustedProxy(ip netip.Addr) bool {
 	for _, p := range s.cfg.TrustedProxies {
@@ -131,7 +142,7 @@ func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) e
 	}
 	qs := []*quota{
 		{name: quotaChat, key: s.cfg.Prefix + "quota:" + quotaChat + ":{" + string(chat.ID) + "}", limit: rl.UploadsPerChat, ttl: chatQuotaTTL},
-		{name: quotaIP, key: s.cfg.Prefix + "quota:" + quotaIP + ":{" + ip + "}:" + strconv.FormatInt(hour, 10), limit: rl.UploadsPerIPPerHour, ttl: 2 * time.Hour, retry: int(3600 - now.Unix()%3600)},
+		{name: quotaIP, key: s.cfg.Prefix + "quota:" + quotaIP + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(hour, 10), limit: rl.UploadsPerIPPerHour, ttl: 2 * time.Hour, retry: int(3600 - now.Unix()%3600)},
 		{name: quotaProperty, key: s.cfg.Prefix + "quota:" + quotaProperty + ":{" + string(chat.Property) + "}:" + strconv.FormatInt(day, 10), limit: rl.UploadsPerPropertyPerDay, ttl: 48 * time.Hour, retry: int(86400 - now.Unix()%86400)},
 	}
 	pipe := s.rdb.Pipeline()

@@ -178,6 +178,7 @@ func (s *Server) hijackStream(c *fiber.Ctx, kind string, cr corsResult, run func
 	if err != nil {
 		return err
 	}
+	ip = limitKey(ip)
 	// A first check answers most refusals as an ordinary error; the one
 	// that counts is taken on the hijacked connection.
 	if err := s.streamRoom(ip, false); err != nil {
