@@ -83,7 +83,8 @@ type Config struct {
 	PollEvery time.Duration
 	// MaxFileBytes caps an attachment. Zero means 10 MiB.
 	MaxFileBytes int
-	// FileTTL is how long attachments are kept. Zero means 30 days.
+	// FileTTL is how long attachments are kept (config file_retention).
+	// Zero means 7 days.
 	FileTTL time.Duration
 	// ClosedChatTTL is how long a closed chat (its transcript, and its
 	// visitor's token) is kept after it closed. Zero means 30 days.
@@ -185,7 +186,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		cfg.ClosedChatTTL = 30 * 24 * time.Hour
 	}
 	if cfg.FileTTL <= 0 {
-		cfg.FileTTL = 30 * 24 * time.Hour
+		cfg.FileTTL = 7 * 24 * time.Hour
 	}
 	return &Bridge{
 		cfg: cfg, rdb: rdb, store: store, watcher: watcher, dir: dir,

@@ -301,10 +301,9 @@ func (s *Server) adminEvents(c *fiber.Ctx) error {
 		}
 		props = []presence.PropertyID{p}
 	}
-	s.hijackStream(c, "admin", sseHead(corsResult{}), func(w *sseConn) {
+	return s.hijackStream(c, "admin", corsResult{}, func(w *sseConn) {
 		s.followBoard(w, props)
 	})
-	return nil
 }
 
 // followBoard writes, for each property, a "presence" event now and at

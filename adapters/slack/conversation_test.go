@@ -144,7 +144,7 @@ func TestConversation(t *testing.T) {
 			}
 			wait.For(t, "visitor message in the thread", func() bool {
 				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "*Visitor:* Thanks! &lt;@channel&gt;") {
+					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), `*Visitor:*\n>Thanks! &lt;@channel&gt;`) {
 						return true
 					}
 				}

@@ -158,7 +158,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			slackChannels[id] = p.SlackChannel
 		}
 	}
-	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention}, rdb, store, watcher, log)
+	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention}, rdb, store, watcher, log)
 	if err != nil {
 		closeRedis()
 		return nil, err
@@ -175,10 +175,22 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 		adminToken = randomToken()
 		svc.demoToken = adminToken
 	}
+	proxies, err := c.TrustedProxyPrefixes()
+	if err != nil { // Validate has refused it already
+		closeRedis()
+		return nil, err
+	}
+	rl := c.RateLimits
 	server := widget.New(widget.Config{
-		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix, ProxyHeader: c.ProxyHeader,
-		RateLimits: widget.RateLimits{ChatsPerMinute: c.RateLimits.ChatsPerIPPerMinute, MessagesPerMinute: c.RateLimits.MessagesPerIPPerMinute},
-		Adapters:   b.Adapters,
+		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix,
+		TrustedProxies: proxies, ProxyHeader: c.ProxyHeader,
+		MetricsToken: c.MetricsToken.Reveal(), MetricsListen: c.MetricsListen,
+		RateLimits: widget.RateLimits{
+			ChatsPerMinute: rl.ChatsPerIPPerMinute, MessagesPerMinute: rl.MessagesPerIPPerMinute,
+			UploadsPerChat: rl.UploadsPerChat, UploadsPerIPPerHour: rl.UploadsPerIPPerHour, UploadsPerPropertyPerDay: rl.UploadsPerPropertyPerDay,
+		},
+		Limits:   widget.Limits{ConnectionsPerIP: c.Limits.ConnectionsPerIP, Streams: c.Limits.Streams, StreamsPerIP: c.Limits.StreamsPerIP},
+		Adapters: b.Adapters,
 	}, watcher, store, b, rdb, log)
 
 	svc.server = server

@@ -44,10 +44,23 @@ type Config struct {
 	RedisPrefix string `yaml:"redis_prefix"`
 	// AdminToken enables the admin API; empty disables it.
 	AdminToken Secret `yaml:"admin_token"`
-	// ProxyHeader names the header carrying the client IP (e.g.
-	// "X-Forwarded-For") when onduty runs behind a reverse proxy that
-	// overwrites it. Empty: the TCP peer's address is the client IP.
+	// TrustedProxies are the networks (CIDR, or single addresses) of the
+	// reverse proxies in front of onduty. A request from one of them has
+	// its client IP taken from ProxyHeader: the rightmost entry that is not
+	// a trusted proxy. Empty: the TCP peer's address is the client IP.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyHeader names the header the trusted proxies append the client
+	// IP to. Default "X-Forwarded-For"; read only from trusted proxies.
 	ProxyHeader string `yaml:"proxy_header"`
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken Secret `yaml:"metrics_token"`
+	// MetricsListen, when set, serves /metrics on this address instead of
+	// listen (e.g. "127.0.0.1:9090").
+	MetricsListen string `yaml:"metrics_listen"`
+	// FileRetention is how long a visitor's file is kept. Default 168h (7 days).
+	FileRetention time.Duration `yaml:"file_retention"`
+	// Limits caps connections and event streams per instance.
+	Limits Limits `yaml:"limits"`
 	// ClosedChatRetention is how long a closed chat's transcript is kept in
 	// Redis. Default 720h (30 days).
 	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
@@ -126,10 +139,27 @@ type Agent struct {
 	InitialStatus string `yaml:"initial_status"`
 }
 
-// RateLimits of the visitor API, per client IP.
+// RateLimits of the visitor API, counted across instances. For the upload
+// quotas, -1 turns one off.
 type RateLimits struct {
-	ChatsPerIPPerMinute    int `yaml:"chats_per_ip_per_minute"`    // default 20
-	MessagesPerIPPerMinute int `yaml:"messages_per_ip_per_minute"` // default 120
+	ChatsPerIPPerMinute      int `yaml:"chats_per_ip_per_minute"`      // default 20
+	MessagesPerIPPerMinute   int `yaml:"messages_per_ip_per_minute"`   // default 120
+	UploadsPerChat           int `yaml:"uploads_per_chat"`             // default 20
+	UploadsPerIPPerHour      int `yaml:"uploads_per_ip_per_hour"`      // default 30
+	UploadsPerPropertyPerDay int `yaml:"uploads_per_property_per_day"` // default 500
+}
+
+// Limits cap what one instance holds open; -1 turns one off.
+type Limits struct {
+	// ConnectionsPerIP: more from one TCP peer (an IPv6 /64 counts as one)
+	// are answered 429 and closed (trusted proxies are not capped). Default 256.
+	ConnectionsPerIP int `yaml:"connections_per_ip"`
+	// Streams: event streams held by the instance; more are answered 503.
+	// Default 10000.
+	Streams int `yaml:"streams"`
+	// StreamsPerIP: event streams of one client IP; more are answered 429.
+	// Default 32.
+	StreamsPerIP int `yaml:"streams_per_ip"`
 }
 
 // Telegram configures the Telegram adapter; nil means off.
@@ -301,6 +331,7 @@ func (c *Config) applyEnv(env Env) {
 	setSecret("ONDUTY_REDIS_URL", &c.RedisURL)
 	set("ONDUTY_REDIS_PREFIX", &c.RedisPrefix)
 	setSecret("ONDUTY_ADMIN_TOKEN", &c.AdminToken)
+	setSecret("ONDUTY_METRICS_TOKEN", &c.MetricsToken)
 	if v, ok := env("TELEGRAM_BOT_TOKEN"); ok && v != "" && c.Telegram == nil {
 		c.Telegram = &Telegram{}
 	}
@@ -329,6 +360,8 @@ const (
 	DefaultQueueTimeout           = 5 * time.Minute
 	DefaultCloseAfterIdle         = 24 * time.Hour
 	DefaultClosedChatRetention    = 30 * 24 * time.Hour
+	DefaultFileRetention          = 7 * 24 * time.Hour
+	DefaultProxyHeader            = "X-Forwarded-For"
 	DefaultChatsPerIPPerMinute    = 20
 	DefaultMessagesPerIPPerMinute = 120
 	DefaultTelegramAPIURL         = "https://api.telegram.org"
@@ -344,6 +377,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ClosedChatRetention == 0 {
 		c.ClosedChatRetention = DefaultClosedChatRetention
+	}
+	if c.FileRetention == 0 {
+		c.FileRetention = DefaultFileRetention
+	}
+	if c.ProxyHeader == "" && len(c.TrustedProxies) > 0 {
+		c.ProxyHeader = DefaultProxyHeader
 	}
 	if c.RateLimits.ChatsPerIPPerMinute == 0 {
 		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute

@@ -72,6 +72,9 @@ func TestLoadGood(t *testing.T) {
 	if c.Telegram.APIURL != DefaultTelegramAPIURL || c.Slack.APIURL != DefaultSlackAPIURL {
 		t.Errorf("api urls: %q %q", c.Telegram.APIURL, c.Slack.APIURL)
 	}
+	if c.FileRetention != DefaultFileRetention || c.ProxyHeader != "" || c.Limits != (Limits{}) {
+		t.Errorf("file retention %v, proxy header %q, limits %+v", c.FileRetention, c.ProxyHeader, c.Limits)
+	}
 	d, err := c.Directory()
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +86,20 @@ func TestLoadGood(t *testing.T) {
 	acme, _ := d.Property("acme")
 	if acme.Schedule == nil || acme.Greetings["online"] != "We're here!" {
 		t.Errorf("acme: %+v", acme)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Load(write(t, good+"trusted_proxies: ['10.1.2.3/8', '192.0.2.1', '2001:db8::/32']\nmetrics_token: m\nmetrics_listen: '127.0.0.1:9091'\nlimits: {streams_per_ip: -1}\n"), env(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	ps, err := c.TrustedProxyPrefixes()
+	if err != nil || len(ps) != 3 || ps[0].String() != "10.0.0.0/8" || ps[1].String() != "192.0.2.1/32" || ps[2].String() != "2001:db8::/32" {
+		t.Errorf("%v %v", ps, err)
+	}
+	if c.ProxyHeader != DefaultProxyHeader || c.MetricsToken.Reveal() != "m" || c.Limits.StreamsPerIP != -1 {
+		t.Errorf("%q %q %+v", c.ProxyHeader, c.MetricsToken, c.Limits)
 	}
 }
 
@@ -169,6 +186,12 @@ func TestProblems(t *testing.T) {
 			[]string{"telegram_group: set, but Telegram", "telegram_user_id: set, but Telegram", "slack_user_id: set, but Slack"}},
 		{"shared user ids", "properties: [{id: a}]\nagents: [{id: x, properties: [a], telegram_user_id: 5}, {id: y, properties: [a], telegram_user_id: 5}]\ntelegram: {token: t}\n", nil,
 			[]string{`telegram_user_id: 5 is also agent "x"'s`}},
+		{"proxies, limits and metrics", "trusted_proxies: ['10.0.0.0/8', '192.0.2.1', 'proxy.example']\nmetrics_listen: '9090'\nfile_retention: -1h\nlimits: {streams: -2}\nrate_limits: {uploads_per_chat: -5}\nproperties: [{id: a}]\n", nil,
+			[]string{`trusted_proxies: [2] "proxy.example"`, "metrics_listen", "file_retention", "limits.streams: -2", "rate_limits.uploads_per_chat: -5"}},
+		{"proxy header without trusted proxies", "proxy_header: X-Forwarded-For\nproperties: [{id: a}]\n", nil,
+			[]string{"proxy_header: set, but trusted_proxies is empty"}},
+		{"metrics on the main address", "listen: ':8080'\nmetrics_listen: ':8080'\nproperties: [{id: a}]\n", nil,
+			[]string{"metrics_listen"}},
 		{"bad urls", "redis_url: 'http://x'\nproperties: [{id: a, allowed_origins: ['acme.example']}]\n", nil,
 			[]string{"redis_url", "allowed_origins[0]"}},
 	}
