@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/onduty/onduty/adapters/console"
+	"github.com/onduty/onduty/adapters/email"
 	"github.com/onduty/onduty/adapters/slack"
 	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
@@ -108,6 +109,14 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 		b.AddAdapter(console.New("demo", stdin, log))
 		log.Info("demo: open http://localhost" + listenPort(c.Listen) + "/ and start a chat; the demo agent's inbox is this log — type an answer here and press Enter, " +
 			"or answer through the admin API: POST /v1/admin/agents/demo/actions {\"text\":\"…\"}")
+	}
+	if e := c.Email; e != nil {
+		sender, err := email.New(email.Config{SMTPURL: e.SMTPURL.Reveal(), From: e.From}, log)
+		if err != nil {
+			closeRedis()
+			return nil, err
+		}
+		b.AddAdapter(sender)
 	}
 	if t := c.Telegram; t != nil {
 		tg, err := telegram.New(telegram.Config{
