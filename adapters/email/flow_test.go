@@ -259,6 +259,14 @@ func TestRefusedRecipientRecorded(t *testing.T) {
 	if !strings.Contains(chat.EmailError, "550") || !strings.Contains(chat.EmailError, "no such mailbox") {
 		t.Errorf("recorded %q", chat.EmailError)
 	}
+	// The admin board shows it with the chat.
+	board, err := f.b.Board(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(board.Active) != 1 || board.Active[0].ID != id || !strings.Contains(board.Active[0].EmailError, "550") {
+		t.Errorf("board %+v", board.Active)
+	}
 	wait.For(t, "the outbox drained", f.outboxEmpty)
 	if n := f.smtp.RcptAttempts(); n != 1 {
 		t.Errorf("%d attempts: a 5xx must not be retried", n)
