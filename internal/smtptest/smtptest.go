@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,12 @@ func (s *Server) URL() string {
 		return "smtps://" + s.User + ":" + strings.ReplaceAll(s.Pass, " ", "%20") + "@" + s.Addr
 	}
 	return "smtp://" + s.User + ":" + strings.ReplaceAll(s.Pass, " ", "%20") + "@" + s.Addr
+}
+
+// CertPEM is the server's certificate in PEM, for a process that takes its
+// roots from SSL_CERT_FILE.
+func (s *Server) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.cert.Certificate[0]})
 }
 
 // TLSConfig is a client TLS configuration that trusts the server.
