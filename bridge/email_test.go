@@ -5,11 +5,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/metrics"
+	"github.com/onduty/onduty/internal/redistest"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -65,4 +68,50 @@ func TestRatingReachesAgents(t *testing.T) {
 	if n := count(); n != n0+1 {
 		t.Errorf("onduty_chat_ratings counted %d ratings, want 1 per chat", n-n0)
 	}
+}
+
+// TestEmailRelayRoundTrips: with an email sender, relaying a message either
+// way costs the same round trips whether or not the visitor gave an
+// address; arming the email timer rides in the reply's own pipeline.
+func TestEmailRelayRoundTrips(t *testing.T) {
+	e := newEnv(t, Routing{EmailAfter: time.Minute})
+	mail := &fakeAdapter{name: EmailTarget, reaches: map[presence.AgentID]bool{}}
+	e.extra = []Adapter{mail}
+	rdb := e.r.NewClient(t)
+	c, ok := rdb.(*redis.Client)
+	if !ok {
+		t.Skip("round trips are counted on a single-node client")
+	}
+	rt := &redistest.Counter{}
+	c.AddHook(rt)
+	in := e.startWith(&fakeAdapter{name: "fake"}, rdb)
+	e.status(presence.Online, "alice")
+	ctx := context.Background()
+	counts := map[string][2]int64{}
+	for _, email := range []string{"", "vic@example.com"} {
+		ch, _, err := in.b.StartChat(ctx, "acme", Visitor{Name: "Vic", Email: email}, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.act(t, Action{Kind: ActAccept, Surface: "fake", Agent: "alice", Chat: ch.ID})
+		toAgent := calls(rt, func(ctx context.Context) {
+			if _, err := in.b.PostVisitorMessage(ctx, ch.ID, "still there?", nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		toVisitor := calls(rt, func(ctx context.Context) {
+			if _, err := in.b.Handle(ctx, Action{Kind: ActMessage, Surface: "fake", Agent: "alice", Text: "yes"}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		counts[email] = [2]int64{toAgent, toVisitor}
+		armed, err := in.b.rdb.ZScore(ctx, in.b.keys.Timers(), timerMember(timerEmail, "acme", string(ch.ID))).Result()
+		if (email != "") != (err == nil) || (err == nil && armed != float64(ms(e.clock.Now().Add(time.Minute)))) {
+			t.Errorf("email %q: timer %v, %v", email, armed, err)
+		}
+	}
+	if counts[""] != counts["vic@example.com"] || counts[""][1] != 5 {
+		t.Errorf("round trips (to agents, to visitor): without email %v, with %v; want equal, 5 to the visitor", counts[""], counts["vic@example.com"])
+	}
+	t.Logf("round trips per relayed message (to agents, to visitor): %v", counts["vic@example.com"])
 }

@@ -51,7 +51,8 @@ type Config struct {
 	// Redis. Default 720h (30 days).
 	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
 	// PublicURL is where this server is reached from outside: links to files
-	// for agents' apps and continue links in emails. Required with email.
+	// for agents' apps and continue links in emails. Required with email
+	// (the demo takes http://localhost:PORT). Env ONDUTY_PUBLIC_URL.
 	PublicURL string `yaml:"public_url"`
 	// Email sends answers to visitors who left (SPEC §9); nil (no smtp_url)
 	// means nothing is emailed.
@@ -296,6 +297,7 @@ func (c *Config) applyEnv(env Env) {
 		}
 	}
 	set("ONDUTY_LISTEN", &c.Listen)
+	set("ONDUTY_PUBLIC_URL", &c.PublicURL)
 	if v, ok := env("ONDUTY_SMTP_URL"); ok && v != "" && c.Email == nil {
 		c.Email = &Email{}
 	}
@@ -412,6 +414,13 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Email != nil && c.Email.SMTPURL == "" {
 		c.Email = nil // an email section without a server sends nothing
+	}
+	if c.Demo && c.Email != nil && c.Email.From == "" {
+		c.Email.From = "onduty demo <demo@onduty.localhost>"
+	}
+	if c.Demo && c.Email != nil && c.PublicURL == "" {
+		port := c.Listen[strings.LastIndexByte(c.Listen, ':')+1:]
+		c.PublicURL = "http://localhost:" + port
 	}
 	if t := c.Telegram; t != nil {
 		if t.Mode == "" {

@@ -136,6 +136,11 @@ properties:
 	if ps[1].Prechat != (presence.Prechat{Name: "optional", Email: "optional"}) || c.Properties[1].EmailAfter != 2*time.Minute || c.Properties[0].EmailAfter != 30*time.Second {
 		t.Errorf("defaults %+v %v", ps[1], c.Properties[1].EmailAfter)
 	}
+	// The demo with an SMTP server from the environment links to localhost.
+	c, err = Load("", env(map[string]string{"ONDUTY_SMTP_URL": "smtp://127.0.0.1:1025", "ONDUTY_EMAIL_FROM": "Demo <demo@localhost.example>", "ONDUTY_LISTEN": ":8181"}))
+	if err != nil || c.Email == nil || c.PublicURL != "http://localhost:8181" {
+		t.Fatalf("demo with email: %v %+v %q", err, c.Email, c.PublicURL)
+	}
 	// No smtp_url: no email, and the widget is told so.
 	c, err = Load(write(t, "email: {from: 'a@b.example'}\nproperties: [{id: a}]\n"), env(nil))
 	if err != nil || c.Email != nil || c.PresenceProperties()[0].Email {
@@ -212,6 +217,7 @@ func TestProblems(t *testing.T) {
 			[]string{"email.smtp_url", "email.from"}},
 		{"email from env", "public_url: 'https://chat.example'\nproperties: [{id: a}]\n", map[string]string{"ONDUTY_SMTP_URL": "smtps://u:p@mail:465", "ONDUTY_EMAIL_FROM": "Acme <s@acme.example>"}, nil},
 		{"bad public_url", "public_url: chat.example\nproperties: [{id: a}]\n", nil, []string{"public_url"}},
+		{"public_url from env", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:1025', from: 'a@b.example'}\n", map[string]string{"ONDUTY_PUBLIC_URL": "http://localhost:8080"}, nil},
 		{"bad prechat and email_after", "properties: [{id: a, email_after: -1m, prechat: {name: must, email: maybe}}]\n", nil,
 			[]string{"properties[0] (a).email_after", "properties[0] (a).prechat.name", "properties[0] (a).prechat.email"}},
 	}
