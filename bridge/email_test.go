@@ -115,3 +115,25 @@ func TestEmailRelayRoundTrips(t *testing.T) {
 	}
 	t.Logf("round trips per relayed message (to agents, to visitor): %v", counts["vic@example.com"])
 }
+
+func TestEmailTranscriptNeedsSenderAndAddress(t *testing.T) {
+	e := newEnv(t, Routing{})
+	in := e.start(nil) // no email sender
+	ctx := context.Background()
+	ch, _, err := in.b.StartChat(ctx, "acme", Visitor{Email: "vic@example.com"}, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.b.EmailTranscript(ctx, ch.ID); !errors.Is(err, ErrEmailOff) {
+		t.Errorf("without a sender: %v", err)
+	}
+	if err := in.b.MarkRead(ctx, ch.ID, "1-0"); err != nil {
+		t.Errorf("MarkRead without a sender: %v", err)
+	}
+	if cv := in.chat(t, ch.ID); cv.link != "" || cv.read != "" {
+		t.Errorf("without a sender nothing email-related is stored: link %q read %q", cv.link, cv.read)
+	}
+	if err := in.b.EmailTranscript(ctx, "nosuchchat"); !errors.Is(err, ErrEmailOff) {
+		t.Errorf("unknown chat without a sender: %v", err)
+	}
+}

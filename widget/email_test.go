@@ -59,6 +59,12 @@ func prechatDirectory(t testing.TB) *presence.Directory {
 // emailEnv is a server on the real bridge with an email target.
 func emailEnv(t *testing.T) (*env, *bridge.Bridge, *mailbox) {
 	t.Helper()
+	return bridgeEnv(t, true)
+}
+
+// bridgeEnv is a server on the real bridge, with an email target if withMail.
+func bridgeEnv(t *testing.T, withMail bool) (*env, *bridge.Bridge, *mailbox) {
+	t.Helper()
 	e := newEnvDir(t, prechatDirectory(t))
 	b, err := bridge.New(bridge.Config{
 		Prefix:     e.redis.Prefix,
@@ -71,7 +77,9 @@ func emailEnv(t *testing.T) (*env, *bridge.Bridge, *mailbox) {
 		t.Fatal(err)
 	}
 	mb := &mailbox{}
-	b.AddAdapter(mb)
+	if withMail {
+		b.AddAdapter(mb)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
@@ -339,5 +347,16 @@ func TestReadInWidgetNotEmailed(t *testing.T) {
 	got := mb.all()
 	if len(got) != 1 || got[0].Chat.ID != away.ChatID || len(got[0].Email.Messages) != 1 || got[0].Email.Messages[0].Text != "Nobody saw this." {
 		t.Fatalf("emails %+v: want only the unread reply", got)
+	}
+}
+
+func TestTranscriptWithoutEmailServer(t *testing.T) {
+	e, _, _ := bridgeEnv(t, false)
+	r := e.do("POST", "/v1/properties/demo/chats", map[string]string{"message": "Hello", "email": "vic@example.com"})
+	var c startChatResponse
+	r.json(t, &c)
+	r = e.do("POST", "/v1/chats/"+string(c.ChatID)+"/transcript", nil, "Authorization", "Bearer "+c.VisitorToken)
+	if r.code != http.StatusConflict || r.errCode() != "email_disabled" {
+		t.Errorf("%d %s", r.code, r.body)
 	}
 }

@@ -87,4 +87,8 @@ func init() {
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
 		Emails, ChatRatings,
 	)
+	// Every result from the start, so that a dashboard sees zeros, not gaps.
+	for _, r := range []string{"sent", "retried", "failed"} {
+		Emails.WithLabelValues(r)
+	}
 }
