@@ -137,3 +137,38 @@ func TestEmailTranscriptNeedsSenderAndAddress(t *testing.T) {
 		t.Errorf("unknown chat without a sender: %v", err)
 	}
 }
+
+// TestReplyDuringEmailFiringNotLost: a reply that lands while an instance
+// fires the chat's email timer (the timer held past any reply's due time)
+// pulls the timer back, and the firing instance's release leaves it armed.
+func TestReplyDuringEmailFiringNotLost(t *testing.T) {
+	e := newEnv(t, Routing{EmailAfter: time.Minute})
+	mail := &fakeAdapter{name: EmailTarget, reaches: map[presence.AgentID]bool{}}
+	e.extra = []Adapter{mail}
+	in := e.start(nil)
+	e.status(presence.Online, "alice")
+	ctx := context.Background()
+	ch, _, err := in.b.StartChat(ctx, "acme", Visitor{Email: "vic@example.com"}, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := timerMember(timerEmail, "acme", string(ch.ID))
+	hold := ms(e.clock.Now().Add(time.Minute + timerLease))
+	// As fireEmail does first: the timer is held.
+	if err := in.b.rdb.ZAdd(ctx, in.b.keys.Timers(), redis.Z{Score: float64(hold), Member: member}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	in.say(t, "alice", ch.ID, "Arrived while the timer fired")
+	if err := releaseEmailTimerScript.Run(ctx, in.b.rdb, []string{in.b.keys.Timers()}, member, hold).Err(); err != nil {
+		t.Fatal(err)
+	}
+	due, err := in.b.rdb.ZScore(ctx, in.b.keys.Timers(), member).Result()
+	if err != nil || due != float64(ms(e.clock.Now().Add(time.Minute))) {
+		t.Fatalf("timer after the release: %v, %v; want the reply's due time", due, err)
+	}
+	e.advance(in, time.Minute)
+	got := waitDelivered(t, mail, "the email", 1, func(d Delivery) bool { return d.Kind == KindEmail })
+	if len(got[0].Email.Messages) != 1 || got[0].Email.Messages[0].Text != "Arrived while the timer fired" {
+		t.Errorf("email %+v", got[0].Email)
+	}
+}
