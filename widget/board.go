@@ -338,10 +338,19 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 		}()
 	}
 
+	var sentAdapters []byte
 	sentSeq := make(map[presence.PropertyID]uint64, len(props))
 	sentChats := make(map[presence.PropertyID][]byte, len(props))
 	chatsFailed := make(map[presence.PropertyID]bool, len(props))
 	send := func() error {
+		// The chat platforms: a stopped one (a revoked token) means its
+		// agents get nothing, which the board must not hide.
+		if ad := mustJSON(map[string]any{"adapters": s.adapterStates()}); s.cfg.Adapters != nil && !bytes.Equal(ad, sentAdapters) {
+			if err := w.event("adapters", "", ad); err != nil {
+				return err
+			}
+			sentAdapters = ad
+		}
 		for _, p := range props {
 			snap, _ := s.watcher.Snapshot(p)
 			if snap == nil {

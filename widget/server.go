@@ -66,6 +66,10 @@ type Config struct {
 	ProxyHeader string
 	// ShutdownTimeout bounds Run's graceful shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration
+	// Adapters reports the chat platforms' health (bridge.Bridge.Adapters):
+	// /readyz answers 503 naming any that stopped, and the admin board
+	// shows them. Nil means there are none to report.
+	Adapters func() []bridge.AdapterState
 }
 
 // PropertyConfig is one property's HTTP settings.
@@ -362,7 +366,29 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		s.log.Warn("readiness: redis ping failed", "err", err)
 		return errUnavailable
 	}
+	if down := s.adaptersDown(); len(down) > 0 {
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"not_ready": down})
+	}
 	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// adaptersDown lists every stopped adapter as "telegram: token rejected (401)".
+func (s *Server) adaptersDown() []string {
+	var down []string
+	for _, a := range s.adapterStates() {
+		if !a.Up {
+			down = append(down, a.Name+": "+a.Reason)
+		}
+	}
+	return down
+}
+
+func (s *Server) adapterStates() []bridge.AdapterState {
+	if s.cfg.Adapters == nil {
+		return nil
+	}
+	return s.cfg.Adapters()
 }
 
 // routeMetrics caches one route's request counters by status code, so the

@@ -173,6 +173,7 @@ type fakeBot struct {
 	nextUpd int64
 	nextMsg int
 	changed chan struct{}
+	revoked bool // every request answers 401, as after a token is revoked
 }
 
 func newFakeBot(t *testing.T) *fakeBot {
@@ -196,7 +197,10 @@ func (f *fakeBot) reply(w http.ResponseWriter, status int, v any) {
 func (f *fakeBot) serve(w http.ResponseWriter, r *http.Request) {
 	inst, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	method, ok := strings.CutPrefix(rest, "bot"+procToken+"/")
-	if !ok {
+	f.mu.Lock()
+	revoked := f.revoked
+	f.mu.Unlock()
+	if !ok || revoked {
 		f.reply(w, 401, map[string]any{"ok": false, "error_code": 401, "description": "Unauthorized"})
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -207,6 +208,22 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// without returns the problems of more whose key is not already one of
+// ps's: a value the file got wrong is reported once, not again as missing.
+func (ps Problems) without(more Problems) Problems {
+	var out Problems
+next:
+	for _, m := range more {
+		for _, p := range ps {
+			if p.Key != "" && m.Key == p.Key {
+				continue next
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // Env is the environment lookup; tests pass their own.
 type Env func(string) (string, bool)
 
@@ -232,7 +249,7 @@ func Load(file string, env Env) (*Config, error) {
 		}
 		c.applyEnv(env)
 		c.applyDefaults()
-		probs = append(probs, c.Validate()...)
+		probs = append(probs, probs.without(c.Validate())...)
 		if len(probs) > 0 {
 			return nil, probs
 		}
@@ -246,25 +263,34 @@ func Load(file string, env Env) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes YAML, reporting unknown keys and type errors with their line.
-// It returns a nil config only if the document cannot be read at all.
+// Parse decodes YAML, reporting unknown keys and values of the wrong kind
+// with their key path. It returns a nil config only if the document cannot
+// be read at all.
 func Parse(file string, data []byte) (*Config, Problems) {
 	c := &Config{File: file}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(c)
-	if err == nil || errors.Is(err, io.EOF) { // an empty file is an empty configuration
+	var doc yaml.Node
+	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
+	if errors.Is(err, io.EOF) { // an empty file is an empty configuration
 		return c, nil
 	}
+	if err != nil {
+		return nil, Problems{{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	probs := checkNode(file, &doc, reflect.TypeFor[Config]())
+	// What checkNode found, the decoder leaves at its zero value and
+	// decodes the rest.
+	err = doc.Decode(c)
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var probs Problems
+	if err != nil && !errors.As(err, &te) {
+		return nil, append(probs, Problem{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+	}
+	if te != nil && len(probs) == 0 {
+		// Only if checkNode missed it: better the decoder's words than nothing.
 		for _, e := range te.Errors {
 			probs = append(probs, Problem{File: file, Why: e})
 		}
-		return c, probs
 	}
-	return nil, Problems{{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	return c, probs
 }
 
 // DemoConfig is what `onduty serve` runs with no file: one property, one

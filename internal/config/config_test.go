@@ -179,8 +179,9 @@ func TestProblems(t *testing.T) {
 	}{
 		{"not yaml", "listen: [", nil, []string{"not valid YAML"}},
 		{"unknown keys", "listen: x\nlisten_port: 1\nproperties: [{id: a, colour: red}]\n", nil,
-			[]string{"field listen_port not found", "field colour not found"}},
-		{"bad duration", "properties: [{id: a, assignment: {accept_timeout: soon}}]\n", nil, []string{"soon"}},
+			[]string{"listen_port: unknown key", "properties[0] (a).colour: unknown key"}},
+		{"bad duration", "properties: [{id: a, assignment: {accept_timeout: soon}}]\n", nil,
+			[]string{`properties[0] (a).assignment.accept_timeout: "soon" is not a duration (e.g. 10m, 1h30m)`}},
 		{"no properties", "agents: []\n", nil, []string{"properties: at least one property"}},
 		{"agent names unknown property", "properties: [{id: a}]\nagents: [{id: x, properties: [b]}]\n", nil,
 			[]string{`agents[0] (x).properties[0]: unknown property "b"`}},
@@ -247,6 +248,99 @@ func TestProblems(t *testing.T) {
 			for _, p := range ps {
 				if p.File != file {
 					t.Errorf("problem %q does not name the file", p)
+				}
+			}
+		})
+	}
+}
+
+// TestProblemWording: a value of the wrong kind is reported once, as
+// FILE: KEY.PATH: reason in the words of the file, never a Go type or the
+// decoder's "line 8: cannot unmarshal".
+func TestProblemWording(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "bogus_key: 1\nproperties: [{id: a}]\n", "bogus_key: unknown key"},
+		{"unknown nested key", "properties: [{id: a}]\ntelegram: {token: t, bogus: true}\n", "telegram.bogus: unknown key"},
+		{"duration", "properties: [{id: a}]\nagents: [{id: z, properties: [a], idle_away_after: soon}]\n",
+			`agents[0] (z).idle_away_after: "soon" is not a duration (e.g. 10m, 1h30m)`},
+		{"duration without a unit", "properties: [{id: a}]\nagents: [{id: z, properties: [a], idle_away_after: 30}]\n",
+			`agents[0] (z).idle_away_after: "30" is not a duration: add a unit (e.g. 30s, 30m)`},
+		{"duration, list item without id", "properties: [{id: a, assignment: {queue_timeout: [1]}}, {name: b}]\n",
+			"properties[0] (a).assignment.queue_timeout: want a duration (e.g. 10m, 1h30m), not a list"},
+		{"whole number", "properties: [{id: a, assignment: {max_chats: five}}]\n",
+			`properties[0] (a).assignment.max_chats: "five" is not a whole number`},
+		{"bool", "properties: [{id: a, slack_channel: C1}]\nslack: {bot_token: b, app_token: xapp-1, use_presence: maybe}\n",
+			`slack.use_presence: "maybe" is not true or false`},
+		{"list wanted", "properties: [{id: a}]\nagents: [{id: z, properties: a}]\n",
+			`agents[0] (z).properties: want a list ([a, b] or lines starting with -), not "a"`},
+		{"text wanted", "listen: [1, 2]\nproperties: [{id: a}]\n", "listen: want text, not a list"},
+		{"mapping wanted", "properties: [{id: a, assignment: fast}]\n", `properties[0] (a).assignment: want a mapping (key: value lines), not "fast"`},
+		{"hours of a day", "properties: [{id: a, schedule: {timezone: UTC, hours: {mon: '9-5'}}}]\n",
+			`properties[0] (a).schedule.hours.mon: want a list ([a, b] or lines starting with -), not "9-5"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			_, err := Load(file, env(nil))
+			if err == nil {
+				t.Fatal("no problem reported")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, file+": "+tt.want) {
+				t.Errorf("problems lack %q:\n%s", file+": "+tt.want, msg)
+			}
+			for _, never := range []string{"cannot unmarshal", "time.Duration", "config.", "!!str", "not found in type"} {
+				if strings.Contains(msg, never) {
+					t.Errorf("problems say %q:\n%s", never, msg)
+				}
+			}
+			if key, _, _ := strings.Cut(tt.want, ": "); strings.Count(msg, ": "+key+": ") != 1 {
+				t.Errorf("%s is reported more than once:\n%s", key, msg)
+			}
+		})
+	}
+}
+
+// TestWarnings: placeholder secrets and a property nobody serves are
+// warned about; a configuration without them has no warnings.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"clean", "admin_token: s3cr3t-Tok\nproperties: [{id: a}]\nagents: [{id: x, properties: [a]}]\n", nil},
+		{"placeholders", `admin_token: change-me
+properties: [{id: a, slack_channel: C1}]
+agents: [{id: x, properties: [a]}]
+telegram: {token: "123456:replace-me"}
+slack: {bot_token: xoxb-replace-me, app_token: xapp-REPLACE-ME}
+`, []string{
+			`admin_token: looks like a placeholder (contains "change-me")`,
+			`telegram.token: looks like a placeholder (contains "replace-me")`,
+			`slack.bot_token: looks like a placeholder`,
+			`slack.app_token: looks like a placeholder`,
+		}},
+		{"unserved property", "properties: [{id: a}, {id: b}]\nagents: [{id: x, properties: [a]}]\n",
+			[]string{"properties[1] (b): no agent serves this property"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			c, err := Load(file, env(nil))
+			if err != nil {
+				t.Fatalf("warnings must not be problems: %v", err)
+			}
+			ws := c.Warnings()
+			if len(ws) != len(tt.want) {
+				t.Errorf("%d warnings, want %d:\n%v", len(ws), len(tt.want), ws)
+			}
+			msg := ws.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, file+": "+w) {
+					t.Errorf("warnings lack %q:\n%s", w, msg)
 				}
 			}
 		})
