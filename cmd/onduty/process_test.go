@@ -80,12 +80,24 @@ type process struct {
 // if still running.
 func startProcess(t *testing.T, name, file string, api *fakeBot) *process {
 	t.Helper()
+	return startProcessAt(t, name, file, api, freeAddr(t))
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcessAt is startProcess listening on addr, with extra environment
+// variables ("KEY=value").
+func startProcessAt(t *testing.T, name, file string, api *fakeBot, addr string, extraEnv ...string) *process {
+	t.Helper()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ONDUTY_") && !strings.HasPrefix(kv, "TELEGRAM_") && !strings.HasPrefix(kv, "SLACK_") {
@@ -93,6 +105,7 @@ func startProcess(t *testing.T, name, file string, api *fakeBot) *process {
 		}
 	}
 	env = append(env, asMain+"=1", "ONDUTY_LISTEN="+addr, "TELEGRAM_API_URL="+api.URL()+"/"+name)
+	env = append(env, extraEnv...)
 	p := &process{name: name, base: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "serve", "--config", file)
 	p.cmd.Env = env
