@@ -220,6 +220,15 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	if err := validText(text); err != nil {
 		return chatView{}, Message{}, "", err
 	}
+	if id := v.Identity; id != nil {
+		if v.Name == "" {
+			v.Name = id.Name
+		}
+		if v.Email == "" {
+			v.Email = id.Email
+		}
+	}
+	v.Returning = b.countVisit(ctx, p, v)
 	now := b.now()
 	id, token := newChatID(), newToken()
 	cv := chatView{Chat: Chat{
@@ -266,6 +275,7 @@ func (b *Bridge) StartChat(ctx context.Context, p presence.PropertyID, v Visitor
 	}
 	metrics.ChatsStarted.WithLabelValues(string(p)).Inc()
 	var out batch
+	b.notify(&out, &cv, HookChatStarted, &msg, nil)
 	if err := b.route(ctx, &cv, &msg, &out); err != nil {
 		b.log.Error("route new chat", "chat_id", cv.ID, "err", err)
 	}
@@ -286,6 +296,7 @@ func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID,
 	}
 	metrics.OfflineMessages.WithLabelValues(string(p), "form").Inc()
 	var out batch
+	b.notify(&out, &cv, HookOfflineMessage, &msg, nil)
 	b.offerOffline(&cv, &msg, &out)
 	if err := b.flush(ctx, &out); err != nil {
 		return Chat{}, "", unavailable("deliver offline message", err)
@@ -329,6 +340,7 @@ func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string,
 	}
 	var out batch
 	out.event(VisitorEvent{Type: EventMessage, Chat: id, Message: &m})
+	b.notify(&out, &cv, HookChatMessage, &m, nil)
 	b.chatDeliveries(&out, &cv, KindMessage, &m, "", "", "")
 	if cv.State == Active {
 		b.scheduleIdle(&out, &cv)

@@ -620,6 +620,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		return Reply{}, err
 	}
 	o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
+	b.notify(&o, &cv, HookChatMessage, &m, nil)
 	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
 	b.scheduleIdle(&o, &cv)
 	b.scheduleEmail(&o, &cv, m.At)

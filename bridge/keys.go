@@ -61,6 +61,10 @@ func (k keys) File(p presence.PropertyID, id ChatID, key string) string {
 	return k.tag(p) + "file:" + string(id) + ":" + key
 }
 
+// Seen counts the chats of one visitor identifier (hashed) in a property,
+// which tells a returning visitor.
+func (k keys) Seen(p presence.PropertyID, hash string) string { return k.tag(p) + "seen:" + hash }
+
 // ChatProperty maps a chat id to its property (a chat id alone names no slot).
 func (k keys) ChatProperty(id ChatID) string { return k.prefix + "chatp:" + string(id) }
 

@@ -434,6 +434,7 @@ func (b *Bridge) closeChat(ctx context.Context, cv *chatView, by, why string) (b
 		reason = "closed by agent"
 	}
 	o.event(VisitorEvent{Type: EventChatClosed, Chat: cv.ID, Reason: reason})
+	b.notify(&o, cv, HookChatClosed, nil, nil)
 	if err := b.flush(ctx, &o); err != nil {
 		return true, unavailable("announce close", err)
 	}
@@ -460,9 +461,12 @@ func (b *Bridge) convertToOffline(ctx context.Context, cv *chatView) error {
 		Text: "Sorry, nobody could answer right away. We've kept your message and will reply here as soon as we can."})
 	if err == nil {
 		o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
+		b.notify(&o, cv, HookChatMessage, &m, nil)
 	}
 	o.cancelChatTimers(cv, timerOffer, timerFallback)
-	b.offerOffline(cv, b.firstMessage(ctx, cv), &o)
+	first := b.firstMessage(ctx, cv)
+	b.notify(&o, cv, HookOfflineMessage, first, nil)
+	b.offerOffline(cv, first, &o)
 	return b.flush(ctx, &o)
 }
 

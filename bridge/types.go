@@ -52,6 +52,23 @@ type Visitor struct {
 	Consent bool `json:"consent,omitempty"`
 	// IP is the client address the chat was started from (not shown to agents).
 	IP string `json:"-"`
+
+	// Context the widget and the server gathered (SPEC §10), shown to agents
+	// with the offer. All of it is plain text as received.
+	Referrer string `json:"referrer,omitempty"`
+	Language string `json:"language,omitempty"`
+	TimeZone string `json:"time_zone,omitempty"`
+	// Browser and OS come from the User-Agent ("Chrome 118", "Windows").
+	Browser string `json:"browser,omitempty"`
+	OS      string `json:"os,omitempty"`
+	// VisitorID is the random id the widget keeps in the browser; with the
+	// verified user id and the email it tells a returning visitor.
+	VisitorID string `json:"visitor_id,omitempty"`
+	// Returning is how many chats this visitor started before (set by the
+	// bridge when the chat starts).
+	Returning int `json:"returning,omitempty"`
+	// Identity is what the site said about the visitor (window.onduty.identify).
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Chat is a conversation between one visitor and the property's agents.
@@ -265,6 +282,8 @@ const (
 	// KindEmail: an email to the chat's visitor (Delivery.Email), for the
 	// email sender (EmailTarget) only.
 	KindEmail DeliveryKind = "email"
+	// KindHook: a chat event (Delivery.Hook) for a Subscriber (webhook) only.
+	KindHook DeliveryKind = "hook"
 )
 
 // EmailTarget is the outbox target (Adapter.Name) of the email sender. An
@@ -317,6 +336,8 @@ type Delivery struct {
 	TakenBy string `json:"taken_by,omitempty"`
 	// Email is the message to send (KindEmail).
 	Email *Email `json:"email,omitempty"`
+	// Hook is the chat event to send (KindHook).
+	Hook *Hook `json:"hook,omitempty"`
 }
 
 // Adapter connects the bridge to one chat platform used by agents.
@@ -433,6 +454,15 @@ type PresenceSetter interface {
 	// it is). It returns presence.ErrUnknownAgent (wrapped or not) for an
 	// unknown agent.
 	SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error)
+}
+
+// VisitorEraser deletes a visitor's chats (SPEC §10). *Bridge implements
+// it; the widget's admin API offers erasure when its VisitorService does.
+type VisitorEraser interface {
+	// EraseVisitor deletes every chat of the email address (in every
+	// property), or the chat id, and returns how many it deleted.
+	// ErrBadErasure unless exactly one of them is given and well-formed.
+	EraseVisitor(ctx context.Context, email string, id ChatID) (int, error)
 }
 
 // VisitorEventType names what a visitor's event stream carries.

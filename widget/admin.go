@@ -161,3 +161,48 @@ func (s *Server) storeErr(err error) error {
 	s.log.Warn("admin: presence store failed", "err", err)
 	return errUnavailable
 }
+
+// eraseResponse is the answer of DELETE /v1/admin/visitors.
+type eraseResponse struct {
+	DeletedChats int `json:"deleted_chats"`
+}
+
+// adminErase answers DELETE /v1/admin/visitors?email=ADDR (or ?chat_id=ID):
+// every chat of that visitor is deleted everywhere in Redis.
+func (s *Server) adminErase(c *fiber.Ctx) error {
+	if err := s.admin(c); err != nil {
+		return err
+	}
+	er, ok := s.chats.(bridge.VisitorEraser)
+	if !ok {
+		return errNotFound
+	}
+	email, id := strings.TrimSpace(c.Query("email")), bridge.ChatID(strings.Clone(c.Query("chat_id")))
+	if (email == "") == (id == "") {
+		return newErr(http.StatusBadRequest, "missing_field", "give exactly one of email or chat_id")
+	}
+	if email != "" {
+		if err := checkEmail(email, true); err != nil {
+			return err
+		}
+		email = strings.Clone(email)
+	} else if !id.IsValid() {
+		return newErr(http.StatusBadRequest, "invalid_field", "chat_id is not a chat id")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), 60*time.Second)
+	defer cancel()
+	n, err := er.EraseVisitor(ctx, email, id)
+	if errors.Is(err, bridge.ErrBadErasure) {
+		return newErr(http.StatusBadRequest, "invalid_field", "give a valid email address or chat id")
+	}
+	if err != nil {
+		s.log.Error("erase visitor", "err", err, "deleted_chats", n)
+		return errUnavailable
+	}
+	by := "email" // the address itself stays out of the log
+	if id != "" {
+		by = "chat_id"
+	}
+	s.log.Info("visitor erased", "deleted_chats", n, "by", by)
+	return c.JSON(eraseResponse{DeletedChats: n})
+}

@@ -29,7 +29,7 @@ type (
 		Name    string `json:"name"`
 		Email   string `json:"email"`
 		Message string `json:"message"`
-		PageURL string `json:"page_url"`
+		visitorContext
 		// Consent is the pre-chat form's checkbox (required when the property has a consent text).
 		Consent bool `json:"consent"`
 	}
@@ -53,6 +53,7 @@ type (
 		Email   string `json:"email"`
 		Text    string `json:"text"`
 		Consent bool   `json:"consent"`
+		visitorContext
 	}
 	closeResponse struct {
 		ChatID bridge.ChatID    `json:"chat_id"`
@@ -102,8 +103,11 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 		checkText("message", in.Message),
 		checkName(in.Name),
 		checkEmail(in.Email, false),
-		checkPageURL(in.PageURL),
 	); err != nil {
+		return err
+	}
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, "")
+	if err := s.applyContext(c, s.cfg.Properties[p], in.visitorContext, &v); err != nil {
 		return err
 	}
 	ip, err := s.clientIP(c)
@@ -115,8 +119,7 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
-	v.PageURL = in.PageURL
+	v.IP = ip
 	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
 	if err != nil {
 		return fromBridge(err)
@@ -141,6 +144,12 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	); err != nil {
 		return err
 	}
+	// The form always asks for an address: it is where the answer goes.
+	pre.Email = presence.FieldRequired
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, "")
+	if err := s.applyContext(c, s.cfg.Properties[p], in.visitorContext, &v); err != nil {
+		return err
+	}
 	ip, err := s.clientIP(c)
 	if err != nil {
 		return err
@@ -150,9 +159,7 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	// The form always asks for an address: it is where the answer goes.
-	pre.Email = presence.FieldRequired
-	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
+	v.IP = ip
 	chat, token, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
 	if err != nil {
 		return fromBridge(err)
@@ -661,13 +668,6 @@ func checkEmail(s string, required bool) error {
 	}
 	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
 		return bad
-	}
-	return nil
-}
-
-func checkPageURL(s string) error {
-	if len(s) > maxPageURLBytes {
-		return newErr(http.StatusBadRequest, "invalid_field", "page_url is too long")
 	}
 	return nil
 }

@@ -96,6 +96,9 @@ type PropertyConfig struct {
 	// AllowedOrigins are the origins ("https://acme.example") whose pages may
 	// call the visitor API. Empty: any origin, without credentials.
 	AllowedOrigins []string
+	// IdentitySecret verifies the identities sites send (SPEC §10). Empty:
+	// identities are kept, shown as unverified.
+	IdentitySecret string
 }
 
 // RateLimits are counted in Redis across instances. Zero means the
@@ -558,6 +561,7 @@ func (s *Server) routes() {
 	s.handle(fiber.MethodGet, "/v1/admin/events", v, s.adminEvents)
 	s.handle(fiber.MethodPut, "/v1/admin/agents/:a/status", v, s.adminSetStatus)
 	s.handle(fiber.MethodPost, "/v1/admin/agents/:a/actions", v, s.adminAction)
+	s.handle(fiber.MethodDelete, "/v1/admin/visitors", v, s.adminErase)
 }
 
 // metricsHTTP serves the Prometheus metrics, behind MetricsToken when set.

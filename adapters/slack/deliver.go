@@ -401,3 +401,31 @@ func classify(err error) error {
 	}
 	return err // 5xx, network, Redis: worth retrying
 }
+
+var _ bridge.ChatEraser = (*Adapter)(nil)
+
+// EraseChat deletes what the adapter keeps of a chat: its root messages
+// (shared and per agent, with the first message's text) and the thread
+// mappings back to the chat.
+func (a *Adapter) EraseChat(ctx context.Context, chat bridge.ChatID) error {
+	for _, agent := range append([]presence.AgentID{""}, a.dir.Agents()...) {
+		rk := a.keys.root(chat, agent)
+		m, err := a.rdb.HGetAll(ctx, rk).Result()
+		if err != nil {
+			return fmt.Errorf("slack: erase: %w", err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		keys := []string{rk}
+		if m["ts"] != "" {
+			keys = append(keys, a.keys.thread(m["channel"], m["ts"]))
+		}
+		for _, k := range keys {
+			if err := a.rdb.Del(ctx, k).Err(); err != nil {
+				return fmt.Errorf("slack: erase: %w", err)
+			}
+		}
+	}
+	return nil
+}

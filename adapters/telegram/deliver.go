@@ -301,3 +301,39 @@ func (a *Adapter) editOffers(ctx context.Context, d bridge.Delivery, why string)
 	}
 	return nil
 }
+
+var _ bridge.ChatEraser = (*Adapter)(nil)
+
+// EraseChat deletes what the adapter keeps of a chat: its offers (and the
+// offers' message → chat mappings) and its forum topic with the topic's
+// mapping. Mappings of other relayed messages hold only the chat id and
+// expire with routeTTL.
+func (a *Adapter) EraseChat(ctx context.Context, chat bridge.ChatID) error {
+	offers, err := a.rdb.HKeys(ctx, a.keys.offer(chat)).Result()
+	if err != nil {
+		return errf("erase offers", err)
+	}
+	keys := []string{a.keys.offer(chat), a.keys.topic(chat)}
+	for _, o := range offers {
+		c, m, _ := strings.Cut(o, ":")
+		cid, cerr := strconv.ParseInt(c, 10, 64)
+		mid, merr := strconv.Atoi(m)
+		if cerr == nil && merr == nil {
+			keys = append(keys, a.keys.message(cid, mid))
+		}
+	}
+	if v, err := a.rdb.Get(ctx, a.keys.topic(chat)).Result(); err == nil {
+		g, t, _ := strings.Cut(v, ":")
+		gid, gerr := strconv.ParseInt(g, 10, 64)
+		tid, terr := strconv.Atoi(t)
+		if gerr == nil && terr == nil {
+			keys = append(keys, a.keys.thread(gid, tid))
+		}
+	}
+	for _, k := range keys {
+		if err := a.rdb.Del(ctx, k).Err(); err != nil {
+			return errf("erase", err)
+		}
+	}
+	return nil
+}

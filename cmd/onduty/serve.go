@@ -19,6 +19,7 @@ import (
 	"github.com/onduty/onduty/adapters/email"
 	"github.com/onduty/onduty/adapters/slack"
 	"github.com/onduty/onduty/adapters/telegram"
+	"github.com/onduty/onduty/adapters/webhook"
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/config"
 	"github.com/onduty/onduty/internal/redisconn"
@@ -151,7 +152,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			AcceptTimeout: p.Assignment.AcceptTimeout, FallbackAfter: p.Assignment.FallbackAfter(),
 			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle, EmailAfter: p.EmailAfter,
 		}
-		httpProps[id] = widget.PropertyConfig{AllowedOrigins: p.AllowedOrigins}
+		httpProps[id] = widget.PropertyConfig{AllowedOrigins: p.AllowedOrigins, IdentitySecret: p.IdentitySecret.Reveal()}
 		if p.TelegramGroup != 0 {
 			tgGroups[id] = p.TelegramGroup
 		}
@@ -205,6 +206,21 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			return nil, err
 		}
 		b.AddAdapter(sender)
+	}
+	for i, wc := range c.Webhooks {
+		cfg := webhook.Config{URL: wc.URL.Reveal(), Secret: wc.Secret.Reveal()}
+		for _, e := range wc.Events {
+			cfg.Events = append(cfg.Events, bridge.HookEvent(e))
+		}
+		for _, p := range wc.Properties {
+			cfg.Properties = append(cfg.Properties, presence.PropertyID(p))
+		}
+		wh, err := webhook.New(cfg, log)
+		if err != nil {
+			closeRedis()
+			return nil, fmt.Errorf("%s: webhooks[%d]: %w", svc.file, i, err)
+		}
+		b.AddAdapter(wh)
 	}
 	if t := c.Telegram; t != nil {
 		tg, err := telegram.New(telegram.Config{

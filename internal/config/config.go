@@ -71,6 +71,7 @@ type Config struct {
 	// Email sends answers to visitors who left (SPEC §9); nil (no smtp_url)
 	// means nothing is emailed.
 	Email      *Email     `yaml:"email"`
+	Webhooks   []Webhook  `yaml:"webhooks"`
 	LogLevel   string     `yaml:"log_level"` // debug | info (default) | warn | error
 	Properties []Property `yaml:"properties"`
 	Agents     []Agent    `yaml:"agents"`
@@ -145,6 +146,23 @@ type Property struct {
 	// emailed, at most one email per chat per EmailAfter. Default 2m.
 	EmailAfter time.Duration `yaml:"email_after"`
 	Prechat    Prechat       `yaml:"prechat"`
+	// IdentitySecret verifies window.onduty.identify: the signature is the
+	// hex HMAC-SHA256 of user_id under it. Empty: identities are shown as
+	// unverified.
+	IdentitySecret Secret `yaml:"identity_secret"`
+}
+
+// Webhook posts chat events to another system (SPEC §10).
+type Webhook struct {
+	// URL receives the POSTs (http or https). Required.
+	URL Secret `yaml:"url"`
+	// Secret signs each body (X-Onduty-Signature: sha256=HMAC). Required.
+	Secret Secret `yaml:"secret"`
+	// Events to post; empty means all: chat.started, chat.message,
+	// chat.closed, chat.rated, offline_message.
+	Events []string `yaml:"events"`
+	// Properties limits the webhook to these properties; empty means all.
+	Properties []string `yaml:"properties"`
 }
 
 // Agent is one support agent.

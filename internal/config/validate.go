@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -116,6 +117,25 @@ func (c *Config) Validate() Problems {
 		}
 		if p.TelegramGroup != 0 && c.Telegram == nil {
 			add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
+		}
+	}
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhooks[%d]", i)
+		if u, err := url.Parse(w.URL.Reveal()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(key+".url", "want an http:// or https:// URL")
+		}
+		if w.Secret == "" {
+			add(key+".secret", "required: it signs every post")
+		}
+		for j, e := range w.Events {
+			if !bridge.HookEvent(e).IsValid() {
+				add(fmt.Sprintf("%s.events[%d]", key, j), "%q: want chat.started, chat.message, chat.closed, chat.rated or offline_message", e)
+			}
+		}
+		for j, p := range w.Properties {
+			if !props[p] {
+				add(fmt.Sprintf("%s.properties[%d]", key, j), "%q is not a property", p)
+			}
 		}
 	}
 	agents := map[string]bool{}

@@ -66,6 +66,13 @@ var (
 	Emails = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_emails_total", Help: "Emails to visitors by result (sent, retried, failed).",
 	}, []string{"result"})
+	// Webhooks counts webhook posts per webhook (its name, "webhook-" and a
+	// hash of its URL) and result: ok (2xx) or error (anything else; the
+	// outbox tries again with backoff, and a post it gives up on counts as
+	// onduty_deliveries_total{platform="webhook-…",result="failed"}).
+	Webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_webhook_deliveries_total", Help: "Webhook posts by webhook and result (ok, error).",
+	}, []string{"webhook", "result"})
 	// ChatRatings are visitors' ratings (1-5) of closed chats, per property;
 	// a replaced rating counts once, with its first score.
 	ChatRatings = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -101,7 +108,7 @@ func init() {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
 		AcceptErrors, ConnectionsRefused, Refused,
-		Emails, ChatRatings,
+		Emails, ChatRatings, Webhooks,
 	)
 	// Every result from the start, so that a dashboard sees zeros, not gaps.
 	for _, r := range []string{"sent", "retried", "failed"} {

@@ -1,0 +1,236 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// Erasure (SPEC §10): every key of a visitor's chats goes, in every
+// property's slot. A chat still open is closed first, through the same
+// path as any close (its agents are told, its offers withdrawn, its timers
+// cancelled, its owner's load freed); then its hash, transcript, sets,
+// files, chat → property mapping, timers, agents' current-chat pointers,
+// returning-visitor counts and the adapters' references (ChatEraser) are
+// deleted. Outbox items already queued still go out (they are deliveries
+// in flight); nothing else of the chat is left.
+
+// ChatEraser is an optional Adapter capability: an adapter that keeps keys
+// of its own named after a chat deletes them.
+type ChatEraser interface {
+	// EraseChat deletes the adapter's keys of chat id.
+	EraseChat(ctx context.Context, id ChatID) error
+}
+
+// ErrBadErasure: neither a valid email address nor a valid chat id was given.
+var ErrBadErasure = errors.New("bridge: erase: give an email address or a chat id")
+
+// EraseVisitor deletes every chat whose visitor email (or identity email)
+// is email, in every property, or the one chat id, and returns how many
+// chats it deleted. Finding chats by email scans each property's chat keys
+// (SCAN, on every master of a cluster): erasure is rare.
+func (b *Bridge) EraseVisitor(ctx context.Context, email string, id ChatID) (int, error) {
+	var ids []ChatID
+	switch {
+	case id != "" && email == "":
+		if !id.IsValid() {
+			return 0, ErrBadErasure
+		}
+		ids = []ChatID{id}
+	case email != "" && id == "":
+		a, err := mail.ParseAddress(email)
+		if err != nil || a.Address != email {
+			return 0, ErrBadErasure
+		}
+		found, err := b.chatsByEmail(ctx, email)
+		if err != nil {
+			return 0, err
+		}
+		ids = found
+	default:
+		return 0, ErrBadErasure
+	}
+	n := 0
+	for _, c := range ids {
+		ok, err := b.eraseChat(ctx, c)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// globEscape makes s match itself in a SCAN pattern.
+func globEscape(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// scanKeys calls f with every key matching pattern, on every master of a
+// cluster or on the one server.
+func (b *Bridge) scanKeys(ctx context.Context, pattern string, f func(string)) error {
+	scan := func(ctx context.Context, c redis.Cmdable, f func(string)) error {
+		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for it.Next(ctx) {
+			f(it.Val())
+		}
+		return it.Err()
+	}
+	var err error
+	if cc, ok := b.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex // masters are scanned concurrently
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return scan(ctx, c, func(k string) {
+				mu.Lock()
+				defer mu.Unlock()
+				f(k)
+			})
+		})
+	} else {
+		err = scan(ctx, b.rdb, f)
+	}
+	if err != nil {
+		return unavailable("scan keys", err)
+	}
+	return nil
+}
+
+// chatsByEmail finds the chats of an email address in every property.
+func (b *Bridge) chatsByEmail(ctx context.Context, email string) ([]ChatID, error) {
+	want := strings.ToLower(email)
+	var out []ChatID
+	for p := range b.cfg.Properties {
+		prefix := b.keys.Chat(p, "")
+		var keys []string
+		if err := b.scanKeys(ctx, globEscape(prefix)+"*", func(k string) { keys = append(keys, k) }); err != nil {
+			return nil, err
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		for _, k := range keys {
+			vis, err := b.rdb.HGet(ctx, k, "visitor").Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, unavailable("read chat", err)
+			}
+			var v struct {
+				Email    string `json:"email"`
+				Identity *struct {
+					Email string `json:"email"`
+				} `json:"identity"`
+			}
+			if json.Unmarshal([]byte(vis), &v) != nil {
+				continue
+			}
+			if strings.ToLower(v.Email) == want || v.Identity != nil && strings.ToLower(v.Identity.Email) == want {
+				out = append(out, ChatID(strings.TrimPrefix(k, prefix)))
+			}
+		}
+	}
+	return out, nil
+}
+
+// eraseChat closes the chat if open and deletes every key of it; false if
+// there was no such chat.
+func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
+	cv, err := b.loadChat(ctx, id)
+	if errors.Is(err, ErrUnknownChat) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if cv.State != Closed {
+		if _, err := b.closeChat(ctx, &cv, "erased", "The visitor's data was erased."); err != nil && !errors.Is(err, ErrUnknownChat) {
+			return false, err
+		}
+	}
+	p := cv.Property
+	del := []string{b.keys.Chat(p, id), b.keys.Messages(p, id), b.keys.Offered(p, id), b.keys.Monitors(p, id), b.keys.ChatProperty(id)}
+	if err := b.scanKeys(ctx, globEscape(b.keys.File(p, id, ""))+"*", func(k string) { del = append(del, k) }); err != nil {
+		return false, err
+	}
+	for _, m := range visitorMarks(cv.Visitor) {
+		del = append(del, b.keys.Seen(p, markHash(m)))
+	}
+	var timers []string
+	it := b.rdb.ZScan(ctx, b.keys.Timers(), 0, "*|"+globEscape(string(p))+"|"+globEscape(string(id)), 1000).Iterator()
+	for it.Next(ctx) {
+		timers = append(timers, it.Val())
+		it.Next(ctx) // the score
+	}
+	if err := it.Err(); err != nil {
+		return false, unavailable("find timers", err)
+	}
+	agents := append(slices.Clone(cv.offered), cv.Monitors...)
+	if cv.Owner != "" {
+		agents = append(agents, cv.Owner)
+	}
+	pipe := b.rdb.Pipeline()
+	for _, k := range del {
+		pipe.Del(ctx, k) // one key per command: they are in different slots
+	}
+	if len(timers) > 0 {
+		pipe.ZRem(ctx, b.keys.Timers(), toAny(timers)...)
+	}
+	pipe.ZRem(ctx, b.keys.Pending(p), string(id))
+	pipe.ZRem(ctx, b.keys.Offline(p), string(id))
+	pipe.HDel(ctx, b.keys.Owners(p), string(id))
+	for _, a := range slices.Compact(sortedAgents(agents)) {
+		pipe.SRem(ctx, b.keys.Monitoring(p), string(a)+"|"+string(id))
+		delIfScript.Eval(ctx, pipe, []string{b.keys.Current(a)}, string(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, unavailable("erase chat", err)
+	}
+	for _, a := range b.adapterList() {
+		if e, ok := a.(ChatEraser); ok {
+			if err := e.EraseChat(ctx, id); err != nil {
+				return false, fmt.Errorf("bridge: erase chat %s on %s: %w", id, a.Name(), err)
+			}
+		}
+	}
+	b.propCache.Delete(id)
+	b.log.Info("chat erased", "chat_id", id, "property", p)
+	return true, nil
+}
+
+// delIfScript deletes a key if it holds ARGV[1].
+var delIfScript = redis.NewScript(`
+-- KEYS[1] key   ARGV[1] value
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func sortedAgents(as []presence.AgentID) []presence.AgentID {
+	slices.Sort(as)
+	return as
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
