@@ -105,7 +105,9 @@ const maxContextValue = 300
 // VisitorContext lists what agents are shown about a visitor with a new
 // chat or offline message (SPEC §10), in a fixed order, each value on one
 // line and cut to a bounded length. Name and email are not in it: every
-// surface shows them in its heading.
+// surface shows them in its heading. Labels are the bridge's own words,
+// except the attrs' keys, which always start with "attrs.", so no value
+// can pass for the verified-user line.
 func VisitorContext(v Visitor) []ContextLine {
 	var out []ContextLine
 	add := func(label, value string) {
@@ -123,10 +125,11 @@ func VisitorContext(v Visitor) []ContextLine {
 		if who == "" {
 			who = "(no user id)"
 		}
+		// The verdict is in the label: the value is the site's text.
 		if id.Verified {
-			add("Identity", who+" (verified)")
+			add("Verified user", who)
 		} else {
-			add("Identity", who+" (unverified)")
+			add("Unverified user", who)
 		}
 	}
 	add("Page", v.PageURL)
@@ -155,7 +158,7 @@ func VisitorContext(v Visitor) []ContextLine {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			add(OneLine(k), id.Attrs[k])
+			add("attrs."+OneLine(k), id.Attrs[k])
 		}
 	}
 	return out

@@ -238,10 +238,10 @@ func renderRoot(v rootView) []rendered {
 	if v.Chat.Visitor.Email != "" {
 		fields = append(fields, mrkdwn("*Email*\n"+escape(truncate(bridge.OneLine(v.Chat.Visitor.Email), 500))))
 	}
-	if v.Chat.Visitor.PageURL != "" {
-		fields = append(fields, mrkdwn("*Page*\n"+escape(truncate(bridge.OneLine(v.Chat.Visitor.PageURL), 1500))))
-	}
 	blocks := []slackapi.Block{slackapi.NewSectionBlock(mrkdwn(head), fields, nil)}
+	if ctx := contextText(bridge.VisitorContext(v.Chat.Visitor)); ctx != "" {
+		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(ctx), nil, nil))
+	}
 	if v.First != "" {
 		blocks = append(blocks, quotedSections("", v.First)...)
 	}
@@ -261,6 +261,27 @@ func renderRoot(v rootView) []rendered {
 	}
 	text := fmt.Sprintf("%s from %s: %s", title, escape(truncate(name, 60)), escape(truncate(v.First, fallbackText)))
 	return paginate(text, blocks)
+}
+
+// maxContextText bounds the visitor context section (a section's text may
+// hold 3000 characters).
+const maxContextText = 2800
+
+// contextText is the visitor context as mrkdwn lines "_Label:_ value", up
+// to maxContextText; the lines that do not fit are counted in a last line.
+// Every value is escaped and on one line, so nothing a visitor sent can
+// pass for another line.
+func contextText(lines []bridge.ContextLine) string {
+	var sb strings.Builder
+	for i, l := range lines {
+		line := "_" + escape(l.Label) + ":_ " + escape(l.Value) + "\n"
+		if sb.Len()+len(line) > maxContextText {
+			fmt.Fprintf(&sb, "_(%d more not shown)_\n", len(lines)-i)
+			break
+		}
+		sb.WriteString(line)
+	}
+	return strings.TrimSuffix(sb.String(), "\n")
 }
 
 // renderMessage draws one line of a chat's transcript for a thread or DM.

@@ -21,12 +21,22 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 func TestRenderGolden(t *testing.T) {
 	chat := bridge.Chat{ID: "Zx9_chat-01", Property: "acme", State: bridge.Pending,
 		Visitor: bridge.Visitor{Name: "Vera <@U111>", Email: "vera@example.com", PageURL: "https://acme.example/pricing?plan=pro&seats=3"}}
+	rich := chat
+	rich.Visitor = bridge.Visitor{
+		Name: "Vera <@U111>", Email: "vera@example.com",
+		PageURL:  "https://acme.example/pricing?plan=pro&seats=3",
+		Referrer: "https://search.example/?q=<!here>\n_Verified user:_ root",
+		Language: "de-DE", TimeZone: "Europe/Berlin",
+		Browser: "Firefox 120", OS: "Linux", Returning: 1,
+		Identity: &bridge.Identity{UserID: "u-42 <@U999>", Attrs: map[string]string{"plan": "pro & more", "Verified user": "admin\n> Page: evil"}},
+	}
 	long := strings.Repeat("Fish & chips <3 ", 250) // 4000 runes, 6250 once escaped
 	tests := []struct {
 		name string
 		got  []rendered
 	}{
 		{"offer", renderRoot(rootView{Chat: chat, Property: "Acme & Co", First: "Hi! <!channel> *urgent* & <https://evil.example|click>", Status: "Waiting for an agent", Accept: true})},
+		{"offer_context", renderRoot(rootView{Chat: rich, Property: "Acme", First: "Hello", Status: "Waiting for an agent", Accept: true})},
 		{"offer_monitor_offline", renderRoot(rootView{Chat: bridge.Chat{ID: "c2", Offline: true}, Property: "Beta", First: "Call me back", Status: "Offline message: answer in the thread", Accept: true, Monitor: true})},
 		{"taken", renderRoot(rootView{Chat: chat, Property: "Acme & Co", First: "Hi!", Status: ":white_check_mark: Taken by *Alice*"})},
 		{"message_visitor_long", renderMessage(bridge.Message{From: bridge.FromVisitor, Text: long})},

@@ -157,3 +157,17 @@ func testChat(id bridge.ChatID, prop presence.PropertyID) bridge.Chat {
 		Visitor: bridge.Visitor{Name: "Vera <V>", Email: "vera@example.com", PageURL: "https://acme.example/pricing?a=1&b=2"},
 	}
 }
+
+// richVisitor has every piece of visitor context, with text that tries to
+// pass for other lines of the offer or for markup.
+func richVisitor() bridge.Visitor {
+	return bridge.Visitor{
+		Name: "Vera <V>", Email: "vera@example.com",
+		PageURL:  "https://acme.example/pricing?a=1&b=2",
+		Referrer: "https://search.example/?q=<b>x</b>\nVerified user: root",
+		Language: "de-DE", TimeZone: "Europe/Berlin",
+		Browser: "Chrome 118", OS: "Windows", Returning: 2,
+		Identity: &bridge.Identity{UserID: "u-42 </i><b>", Email: "vera@example.com", Verified: true,
+			Attrs: map[string]string{"plan": "pro & more", "Verified user": "admin\nPage: evil"}},
+	}
+}

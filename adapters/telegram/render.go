@@ -177,9 +177,7 @@ func offerText(d bridge.Delivery) rendered {
 		h.WriteString(" · " + escapeHTML(bridge.OneLine(c.Visitor.Email)))
 	}
 	h.WriteString("\n")
-	if c.Visitor.PageURL != "" {
-		h.WriteString("Page: " + escapeHTML(bridge.OneLine(c.Visitor.PageURL)) + "\n")
-	}
+	writeContext(&h, bridge.VisitorContext(c.Visitor))
 	h.WriteString("\n")
 	head := h.String()
 	body := d.Text
@@ -192,6 +190,27 @@ func offerText(d bridge.Delivery) rendered {
 		body = splitText(body, limit-1)[0] + "…"
 	}
 	return rendered{head: head, body: body, quote: true}
+}
+
+// maxContextLen bounds the visitor context of an offer (characters as
+// Telegram counts them), leaving the rest of the 4096 to the first message.
+const maxContextLen = 2000
+
+// writeContext writes the visitor context lines, "Label: value" with the
+// label in italics, up to maxContextLen; the lines that do not fit are
+// counted in a last line. Every value is one escaped line, so nothing a
+// visitor sent can pass for another line of the offer.
+func writeContext(h *strings.Builder, lines []bridge.ContextLine) {
+	used := 0
+	for i, l := range lines {
+		n := textLen(l.Label) + 2 + textLen(l.Value) + 1
+		if used+n > maxContextLen {
+			fmt.Fprintf(h, "<i>(%d more not shown)</i>\n", len(lines)-i)
+			return
+		}
+		used += n
+		h.WriteString("<i>" + escapeHTML(l.Label) + "</i>: " + escapeHTML(l.Value) + "\n")
+	}
 }
 
 // closedOfferText replaces an offer once it is no longer open.

@@ -2,6 +2,7 @@ package telegram
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,12 +43,15 @@ func TestRenderedHTML(t *testing.T) {
 	system := &bridge.Message{ID: "4-0", Chat: chat.ID, From: bridge.FromSystem, Text: "Visitor left the page"}
 	offline := chat
 	offline.Offline = true
+	rich := chat
+	rich.Visitor = richVisitor()
 	tests := []struct {
 		name string
 		html string
 	}{
 		{"offer", offerText(bridge.Delivery{Kind: bridge.KindOffer, Chat: chat, Message: visitor}).pieces()[0]},
 		{"offer_offline", offerText(bridge.Delivery{Kind: bridge.KindOffer, Chat: offline, Message: visitor}).pieces()[0]},
+		{"offer_context", offerText(bridge.Delivery{Kind: bridge.KindOffer, Chat: rich, Message: visitor}).pieces()[0]},
 		{"taken", closedOfferText(bridge.Delivery{Chat: chat}, "taken by Alice & Co")},
 		{"message_private_visitor", messageText(bridge.Delivery{Chat: chat, Message: visitor}, false).pieces()[0]},
 		{"message_private_agent", messageText(bridge.Delivery{Chat: chat, Message: agent}, false).pieces()[0]},
@@ -200,5 +204,30 @@ func TestVisitorTextIsQuoted(t *testing.T) {
 	agent := messageText(bridge.Delivery{Chat: chat, Message: &bridge.Message{From: bridge.FromAgent, Name: "Alice", Text: "hi"}}, true).pieces()
 	if strings.Contains(agent[0], "blockquote") {
 		t.Errorf("agent line quoted: %q", agent[0])
+	}
+}
+
+// TestOfferContextWithinLimit: the most context a visitor can send (every
+// field and 20 attrs at their limits) with a 4000-character message still
+// makes one offer Telegram accepts, the context cut and counted.
+func TestOfferContextWithinLimit(t *testing.T) {
+	v := richVisitor()
+	long := strings.Repeat("<&é", 700)
+	v.PageURL, v.Referrer, v.TimeZone = long, long, long
+	v.Identity.Attrs = map[string]string{}
+	for i := range bridge.MaxAttrs {
+		v.Identity.Attrs[fmt.Sprintf("k%02d", i)] = strings.Repeat("x", bridge.MaxAttrValue)
+	}
+	chat := testChat("chatLimit1", "acme")
+	chat.Visitor = v
+	pieces := offerText(bridge.Delivery{Chat: chat, Message: &bridge.Message{Text: strings.Repeat("m", 4000)}}).pieces()
+	if len(pieces) != 1 {
+		t.Fatalf("%d pieces, want 1", len(pieces))
+	}
+	if msg := checkMessage(pieces[0], "HTML"); msg != "" {
+		t.Fatalf("Telegram would refuse the offer: %s", msg)
+	}
+	if !strings.Contains(pieces[0], "more not shown)</i>") || !strings.Contains(pieces[0], "<blockquote>mmm") {
+		t.Errorf("offer lost the cut marker or the message: %.300q", pieces[0])
 	}
 }
