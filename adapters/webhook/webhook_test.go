@@ -201,8 +201,8 @@ func TestWebhookReceiverDownGetsEverythingInOrder(t *testing.T) {
 
 	type ev struct{ event, text string }
 	want := map[bridge.ChatID][]ev{
-		c1.ID: {{"chat.started", "first of one"}, {"chat.message", "visitor again"}, {"chat.message", "agent answer"}, {"chat.closed", ""}, {"chat.rated", ""}},
-		c2.ID: {{"chat.started", "first of two"}, {"chat.message", "answer two"}},
+		c1.ID:  {{"chat.started", "first of one"}, {"chat.message", "visitor again"}, {"chat.message", "agent answer"}, {"chat.closed", ""}, {"chat.rated", ""}},
+		c2.ID:  {{"chat.started", "first of two"}, {"chat.message", "answer two"}},
 		off.ID: {{"offline_message", "call me"}},
 	}
 	total := 0
