@@ -90,6 +90,16 @@ func (f *fakeAdapter) setFail(fn func(call int, d Delivery) error) {
 	f.mu.Unlock()
 }
 
+// messageLines lists the lines of message deliveries in order: visitor
+// messages that queued up may arrive merged, one per line.
+func messageLines(ds []Delivery) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, strings.Split(d.Message.Text, "\n")...)
+	}
+	return out
+}
+
 // find lists deliveries matching all given conditions.
 func (f *fakeAdapter) find(match func(Delivery) bool) []Delivery {
 	f.mu.Lock()

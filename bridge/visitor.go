@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // visitorSub is one open visitor event stream on this instance.
@@ -74,16 +76,26 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if b.isFeedReady() {
+			// Resubscribed: kicks published meanwhile are lost.
+			b.kickAll()
+		}
 		b.markFeedReady()
-		ch := ps.Channel()
+		ch := ps.ChannelWithSubscriptions()
 	loop:
 		for {
 			select {
 			case <-ctx.Done():
 				break loop
-			case m, ok := <-ch:
+			case msg, ok := <-ch:
 				if !ok {
 					break loop
+				}
+				m, isMsg := msg.(*redis.Message)
+				if !isMsg {
+					// go-redis subscribed again after a lost connection.
+					b.kickAll()
+					continue
 				}
 				if m.Channel == b.keys.KickChannel() {
 					b.kickFromChannel(m.Payload)
@@ -98,6 +110,15 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 			}
 		}
 		ps.Close()
+	}
+}
+
+func (b *Bridge) isFeedReady() bool {
+	select {
+	case <-b.feedReady:
+		return true
+	default:
+		return false
 	}
 }
 
