@@ -180,7 +180,6 @@ func (b *Bridge) agentDeliveries(o *batch, agent presence.AgentID, d Delivery) {
 	}
 }
 
-
 // kickTimers in a KickChannel message wakes every instance's timer loop.
 const kickTimers = "timers"
 
@@ -598,7 +597,7 @@ func (q *chatQueue) head() *outEntry {
 	// must not apply to the merged one.
 	merged.d.ID = h.d.ID + "+" + strconv.Itoa(n)
 	q.items = append([]*outEntry{merged}, q.items[n:]...)
-		return merged
+	return merged
 }
 
 // backlogged: the chat has more queued behind this item, or the platform's

@@ -153,7 +153,9 @@ var ErrPaced = errors.New("bridge: held back by the platform's pacing")
 // (Config.DeliverTimeout) has passed, never at once. See Call.
 type UncertainError struct{ Err error }
 
-func (e *UncertainError) Error() string { return "no answer, may have reached the platform: " + e.Err.Error() }
+func (e *UncertainError) Error() string {
+	return "no answer, may have reached the platform: " + e.Err.Error()
+}
 func (e *UncertainError) Unwrap() error { return e.Err }
 
 // DeliveryKind says what a Delivery asks the adapter to show.
