@@ -81,7 +81,7 @@ type Config struct {
 	// PollEvery is the safety poll: how often an idle outbox shard and the
 	// timer loop look for work whose wake-up was missed. Work is normally
 	// announced on a pub/sub channel, and the timer loop sleeps until the
-	// earliest timer. Zero means 1m.
+	// earliest timer. Zero means 5m.
 	PollEvery time.Duration
 	// LeaseTTL is how long an outbox shard's lease lasts without renewal.
 	// The instance working a shard renews it every LeaseTTL/3 and gives it
@@ -191,7 +191,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		cfg.GiveUpAfter = time.Hour
 	}
 	if cfg.PollEvery <= 0 {
-		cfg.PollEvery = time.Minute
+		cfg.PollEvery = 5 * time.Minute
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 3 * time.Second

@@ -81,7 +81,10 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 			b.kickAll()
 		}
 		b.markFeedReady()
-		ch := ps.ChannelWithSubscriptions()
+		// go-redis pings an idle subscription to notice a dead connection
+		// (every 3s by default); every 30s is enough, since a kick lost
+		// meanwhile is made up for by kickAll once it resubscribes.
+		ch := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(feedHealthCheck))
 	loop:
 		for {
 			select {
@@ -112,6 +115,10 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 		ps.Close()
 	}
 }
+
+// feedHealthCheck is how long the visitor feed's subscription may be
+// silent before go-redis pings it.
+const feedHealthCheck = 30 * time.Second
 
 func (b *Bridge) isFeedReady() bool {
 	select {

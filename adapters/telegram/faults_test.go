@@ -92,12 +92,7 @@ func TestPlatformOutage(t *testing.T) {
 			endedAt := time.Now()
 			var got []string
 			wait.Long(t, "every visitor message at the agent", func() bool {
-				got = got[:0]
-				for _, c := range sentTo(e.api, aliceTG) {
-					if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-						got = append(got, c.Params["text"][i:])
-					}
-				}
+				got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
 				return len(got) >= n
 			})
 			var want []string
@@ -124,12 +119,7 @@ func TestPlatformOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.HasSuffix(c.Params["text"], "visitor last") })
-			got = got[:0]
-			for _, c := range sentTo(e.api, aliceTG) {
-				if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-					got = append(got, c.Params["text"][i:])
-				}
-			}
+			got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
 			if len(got) != n+1 {
 				t.Errorf("agent got %d visitor messages, want %d: %q", len(got), n+1, got)
 			}
