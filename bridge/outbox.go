@@ -266,6 +266,9 @@ type shardWorker struct {
 	lastID string                // last stream id read
 	queues map[string]*chatQueue // by chat key
 	order  []string              // chat keys, oldest first
+	// recent is when each chat's last delivery was attempted: a chat that
+	// delivered within backlogMemory is not fresh.
+	recent map[string]time.Time
 }
 
 // chatQueue is one chat's deliveries in a shard, in stream order.
@@ -274,9 +277,6 @@ type chatQueue struct {
 	items []*outEntry
 	// notBefore: the chat waits (pacing, or a retry's backoff) until then.
 	notBefore time.Time
-	// pacedAt is when the platform's pacing last held the chat back: a
-	// chat seen paced recently is backlogged and yields to fresh chats.
-	pacedAt time.Time
 	backoff time.Duration
 }
 
@@ -395,6 +395,9 @@ func (w *shardWorker) work(ctx context.Context) {
 		w.keepLease(wctx, stop)
 	}()
 	w.lastID, w.queues, w.order = "-", map[string]*chatQueue{}, nil
+	if w.recent == nil {
+		w.recent = map[string]time.Time{}
+	}
 	w.drain(wctx)
 	stop()
 	<-kept
@@ -600,15 +603,29 @@ func (q *chatQueue) head() *outEntry {
 	return merged
 }
 
-// backlogged: the chat has more queued behind this item, or the platform's
-// pacing held it back lately. Such items let fresh chats go first.
-func (q *chatQueue) backlogged(e *outEntry, now time.Time) bool {
-	return len(e.ids) > 1 || len(q.items) > 1 || (!q.pacedAt.IsZero() && now.Sub(q.pacedAt) < backlogMemory)
+// backlogged: the chat has more queued behind this item, or had a delivery
+// attempted lately. Such items let fresh chats go first, so that one chat's
+// backlog never delays another chat's first message by more than a pacing
+// interval.
+func (w *shardWorker) backlogged(q *chatQueue, e *outEntry, now time.Time) bool {
+	last, ok := w.recent[q.key]
+	return len(e.ids) > 1 || len(q.items) > 1 || ok && now.Sub(last) < backlogMemory
 }
 
-// backlogMemory is how long a chat counts as backlogged after its pacing
-// last held it back.
+// backlogMemory is how long after a delivery attempt a chat is not fresh.
 const backlogMemory = 10 * time.Second
+
+// attempted notes a delivery attempt of the chat (see backlogged).
+func (w *shardWorker) attempted(key string, now time.Time) {
+	if len(w.recent) > 10000 {
+		for k, t := range w.recent {
+			if now.Sub(t) >= backlogMemory {
+				delete(w.recent, k)
+			}
+		}
+	}
+	w.recent[key] = now
+}
 
 // deliverHead makes one attempt at the chat's first item. It returns false
 // when the worker must stop.
@@ -619,7 +636,8 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 	e.attempts++
 	now := time.Now()
 	d := e.d
-	d.Backlog = q.backlogged(e, now)
+	d.Backlog = w.backlogged(q, e, now)
+	w.attempted(q.key, now)
 	err := w.a.Deliver(withCallTimeout(ctx, b.cfg.DeliverTimeout), d)
 	if err == nil {
 		metrics.Deliveries.WithLabelValues(name, "ok").Inc()
@@ -636,7 +654,6 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 	var ra *RetryAfterError
 	if errors.As(err, &ra) && errors.Is(err, ErrPaced) {
 		// Held back before anything was sent: not a failure.
-		q.pacedAt = now
 		q.notBefore = now.Add(max(ra.After, time.Millisecond))
 		e.attempts--
 		return true
