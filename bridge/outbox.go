@@ -277,7 +277,7 @@ type chatQueue struct {
 	items []*outEntry
 	// notBefore: the chat waits (pacing, or a retry's backoff) until then.
 	notBefore time.Time
-	backoff time.Duration
+	backoff   time.Duration
 }
 
 // outEntry is one stream entry, or several merged visitor messages.
