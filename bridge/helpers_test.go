@@ -152,6 +152,10 @@ type env struct {
 	pollEvery time.Duration
 	// closedTTL overrides how long closed chats are kept (30 days).
 	closedTTL time.Duration
+	// lease overrides the outbox lease (3s); instance names the next
+	// instance started (random if empty).
+	lease    time.Duration
+	instance string
 }
 
 // instance is one running Bridge with its own presence watcher and adapter.
@@ -199,7 +203,7 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 	b, err := New(Config{
 		Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route},
 		Now: e.clock.Now, Shards: 4, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond,
-		PollEvery: poll, ClosedChatTTL: e.closedTTL,
+		PollEvery: poll, ClosedChatTTL: e.closedTTL, LeaseTTL: e.lease, Instance: e.instance,
 	}, rdb, store, w, testlog.Logger())
 	if err != nil {
 		e.t.Fatal(err)
