@@ -604,7 +604,7 @@ func (q *chatQueue) head() *outEntry {
 }
 
 // backlogged: the chat has more queued behind this item, or had a delivery
-// attempted lately. Such items let fresh chats go first, so that one chat's
+// attempted lately (not counting waits for its pacing). Such items let fresh chats go first, so that one chat's
 // backlog never delays another chat's first message by more than a pacing
 // interval.
 func (w *shardWorker) backlogged(q *chatQueue, e *outEntry, now time.Time) bool {
@@ -615,7 +615,8 @@ func (w *shardWorker) backlogged(q *chatQueue, e *outEntry, now time.Time) bool 
 // backlogMemory is how long after a delivery attempt a chat is not fresh.
 const backlogMemory = 10 * time.Second
 
-// attempted notes a delivery attempt of the chat (see backlogged).
+// attempted notes a delivery attempt of the chat that was not held back by
+// pacing (see backlogged).
 func (w *shardWorker) attempted(key string, now time.Time) {
 	if len(w.recent) > 10000 {
 		for k, t := range w.recent {
@@ -637,8 +638,14 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 	now := time.Now()
 	d := e.d
 	d.Backlog = w.backlogged(q, e, now)
-	w.attempted(q.key, now)
 	err := w.a.Deliver(withCallTimeout(ctx, b.cfg.DeliverTimeout), d)
+	var ra *RetryAfterError
+	paced := errors.As(err, &ra) && errors.Is(err, ErrPaced)
+	if !paced {
+		// A chat only held back by pacing stays fresh: its first message
+		// must not lose its place for having waited.
+		w.attempted(q.key, now)
+	}
 	if err == nil {
 		metrics.Deliveries.WithLabelValues(name, "ok").Inc()
 		if len(e.ids) > 1 {
@@ -651,8 +658,7 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	var ra *RetryAfterError
-	if errors.As(err, &ra) && errors.Is(err, ErrPaced) {
+	if paced {
 		// Held back before anything was sent: not a failure.
 		q.notBefore = now.Add(max(ra.After, time.Millisecond))
 		e.attempts--
