@@ -324,13 +324,16 @@ func (b *Bridge) outboxWorker(ctx context.Context, a Adapter, shard int) {
 		if !first {
 			var retry *time.Timer
 			var retryC <-chan time.Time
+			kick := w.kick
 			if watching {
+				// Kicks are for the holder, which delivers what they
+				// announce; this worker asks for the lease on its timer.
 				retry = time.NewTimer(b.leaseRetry())
-				retryC = retry.C
+				retryC, kick = retry.C, nil
 			}
 			select {
 			case <-ctx.Done():
-			case <-w.kick:
+			case <-kick:
 			case <-retryC:
 			case <-safety.C:
 				safety.Reset(jitter(b.cfg.PollEvery))
@@ -382,10 +385,11 @@ func (w *shardWorker) acquire(ctx context.Context) (bool, error) {
 	return ok == 1, err
 }
 
-// work drains the shard while this instance holds its lease, then gives
-// the lease back. A keeper renews the lease meanwhile; when it cannot, the
-// work stops (with the lease's own expiry still ahead), so two instances
-// never work the shard at once.
+// work drains the shard while this instance holds its lease, keeps it a
+// LeaseTTL longer for what may come next if it delivered anything, then
+// gives the lease back. A keeper renews the lease meanwhile; when it
+// cannot, the work stops (with the lease's own expiry still ahead), so two
+// instances never work the shard at once.
 func (w *shardWorker) work(ctx context.Context) {
 	b := w.b
 	wctx, stop := context.WithCancel(ctx)
@@ -452,7 +456,7 @@ func (w *shardWorker) keepLease(ctx context.Context, stop func()) {
 // shutdown).
 func (w *shardWorker) drain(ctx context.Context) {
 	b := w.b
-	read := true
+	read, worked := true, false
 	for ctx.Err() == nil {
 		if read {
 			if err := w.read(ctx); err != nil {
@@ -466,7 +470,22 @@ func (w *shardWorker) drain(ctx context.Context) {
 				continue
 			}
 			if len(w.order) == 0 {
-				return
+				if !worked {
+					return
+				}
+				// Keep the lease a while for what comes next: under steady
+				// traffic a shard is not taken and given back per message.
+				worked = false
+				t := time.NewTimer(w.b.cfg.LeaseTTL)
+				select {
+				case <-ctx.Done():
+				case <-w.kick:
+				case <-t.C:
+					t.Stop()
+					return
+				}
+				t.Stop()
+				continue
 			}
 		}
 		// One pass over the chats, each ready one gets one delivery.
@@ -479,6 +498,7 @@ func (w *shardWorker) drain(ctx context.Context) {
 				}
 				continue
 			}
+			worked = true
 			if !w.deliverHead(ctx, q) {
 				return
 			}
