@@ -320,6 +320,7 @@ func (b *Bridge) outboxWorker(ctx context.Context, a Adapter, shard int) {
 	safety := time.NewTimer(jitter(b.cfg.PollEvery))
 	defer safety.Stop()
 	watching := false // the shard has work, but another instance held its lease
+	failing := false  // the last lease request failed (logged once)
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			var retry *time.Timer
@@ -355,13 +356,13 @@ func (b *Bridge) outboxWorker(ctx context.Context, a Adapter, shard int) {
 		}
 		held, err := w.acquire(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				b.log.Warn("outbox lease failed", "adapter", a.Name(), "shard", shard, "err", err)
+			if ctx.Err() == nil && !failing {
+				b.log.Warn("outbox lease request failed; asking again every LeaseTTL/3", "adapter", a.Name(), "shard", shard, "err", err)
 			}
-			watching = true
+			watching, failing = true, true
 			continue
 		}
-		watching = !held
+		watching, failing = !held, false
 		if held {
 			w.work(ctx)
 		}
