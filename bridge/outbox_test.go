@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,5 +119,76 @@ func TestOutboxTakeoverAfterCrash(t *testing.T) {
 				t.Errorf("offer delivered %d times", n)
 			}
 		})
+	}
+}
+
+// TestBackloggedVisitorMessagesMerge: while the platform's pacing holds a
+// chat back, the visitor's messages queue up; they then go as one delivery,
+// one line each, marked Backlog, in order, with a file (never merged)
+// keeping its place between them. Another chat's first message, queued
+// behind them in the same shard, is fresh and goes first.
+func TestBackloggedVisitorMessagesMerge(t *testing.T) {
+	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	var held atomic.Bool
+	ad := &fakeAdapter{name: "fake"}
+	in := e.start(ad)
+	e.status(presence.Online, "alice")
+	c := in.acceptedChat(t, "alice")
+	e.drain(in)
+	held.Store(true)
+	var heldBack atomic.Int64
+	ad.setFail(func(_ int, d Delivery) error {
+		if held.Load() && d.Chat.ID == c.ID {
+			heldBack.Add(1)
+			return &RetryAfterError{After: 20 * time.Millisecond, Err: ErrPaced}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	post := func(text string, att *Attachment) {
+		t.Helper()
+		if _, err := in.b.PostVisitorMessage(ctx, c.ID, text, att); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post("a1", nil)
+	wait.For(t, "the chat held back", func() bool { return heldBack.Load() > 0 })
+	post("a2", nil)
+	post("a3", nil)
+	att, err := in.b.PutFile(ctx, c.ID, "f.txt", "text/plain", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post("", &att)
+	post("a4", nil)
+	post("a5", nil)
+	// A new chat whose deliveries share the held chat's shard.
+	var other Chat
+	for i := 0; other.ID == "" || shardOf(string(other.ID), in.b.cfg.Shards) != shardOf(string(c.ID), in.b.cfg.Shards); i++ {
+		other, _ = in.startChat(t, fmt.Sprintf("W%d", i), "fresh")
+	}
+	waitDelivered(t, ad, "the new chat's offer while the other is held", 1, func(d Delivery) bool { return d.Kind == KindOffer && d.Chat.ID == other.ID })
+	if got := ad.find(func(d Delivery) bool { return d.Kind == KindMessage && d.Chat.ID == c.ID }); len(got) != 0 {
+		t.Fatalf("delivered while held: %+v", got)
+	}
+	held.Store(false)
+	e.drain(in)
+	var got []string
+	for _, d := range ad.find(func(d Delivery) bool { return d.Kind == KindMessage && d.Chat.ID == c.ID }) {
+		text := d.Message.Text
+		if d.Message.Attachment != nil {
+			text = "[file]"
+		}
+		if strings.Contains(text, "\n") && !d.Backlog {
+			t.Errorf("merged delivery %q not marked Backlog", text)
+		}
+		got = append(got, text)
+	}
+	// a1 was tried alone before the others came, so it stays alone.
+	if want := []string{"a1", "a2\na3", "[file]", "a4\na5"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q", got, want)
+	}
+	if offers := ad.find(func(d Delivery) bool { return d.Kind == KindOffer && d.Chat.ID == other.ID }); len(offers) != 1 || offers[0].Backlog {
+		t.Errorf("the new chat's offer: %+v, want one, not backlogged", offers)
 	}
 }
