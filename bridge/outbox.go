@@ -363,8 +363,10 @@ func (b *Bridge) outboxWorker(ctx context.Context, a Adapter, shard int) {
 			continue
 		}
 		watching, failing = !held, false
-		if held {
-			w.work(ctx)
+		if held && !w.work(ctx) {
+			// Stopped with work left (the lease lost or unconfirmed):
+			// no kick may come for it, so ask again on the timer.
+			watching = true
 		}
 	}
 }
@@ -390,8 +392,9 @@ func (w *shardWorker) acquire(ctx context.Context) (bool, error) {
 // LeaseTTL longer for what may come next if it delivered anything, then
 // gives the lease back. A keeper renews the lease meanwhile; when it
 // cannot, the work stops (with the lease's own expiry still ahead), so two
-// instances never work the shard at once.
-func (w *shardWorker) work(ctx context.Context) {
+// instances never work the shard at once. It reports whether the shard
+// was left empty.
+func (w *shardWorker) work(ctx context.Context) bool {
 	b := w.b
 	wctx, stop := context.WithCancel(ctx)
 	kept := make(chan struct{})
@@ -403,7 +406,7 @@ func (w *shardWorker) work(ctx context.Context) {
 	if w.recent == nil {
 		w.recent = map[string]time.Time{}
 	}
-	w.drain(wctx)
+	emptied := w.drain(wctx)
 	stop()
 	<-kept
 	w.queues, w.order = nil, nil
@@ -415,6 +418,7 @@ func (w *shardWorker) work(ctx context.Context) {
 	if err := releaseLeaseScript.Run(rctx, b.rdb, []string{w.lease}, b.instance).Err(); err != nil {
 		b.log.Warn("outbox lease release failed", "adapter", w.a.Name(), "shard", w.shard, "err", err)
 	}
+	return emptied
 }
 
 // keepLease renews the lease every third of its TTL until ctx ends. If the
@@ -453,26 +457,26 @@ func (w *shardWorker) keepLease(ctx context.Context, stop func()) {
 	}
 }
 
-// drain delivers until the shard is empty or ctx ends (the lease lost, or
-// shutdown).
-func (w *shardWorker) drain(ctx context.Context) {
+// drain delivers until the shard is empty (true) or ctx ends (the lease
+// lost, or shutdown).
+func (w *shardWorker) drain(ctx context.Context) bool {
 	b := w.b
 	read, worked := true, false
 	for ctx.Err() == nil {
 		if read {
 			if err := w.read(ctx); err != nil {
 				if ctx.Err() != nil {
-					return
+					return false
 				}
 				b.log.Warn("outbox read failed", "adapter", w.a.Name(), "err", err)
 				if !sleepCtx(ctx, b.cfg.RetryMin) {
-					return
+					return false
 				}
 				continue
 			}
 			if len(w.order) == 0 {
 				if !worked {
-					return
+					return true
 				}
 				// Keep the lease a while for what comes next: under steady
 				// traffic a shard is not taken and given back per message.
@@ -483,7 +487,7 @@ func (w *shardWorker) drain(ctx context.Context) {
 				case <-w.kick:
 				case <-t.C:
 					t.Stop()
-					return
+					return true
 				}
 				t.Stop()
 				continue
@@ -501,10 +505,10 @@ func (w *shardWorker) drain(ctx context.Context) {
 			}
 			worked = true
 			if !w.deliverHead(ctx, q) {
-				return
+				return false
 			}
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			if len(q.items) == 0 {
 				delete(w.queues, k)
@@ -528,7 +532,7 @@ func (w *shardWorker) drain(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return
+				return false
 			case <-w.kick:
 				read = true
 			case <-t.C:
@@ -536,7 +540,7 @@ func (w *shardWorker) drain(ctx context.Context) {
 			t.Stop()
 		}
 	}
-	return
+	return false
 }
 
 // read queues the entries added since the last read.

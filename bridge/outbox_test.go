@@ -192,3 +192,45 @@ func TestBackloggedVisitorMessagesMerge(t *testing.T) {
 		t.Errorf("the new chat's offer: %+v, want one, not backlogged", offers)
 	}
 }
+
+// TestOutboxResumesAfterLosingItsLease: a worker whose lease is taken from
+// it mid-work stops, and asks for the lease again on its own timer (no new
+// kick comes for what is already queued): once the lease is free it
+// delivers the rest, with the safety poll an hour away.
+func TestOutboxResumesAfterLosingItsLease(t *testing.T) {
+	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	e.lease = 300 * time.Millisecond
+	e.pollEvery = time.Hour
+	var failing atomic.Bool
+	ad := &fakeAdapter{name: "fake", fail: func(int, Delivery) error {
+		if failing.Load() {
+			return errFlaky
+		}
+		return nil
+	}}
+	in := e.start(ad)
+	e.status(presence.Online, "alice")
+	c := in.acceptedChat(t, "alice")
+	e.drain(in)
+	failing.Store(true)
+	if _, err := in.b.PostVisitorMessage(context.Background(), c.ID, "held up", nil); err != nil {
+		t.Fatal(err)
+	}
+	lease := in.b.keys.OutboxLease("fake", shardOf(string(c.ID), in.b.cfg.Shards))
+	wait.For(t, "the worker holding the shard", func() bool {
+		v, _ := e.r.Client.Get(context.Background(), lease).Result()
+		return v == in.b.instance
+	})
+	// Another instance takes the lease (as after a pause longer than it).
+	if err := e.r.Client.Set(context.Background(), lease, "intruder", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(false)
+	time.Sleep(3 * in.b.leaseRetry()) // the keeper notices and the worker stops
+	if err := e.r.Client.Del(context.Background(), lease).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(t, ad, "the queued message", 1, func(d Delivery) bool {
+		return d.Kind == KindMessage && d.Message != nil && d.Message.Text == "held up"
+	})
+}
