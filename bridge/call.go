@@ -22,7 +22,7 @@ func withCallTimeout(ctx context.Context, d time.Duration) context.Context {
 // timeout covers the request alone, never the pacing wait before it.
 //
 // A failure is returned as an *UncertainError when the request may have
-// reached the platform: the HTTP request (any request f makes with the ctx
+// reached the platform: the HTTP request (the last one f made with the ctx
 // it is given) was written out completely, yet no response came back (a
 // timeout, a connection reset). A failure before the request was written
 // (no connection, ctx ended while pacing), or with the platform's answer
@@ -35,6 +35,11 @@ func Call(ctx context.Context, f func(ctx context.Context) error) error {
 	}
 	var wrote, answered atomic.Bool
 	trace := &httptrace.ClientTrace{
+		// A call of several requests (an upload) is judged by its last.
+		GetConn: func(string) {
+			wrote.Store(false)
+			answered.Store(false)
+		},
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
 				wrote.Store(true)
