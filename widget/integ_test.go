@@ -2,9 +2,14 @@ package widget
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
@@ -177,5 +182,72 @@ func TestAdminErase(t *testing.T) {
 		if _, err := b.PropertyOf(context.Background(), id); err == nil {
 			t.Errorf("chat %s still exists", id)
 		}
+	}
+}
+
+// TestBrowserIdentify: a page that calls window.onduty.identify() after
+// the widget loaded starts a chat whose visitor is verified, with the
+// browser's context; a page that set window.ondutyIdentity before loading
+// it with a wrong signature starts none and shows the error.
+func TestBrowserIdentify(t *testing.T) {
+	e, b := identityEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	ln := listen(t)
+	base := "http://" + ln.Addr().String()
+	stop := serveOn(t, e.srv, ln)
+	t.Cleanup(func() { stop() })
+	ctx := newBrowser(t)
+	sig := bridge.SignIdentity(identitySecret, "u-42")
+
+	run(t, ctx, "load the demo page", chromedp.Navigate(base+"/"))
+	waitJS(t, ctx, "widget loaded, online", `!!(window.onduty && window.onduty.identify) && !!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+	run(t, ctx, "identify, open the panel and write",
+		chromedp.Evaluate[chromedp.Void](`window.onduty.identify({user_id: "u-42", email: "ann@example.com", name: "Ann", attrs: {plan: "pro"}, signature: "`+sig+`"})`),
+		chromedp.Click(chromedp.CSS("#onduty-launcher")),
+		chromedp.WaitVisible(chromedp.CSS("#onduty-input")),
+		chromedp.SendKeys(chromedp.CSS("#onduty-input"), "Hello, it's Ann"),
+		chromedp.Click(chromedp.CSS("#onduty-send")),
+	)
+	waitJS(t, ctx, "chat started", `!!window.onduty.chat()`)
+	saved, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("onduty:demo") || localStorage.getItem("onduty:demo") || ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ ID, Token string }
+	if err := json.Unmarshal([]byte(saved), &st); err != nil {
+		t.Fatalf("stored chat %q: %v", saved, err)
+	}
+	c, err := b.AuthVisitor(context.Background(), bridge.ChatID(st.ID), st.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.Visitor
+	if v.Identity == nil || !v.Identity.Verified || v.Identity.UserID != "u-42" || v.Identity.Attrs["plan"] != "pro" || v.Name != "Ann" || v.Email != "ann@example.com" {
+		t.Errorf("visitor %+v identity %+v: want verified u-42", v, v.Identity)
+	}
+	if !strings.HasPrefix(v.PageURL, base) || !strings.HasPrefix(v.Browser, "Chrome") || v.OS != "Linux" || v.Language == "" || v.TimeZone == "" || v.VisitorID == "" {
+		t.Errorf("context not gathered: %+v", v)
+	}
+
+	// A site page on another origin that sets the identity before the widget loads.
+	before := chatCount(t, e)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, `<!doctype html><html lang="en"><body><script>window.ondutyIdentity = {user_id: "u-42", signature: "`+
+			strings.Repeat("0", 64)+`"};</script><script src="`+base+`/widget.js" data-property="demo" async></script></body></html>`)
+	}))
+	t.Cleanup(site.Close)
+	run(t, ctx, "load the site page", chromedp.Navigate(site.URL+"/"))
+	waitJS(t, ctx, "widget loaded, online", `!!(window.onduty && window.onduty.identify) && !!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+	run(t, ctx, "write with a wrong signature",
+		chromedp.Click(chromedp.CSS("#onduty-launcher")),
+		chromedp.WaitVisible(chromedp.CSS("#onduty-input")),
+		chromedp.SendKeys(chromedp.CSS("#onduty-input"), "Hello, I am u-42"),
+		chromedp.Click(chromedp.CSS("#onduty-send")),
+	)
+	waitJS(t, ctx, "error shown", `[...document.querySelectorAll('.onduty-error')].some(e => e.textContent.trim() !== '')`)
+	if n := chatCount(t, e); n != before {
+		t.Errorf("a wrong signature started %d chats", n-before)
 	}
 }

@@ -265,7 +265,7 @@
     sendBtn.disabled = true;
     var done = function () { sendBtn.disabled = false; };
     if (!chat) {
-      return request("POST", "/properties/" + encodeURIComponent(prop) + "/chats", { name: nameInput.value.trim(), message: text, page_url: location.href })
+      return request("POST", "/properties/" + encodeURIComponent(prop) + "/chats", withContext({ name: nameInput.value.trim(), message: text }))
         .then(function (d) {
           log.textContent = "";
           seen = {};
@@ -338,7 +338,7 @@
     if (!offEmail.value.trim() || !offEmail.checkValidity()) { offError.textContent = "Please enter your email address."; offEmail.focus(); return; }
     if (!offText.value.trim()) { offError.textContent = "Please write a message."; offText.focus(); return; }
     offSend.disabled = true;
-    request("POST", "/properties/" + encodeURIComponent(prop) + "/offline-messages", { name: offName.value.trim(), email: offEmail.value.trim(), text: offText.value })
+    request("POST", "/properties/" + encodeURIComponent(prop) + "/offline-messages", withContext({ name: offName.value.trim(), email: offEmail.value.trim(), text: offText.value }))
       .then(function () { offForm.hidden = true; offDone.hidden = false; offDone.setAttribute("tabindex", "-1"); offDone.focus(); },
         function (err) { offError.textContent = explain(err); })
       .then(function () { offSend.disabled = false; });
@@ -363,6 +363,33 @@
   }
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
 
-  // For tests and hosts: the widget's state.
-  window.onduty = { property: prop, status: function () { return status; }, chat: function () { return chat && chat.id; } };
+  // ---- Site integration: who the visitor is, and where they are ------------
+  // A site sets window.ondutyIdentity = {user_id, email, name, attrs, signature}
+  // before this script, or calls window.onduty.identify({...}) later; the
+  // identity goes with the next chat or offline message.
+  var identity = window.ondutyIdentity || null;
+  function visitorID() {
+    try {
+      var v = localStorage.getItem("onduty:vid");
+      if (!v) { v = Math.random().toString(36).slice(2) + Date.now().toString(36); localStorage.setItem("onduty:vid", v); }
+      return v;
+    } catch (e) { return ""; }
+  }
+  function withContext(body) {
+    var tz = "";
+    try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { /* old browser */ }
+    body.page_url = location.href.slice(0, 2048);
+    body.referrer = document.referrer.slice(0, 2048);
+    body.language = (navigator.language || "").slice(0, 35);
+    body.time_zone = tz.slice(0, 64);
+    body.visitor_id = visitorID();
+    if (identity) body.identity = identity;
+    return body;
+  }
+
+  // For tests and hosts: the widget's state, and identify().
+  window.onduty = {
+    property: prop, status: function () { return status; }, chat: function () { return chat && chat.id; },
+    identify: function (id) { identity = id && typeof id === "object" ? id : null; }
+  };
 })();
