@@ -61,6 +61,9 @@
 //	{p}:pending                  zset    pending live chats by start (ms)           none
 //	{p}:offline                  zset    unanswered offline messages by time        none
 //	{p}:file:ID:KEY              hash    name, mime, data of an attachment          FileTTL
+//	{p}:seen:HASH                string  chats started by one visitor identifier    365d after the last
+//	                                     (hashed widget visitor id, verified user
+//	                                     id or email): "returning visitor"
 //	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h

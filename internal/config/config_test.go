@@ -247,6 +247,8 @@ func TestProblems(t *testing.T) {
 			[]string{"email.smtp_url", "email.from"}},
 		{"email from env", "public_url: 'https://chat.example'\nproperties: [{id: a}]\n", map[string]string{"ONDUTY_SMTP_URL": "smtps://u:p@mail:465", "ONDUTY_EMAIL_FROM": "Acme <s@acme.example>"}, nil},
 		{"bad public_url", "public_url: chat.example\nproperties: [{id: a}]\n", nil, []string{"public_url"}},
+		{"webhooks", "properties: [{id: a, identity_secret: s}]\nwebhooks: [{url: 'https://h.example/x', secret: s, events: [chat.started, offline_message], properties: [a]}, {url: 'ftp://h', events: [chat.deleted], properties: [b]}]\n", nil,
+			[]string{"webhooks[1].url", "webhooks[1].secret: required", `webhooks[1].events[0]: "chat.deleted"`, `webhooks[1].properties[0]: "b" is not a property`}},
 		{"public_url from env", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:1025', from: 'a@b.example'}\n", map[string]string{"ONDUTY_PUBLIC_URL": "http://localhost:8080"}, nil},
 		{"bad prechat and email_after", "properties: [{id: a, email_after: -1m, prechat: {name: must, email: maybe}}]\n", nil,
 			[]string{"properties[0] (a).email_after", "properties[0] (a).prechat.name", "properties[0] (a).prechat.email"}},
