@@ -129,6 +129,9 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 			return chatView{}, fmt.Errorf("bridge: chat %s: visitor: %w", id, err)
 		}
 	}
+	if n, err := strconv.Atoi(f["returning"]); err == nil {
+		cv.Visitor.Returning = n
+	}
 	for _, m := range mon.Val() {
 		cv.Monitors = append(cv.Monitors, presence.AgentID(m))
 	}
@@ -228,7 +231,6 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 			v.Email = id.Email
 		}
 	}
-	v.Returning = b.countVisit(ctx, p, v)
 	now := b.now()
 	id, token := newChatID(), newToken()
 	cv := chatView{Chat: Chat{
@@ -255,6 +257,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	}
 	pipe.HSet(ctx, b.keys.Chat(p, id), fields...)
 	xadd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Messages(p, id), Values: []string{"m", string(body)}})
+	visits := b.countVisit(ctx, pipe, p, v)
 	if offline {
 		pipe.ZAdd(ctx, b.keys.Offline(p), redis.Z{Score: float64(ms(now)), Member: string(id)})
 	}
@@ -264,6 +267,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	}
 	b.cacheProperty(id, p)
 	msg.ID = xadd.Val()
+	cv.Visitor.Returning = visits()
 	return cv, msg, token, nil
 }
 
@@ -275,6 +279,7 @@ func (b *Bridge) StartChat(ctx context.Context, p presence.PropertyID, v Visitor
 	}
 	metrics.ChatsStarted.WithLabelValues(string(p)).Inc()
 	var out batch
+	b.keepReturning(&out, &cv)
 	b.notify(&out, &cv, HookChatStarted, &msg, nil)
 	if err := b.route(ctx, &cv, &msg, &out); err != nil {
 		b.log.Error("route new chat", "chat_id", cv.ID, "err", err)
@@ -296,6 +301,7 @@ func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID,
 	}
 	metrics.OfflineMessages.WithLabelValues(string(p), "form").Inc()
 	var out batch
+	b.keepReturning(&out, &cv)
 	b.notify(&out, &cv, HookOfflineMessage, &msg, nil)
 	b.offerOffline(&cv, &msg, &out)
 	if err := b.flush(ctx, &out); err != nil {

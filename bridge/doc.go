@@ -50,7 +50,8 @@
 //	                                     read (last message id the visitor saw),
 //	                                     emailed (last reply id emailed),
 //	                                     mailed_at, email_error (a 5xx answer);
-//	                                     rating (JSON) once rated
+//	                                     rating (JSON) once rated; returning
+//	                                     (chats the visitor started before)
 //	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
 //	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close

@@ -188,28 +188,33 @@ func markHash(m string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// countVisit counts this chat against each of the visitor's identifiers and
-// returns how many chats the visitor started before (the most any of them
-// counted). Counting is best effort: a Redis error makes it 0.
-func (b *Bridge) countVisit(ctx context.Context, p presence.PropertyID, v Visitor) int {
+// countVisit counts this chat against each of the visitor's identifiers in
+// the chat's creating pipeline; the returned func, called after Exec, says
+// how many chats the visitor started before (the most any identifier
+// counted; 0 if the counts failed: counting is best effort).
+func (b *Bridge) countVisit(ctx context.Context, pipe redis.Pipeliner, p presence.PropertyID, v Visitor) func() int {
 	marks := visitorMarks(v)
-	if len(marks) == 0 {
-		return 0
-	}
-	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(marks))
 	for i, m := range marks {
 		k := b.keys.Seen(p, markHash(m))
 		cmds[i] = pipe.Incr(ctx, k)
 		pipe.Expire(ctx, k, seenTTL)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		b.log.Warn("count returning visitor", "err", err)
-		return 0
+	return func() int {
+		n := int64(0)
+		for _, c := range cmds {
+			n = max(n, c.Val())
+		}
+		return int(max(n-1, 0))
 	}
-	n := int64(0)
-	for _, c := range cmds {
-		n = max(n, c.Val())
+}
+
+// keepReturning stores the returning count on the chat hash ("returning")
+// in the batch that announces the chat: the visitor JSON was written
+// before the count was known.
+func (b *Bridge) keepReturning(o *batch, cv *chatView) {
+	if n := cv.Visitor.Returning; n > 0 {
+		key := b.keys.Chat(cv.Property, cv.ID)
+		o.op(func(ctx context.Context, p redis.Pipeliner) { p.HSet(ctx, key, "returning", n) })
 	}
-	return int(n - 1)
 }

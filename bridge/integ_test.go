@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/onduty/onduty/presence"
 )
 
 func TestVerifyIdentity(t *testing.T) {
@@ -225,5 +228,62 @@ func assertNoTrace(t *testing.T, e *env, ids ...ChatID) {
 				t.Errorf("key %s still names erased chat %s: %.80q", k, id, v)
 			}
 		}
+	}
+}
+
+// hookSink is a Subscriber outbox target that records what it is given.
+type hookSink struct {
+	fakeAdapter
+	wants map[HookEvent]bool
+}
+
+func (h *hookSink) Wants(e HookEvent, _ presence.PropertyID) bool { return h.wants[e] }
+
+// TestHooksAtQueueTimeout: a chat nobody accepts gives chat.started, then at
+// the queue timeout the system line the visitor sees (chat.message) and
+// offline_message with the first message; an agent's note gives nothing,
+// the agent's answer chat.message, the close chat.closed. Targets get only
+// the events they want, and no chat-app delivery.
+func TestHooksAtQueueTimeout(t *testing.T) {
+	e := newEnv(t, Routing{QueueTimeout: time.Minute})
+	all := &hookSink{fakeAdapter: fakeAdapter{name: "hook-all", reaches: map[presence.AgentID]bool{}}, wants: map[HookEvent]bool{}}
+	for _, ev := range HookEvents {
+		all.wants[ev] = true
+	}
+	closedOnly := &hookSink{fakeAdapter: fakeAdapter{name: "hook-closed", reaches: map[presence.AgentID]bool{}}, wants: map[HookEvent]bool{HookChatClosed: true}}
+	e.extra = []Adapter{all, closedOnly}
+	in := e.start(nil)
+	c, _ := in.startChat(t, "V", "anyone there?")
+	e.advance(in, 2*time.Minute)
+	in.say(t, "alice", c.ID, "//check the order first")
+	in.say(t, "alice", c.ID, "Sorry for the wait")
+	in.cmd(t, "alice", "close")
+	want := []string{"chat.started:anyone there?", "chat.message:system", "offline_message:anyone there?", "chat.message:Sorry for the wait", "chat.closed:"}
+	waitDelivered(t, &all.fakeAdapter, "hooks", len(want), func(Delivery) bool { return true })
+	time.Sleep(50 * time.Millisecond)
+	got := all.find(func(Delivery) bool { return true })
+	var evs []string
+	for _, d := range got {
+		if d.Kind != KindHook || d.Hook == nil || d.Chat.ID != c.ID || d.Agent != "" {
+			t.Errorf("delivery %+v: want a hook for the chat", d)
+			continue
+		}
+		s := string(d.Hook.Event) + ":"
+		if d.Message != nil {
+			if d.Message.From == FromSystem {
+				s += "system"
+			} else {
+				s += d.Message.Text
+			}
+		}
+		evs = append(evs, s)
+	}
+	if strings.Join(evs, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks\n got %v\nwant %v", evs, want)
+	}
+	waitDelivered(t, &closedOnly.fakeAdapter, "closed hook", 1, func(Delivery) bool { return true })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(closedOnly.find(func(Delivery) bool { return true })); n != 1 {
+		t.Errorf("chat.closed-only target got %d deliveries", n)
 	}
 }
