@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -33,18 +32,15 @@ const (
 	maxUserAgentBytes = 512
 )
 
-var (
-	uaOnce   sync.Once
-	uaParser *useragent.Parser
-)
+// uaParser is shared: Parse is safe for concurrent use (the trie is read
+// only), and building it is cheap (the data is embedded).
+var uaParser = useragent.NewParser()
 
 // parseUserAgent names the browser (with its major version) and the OS.
-// The parser's trie is built once, on first use.
 func parseUserAgent(s string) (browser, os string) {
 	if s == "" || len(s) > maxUserAgentBytes || !utf8.ValidString(s) {
 		return "", ""
 	}
-	uaOnce.Do(func() { uaParser = useragent.NewParser() })
 	ua := uaParser.Parse(s)
 	browser = string(ua.Browser())
 	if browser != "" {
