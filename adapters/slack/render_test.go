@@ -240,3 +240,21 @@ func TestVisitorTextIsQuoted(t *testing.T) {
 		}
 	}
 }
+
+// TestOfferContextWithinLimits: the most context a visitor can send (every
+// field and 20 attrs at their limits) with a 4000-character first message
+// renders within Slack's limits, the context cut and counted.
+func TestOfferContextWithinLimits(t *testing.T) {
+	long := strings.Repeat("<&é*_", 500)
+	v := bridge.Visitor{Name: long, Email: "v@example.com", PageURL: long, Referrer: long, TimeZone: long, Language: long,
+		Browser: "Chrome 1", OS: "Linux", Identity: &bridge.Identity{UserID: long, Attrs: map[string]string{}}}
+	for i := range bridge.MaxAttrs {
+		v.Identity.Attrs[strings.Repeat("k", 60)+string(rune('a'+i))] = strings.Repeat("<", bridge.MaxAttrValue)
+	}
+	msgs := renderRoot(rootView{Chat: bridge.Chat{ID: "c1", Visitor: v}, Property: "Acme", First: strings.Repeat("m", 4000), Status: "Waiting", Accept: true})
+	checkLimits(t, msgs)
+	js, _ := json.Marshal(msgs)
+	if !strings.Contains(string(js), "more not shown") {
+		t.Error("the context was not cut")
+	}
+}
