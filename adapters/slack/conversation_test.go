@@ -79,7 +79,8 @@ func TestConversation(t *testing.T) {
 			}
 
 			// A visitor starts a chat on the widget.
-			chat, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", Email: "vera@example.com"}, "Where is order <42> & co?")
+			chat, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", Email: "vera@example.com", PageURL: "https://acme.example/x",
+				Browser: "Safari 17", OS: "macOS", Identity: &bridge.Identity{UserID: "u-9", Verified: true}}, "Where is order <42> & co?")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +104,8 @@ func TestConversation(t *testing.T) {
 				}
 				return false
 			})
-			if bl := blocksOf(offerCall); !strings.Contains(bl, "Where is order &lt;42&gt; &amp; co?") || !strings.Contains(bl, "onduty_accept") {
+			if bl := blocksOf(offerCall); !strings.Contains(bl, "Where is order &lt;42&gt; &amp; co?") || !strings.Contains(bl, "onduty_accept") ||
+				!strings.Contains(bl, `_Verified user:_ u-9\n_Page:_ https://acme.example/x\n_Browser:_ Safari 17 on macOS`) {
 				t.Errorf("offer blocks %s", bl)
 			}
 			var rt root

@@ -100,7 +100,9 @@ func TestConversationPrivateChats(t *testing.T) {
 	}
 
 	// A visitor starts a chat: both agents get an offer with Accept.
-	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", PageURL: "https://acme.example/buy"}, "Hello <team> & co")
+	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera", PageURL: "https://acme.example/buy",
+		Referrer: "https://search.example/", Browser: "Firefox 120", OS: "Linux", Language: "de", TimeZone: "Europe/Berlin",
+		Identity: &bridge.Identity{UserID: "u-7", Verified: true, Attrs: map[string]string{"plan": "pro"}}}, "Hello <team> & co")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +119,11 @@ func TestConversationPrivateChats(t *testing.T) {
 		}
 		return len(offers) == 2
 	})
-	if !strings.Contains(offers[aliceTG].Params["text"], "Hello &lt;team&gt; &amp; co") {
-		t.Errorf("offer text %q", offers[aliceTG].Params["text"])
+	for _, want := range []string{"Hello &lt;team&gt; &amp; co", "<i>Verified user</i>: u-7\n", "<i>Referrer</i>: https://search.example/\n",
+		"<i>Browser</i>: Firefox 120 on Linux\n", "<i>Time zone</i>: Europe/Berlin\n", "<i>attrs.plan</i>: pro\n"} {
+		if !strings.Contains(offers[aliceTG].Params["text"], want) {
+			t.Errorf("offer text %q lacks %q", offers[aliceTG].Params["text"], want)
+		}
 	}
 
 	// Both press Accept at the same moment: exactly one owns the chat.
