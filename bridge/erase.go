@@ -20,9 +20,11 @@ import (
 // path as any close (its agents are told, its offers withdrawn, its timers
 // cancelled, its owner's load freed); then its hash, transcript, sets,
 // files, chat → property mapping, timers, agents' current-chat pointers,
-// returning-visitor counts and the adapters' references (ChatEraser) are
-// deleted. Outbox items already queued still go out (they are deliveries
-// in flight); nothing else of the chat is left.
+// returning-visitor counts, dead letters and the adapters' references
+// (ChatEraser) are deleted. Outbox items already queued (among them the
+// closing notice to agents) still go out: they are deliveries in flight,
+// and the references an adapter records for them hold only the chat id and
+// expire (Telegram's after 30 days).
 
 // ChatEraser is an optional Adapter capability: an adapter that keeps keys
 // of its own named after a chat deletes them.
@@ -203,6 +205,9 @@ func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, unavailable("erase chat", err)
 	}
+	if err := b.eraseDeadLetters(ctx, id); err != nil {
+		return false, err
+	}
 	for _, a := range b.adapterList() {
 		if e, ok := a.(ChatEraser); ok {
 			if err := e.EraseChat(ctx, id); err != nil {
@@ -233,4 +238,32 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// eraseDeadLetters deletes the dead-letter entries of a chat: deliveries
+// given up on keep the chat's snapshot (the visitor's name, the text).
+func (b *Bridge) eraseDeadLetters(ctx context.Context, id ChatID) error {
+	key, start := b.keys.DeadLetter(), "-"
+	needle := `"id":"` + string(id) + `"`
+	for {
+		xs, err := b.rdb.XRangeN(ctx, key, start, "+", 500).Result()
+		if err != nil {
+			return unavailable("read dead letters", err)
+		}
+		var del []string
+		for _, x := range xs {
+			if d, _ := x.Values["d"].(string); strings.Contains(d, needle) {
+				del = append(del, x.ID)
+			}
+		}
+		if len(del) > 0 {
+			if err := b.rdb.XDel(ctx, key, del...).Err(); err != nil {
+				return unavailable("erase dead letters", err)
+			}
+		}
+		if len(xs) < 500 {
+			return nil
+		}
+		start = "(" + xs[len(xs)-1].ID
+	}
 }

@@ -1,10 +1,13 @@
 package telegram
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/wait"
@@ -265,6 +268,50 @@ func TestConversationForumTopics(t *testing.T) {
 	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
 		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && strings.Contains(c.Params["text"], "rated this chat 5/5")
 	})
+	// Erased: neither the bridge's keys nor the adapter's (offers, topic,
+	// message refs) name the chat any more.
+	if n, err := l.b.EraseVisitor(ctx, "", chat.ID); err != nil || n != 1 {
+		t.Fatalf("EraseVisitor = %d, %v", n, err)
+	}
+	assertErased(t, l.rdb.Client, l.rdb.Prefix, chat.ID)
+}
+
+// assertErased scans every key under prefix (but the outbox streams, whose
+// items are in flight): none may be named after the chat or hold its id.
+func assertErased(t *testing.T, rdb redis.UniversalClient, prefix string, id bridge.ChatID) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, string(id)) {
+			t.Errorf("key %s is left", k)
+			continue
+		}
+		if strings.Contains(k, ":outbox:") {
+			continue
+		}
+		var vals []string
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			vals = []string{rdb.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "set":
+			vals = rdb.SMembers(ctx, k).Val()
+		case "zset":
+			vals = rdb.ZRange(ctx, k, 0, -1).Val()
+		}
+		for _, v := range vals {
+			if strings.Contains(v, string(id)) {
+				t.Errorf("key %s still names the chat: %.80q", k, v)
+			}
+		}
+	}
 }
 
 func TestConversationSurvives429(t *testing.T) {

@@ -90,7 +90,10 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery) error {
 	}
 	return a.sendSteps(ctx, d, dest, steps, func(p redis.Pipeliner, at place, msgID int) {
 		if route {
-			p.Set(ctx, a.keys.message(at.chat, msgID), string(d.Chat.ID), routeTTL)
+			mk, ck := a.keys.message(at.chat, msgID), a.keys.chatMessages(d.Chat.ID)
+			p.Set(ctx, mk, string(d.Chat.ID), routeTTL)
+			p.SAdd(ctx, ck, mk)
+			p.Expire(ctx, ck, routeTTL)
 		}
 		if offer {
 			key := a.keys.offer(d.Chat.ID)
@@ -199,7 +202,17 @@ func (a *Adapter) createTopic(ctx context.Context, group int64, c bridge.Chat) (
 	if err := a.rdb.Set(ctx, a.keys.topic(c.ID), val, topicTTL).Err(); err != nil {
 		return 0, errf("remember topic", err)
 	}
-	a.remember(ctx, a.keys.thread(group, t.MessageThreadID), string(c.ID), topicTTL)
+	tk := a.keys.thread(group, t.MessageThreadID)
+	a.remember(ctx, tk, string(c.ID), topicTTL)
+	// Listed with the chat's message refs, so that erasure finds it even
+	// after the topic was replaced.
+	if _, err := a.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, a.keys.chatMessages(c.ID), tk)
+		p.Expire(ctx, a.keys.chatMessages(c.ID), topicTTL)
+		return nil
+	}); err != nil {
+		a.log.Warn("topic not listed for erasure", "chat", c.ID, "err", err)
+	}
 	a.log.Info("forum topic created", "chat", c.ID, "group", group, "thread", t.MessageThreadID)
 	return t.MessageThreadID, nil
 }
@@ -322,16 +335,19 @@ func (a *Adapter) editOffers(ctx context.Context, d bridge.Delivery, why string)
 
 var _ bridge.ChatEraser = (*Adapter)(nil)
 
-// EraseChat deletes what the adapter keeps of a chat: its offers (and the
-// offers' message → chat mappings) and its forum topic with the topic's
-// mapping. Mappings of other relayed messages hold only the chat id and
-// expire with routeTTL.
+// EraseChat deletes what the adapter keeps of a chat: its offers, the
+// message → chat mappings of everything posted for it, and its forum topic
+// with the topic's mapping.
 func (a *Adapter) EraseChat(ctx context.Context, chat bridge.ChatID) error {
 	offers, err := a.rdb.HKeys(ctx, a.keys.offer(chat)).Result()
 	if err != nil {
 		return errf("erase offers", err)
 	}
-	keys := []string{a.keys.offer(chat), a.keys.topic(chat)}
+	msgs, err := a.rdb.SMembers(ctx, a.keys.chatMessages(chat)).Result()
+	if err != nil {
+		return errf("erase message refs", err)
+	}
+	keys := append([]string{a.keys.offer(chat), a.keys.topic(chat), a.keys.chatMessages(chat)}, msgs...)
 	for _, o := range offers {
 		c, m, _ := strings.Cut(o, ":")
 		cid, cerr := strconv.ParseInt(c, 10, 64)

@@ -40,6 +40,7 @@
 //	tg:refused:<user_id>        string  refusal sent to a stranger, EX 24h
 //	tg:offer:<chat>             hash    "<tg_chat>:<message_id>" -> agent ("" = shared), EX 7d
 //	tg:msg:<tg_chat>:<msg_id>   string  visitor chat a Telegram message belongs to, EX 30d
+//	tg:msgs:<chat>              set     the chat's tg:msg keys (for erasure), EX 30d
 //	tg:topic:<chat>             string  "<group>:<thread>" forum topic of a chat, EX 30d
 //	tg:thread:<group>:<thread>  string  visitor chat of a forum topic, EX 30d
 //	tg:dlv:<delivery_id>        string  pieces of a delivery already sent, EX 7d

@@ -16,6 +16,9 @@ func (k keys) refused(user int64) string {
 }
 func (k keys) offer(c bridge.ChatID) string { return k.prefix + "tg:offer:" + string(c) }
 func (k keys) topic(c bridge.ChatID) string { return k.prefix + "tg:topic:" + string(c) }
+
+// chatMessages lists a chat's tg:msg keys, so that erasure finds them.
+func (k keys) chatMessages(c bridge.ChatID) string { return k.prefix + "tg:msgs:" + string(c) }
 func (k keys) delivery(id string) string    { return k.prefix + "tg:dlv:" + id }
 
 // rate is a send-rate bucket: "bot", a chat id, or "group:<id>". The hash
