@@ -127,25 +127,32 @@ func (b *Bridge) chatsByEmail(ctx context.Context, email string) ([]ChatID, erro
 		}
 		slices.Sort(keys)
 		keys = slices.Compact(keys)
-		for _, k := range keys {
-			vis, err := b.rdb.HGet(ctx, k, "visitor").Result()
-			if errors.Is(err, redis.Nil) {
-				continue
+		// One round trip per 500 chats: a property may hold many.
+		for len(keys) > 0 {
+			page := keys[:min(500, len(keys))]
+			keys = keys[len(page):]
+			pipe := b.rdb.Pipeline()
+			cmds := make([]*redis.StringCmd, len(page))
+			for i, k := range page {
+				cmds[i] = pipe.HGet(ctx, k, "visitor")
 			}
-			if err != nil {
-				return nil, unavailable("read chat", err)
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, unavailable("read chats", err)
 			}
-			var v struct {
-				Email    string `json:"email"`
-				Identity *struct {
-					Email string `json:"email"`
-				} `json:"identity"`
-			}
-			if json.Unmarshal([]byte(vis), &v) != nil {
-				continue
-			}
-			if strings.ToLower(v.Email) == want || v.Identity != nil && strings.ToLower(v.Identity.Email) == want {
-				out = append(out, ChatID(strings.TrimPrefix(k, prefix)))
+			for i, k := range page {
+				var v struct {
+					Email    string `json:"email"`
+					Identity *struct {
+						Email string `json:"email"`
+					} `json:"identity"`
+				}
+				if json.Unmarshal([]byte(cmds[i].Val()), &v) != nil {
+					continue // no visitor (gone meanwhile), or unreadable
+				}
+				id := ChatID(strings.TrimPrefix(k, prefix))
+				if id.IsValid() && (strings.ToLower(v.Email) == want || v.Identity != nil && strings.ToLower(v.Identity.Email) == want) {
+					out = append(out, id)
+				}
 			}
 		}
 	}
