@@ -47,3 +47,36 @@ func BenchmarkStartChat(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEraseByEmail measures finding and erasing one visitor's chat by
+// email among 5000 stored chats (the scan is the cost). Run it with, e.g.:
+//
+//	ONDUTY_TEST_REDIS_URL=redis://127.0.0.1:6379/0 go test ./bridge -run '^$' -bench EraseByEmail -benchtime 20x
+func BenchmarkEraseByEmail(b *testing.B) {
+	const stored = 5000
+	e := newEnv(b, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	in := e.start(nil)
+	ctx := context.Background()
+	pipe := e.r.Client.Pipeline()
+	for i := range stored {
+		// Stored directly: the scan reads chat hashes, not how they came.
+		id := newChatID()
+		pipe.HSet(ctx, in.b.keys.Chat("acme", id), "state", "closed", "visitor", fmt.Sprintf(`{"email":"v%d@example.com"}`, i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		addr := fmt.Sprintf("gone%d@example.com", i)
+		i++
+		b.StopTimer()
+		if _, _, err := in.b.StartChat(ctx, "acme", Visitor{Email: addr}, "hello"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if n, err := in.b.EraseVisitor(ctx, addr, ""); err != nil || n != 1 {
+			b.Fatalf("erased %d, %v", n, err)
+		}
+	}
+}
