@@ -59,6 +59,9 @@ func checkConfig(args []string, stdout io.Writer) error {
 	if c.Slack != nil {
 		fmt.Fprintf(stdout, ", slack %s", c.Slack.Mode)
 	}
+	if n := len(c.Webhooks); n > 0 {
+		fmt.Fprintf(stdout, ", %d webhook(s)", n)
+	}
 	fmt.Fprintln(stdout, ")")
 	return nil
 }
