@@ -61,6 +61,12 @@ var (
 	Refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_refused_total", Help: "Requests refused by a cap or quota, by limit.",
 	}, []string{"limit"})
+	// StreamsDropped counts held status streams closed because a write
+	// failed or did not finish within its deadline (a client that stopped
+	// reading, or is gone); the widget reconnects.
+	StreamsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onduty_streams_dropped_total", Help: "Status streams closed because a write failed or timed out (slow or gone client).",
+	})
 	// MissedChats counts chats nobody accepted within queue_timeout.
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
@@ -89,6 +95,6 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
-		AcceptErrors, ConnectionsRefused, Refused,
+		AcceptErrors, ConnectionsRefused, Refused, StreamsDropped,
 	)
 }
