@@ -150,14 +150,17 @@ func (h *statusHub) hold(conn net.Conn, p presence.PropertyID, ip string, head [
 	if !resume(hs.snap.ETag) {
 		b = append(append(make([]byte, 0, len(head)+len(hs.event)), head...), hs.event...)
 	}
+	// Counted before the client can see its stream open.
+	metrics.OpenStreams.WithLabelValues("status").Inc()
+	h.s.open.Add(1)
 	if h.write(hc, b) != nil {
+		metrics.OpenStreams.WithLabelValues("status").Dec()
+		h.s.open.Add(-1)
 		return false
 	}
 	hc.sent = hs.snap.ETag
 	hc.idx = len(set.list)
 	set.list = append(set.list, hc)
-	metrics.OpenStreams.WithLabelValues("status").Inc()
-	h.s.open.Add(1)
 	return true
 }
 

@@ -208,15 +208,16 @@ func (s *Server) hijackStream(c *fiber.Ctx, kind string, cr corsResult, run func
 			writeRefusal(conn, err, cr)
 			return
 		}
-		defer s.streamDone(ip)
 		if !s.streamStart() {
+			s.streamDone(ip)
 			return
 		}
 		defer s.streams.Done()
 		g := metrics.OpenStreams.WithLabelValues(kind)
 		g.Inc()
 		s.open.Add(1)
-		defer func() { g.Dec(); s.open.Add(-1) }()
+		// The slot is free before the stream stops counting as open.
+		defer func() { _ = conn.Close(); s.streamDone(ip); g.Dec(); s.open.Add(-1) }()
 		w := &sseConn{conn: conn}
 		if w.write([]byte(sseHead(cr))) != nil {
 			return

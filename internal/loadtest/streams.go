@@ -1,0 +1,237 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"runtime/pprof"
+	"time"
+
+	"github.com/onduty/onduty/presence"
+)
+
+// statusClients hold and follow status streams: in child processes when a
+// holder command is given, else in this process.
+type statusClients interface {
+	open(ctx context.Context, ep endpoint, path string, n int, local []string) (int, error)
+	arm(target string) error
+	collect(wait time.Duration) ([]int64, error)
+	close()
+}
+
+type localFollower struct{ f follower }
+
+func (l *localFollower) open(ctx context.Context, ep endpoint, path string, n int, local []string) (int, error) {
+	return l.f.open(ctx, ep, path, n, local)
+}
+func (l *localFollower) arm(target string) error { l.f.arm(target); return nil }
+func (l *localFollower) collect(wait time.Duration) ([]int64, error) {
+	return l.f.collect(wait), nil
+}
+func (l *localFollower) close() { l.f.close() }
+
+type childFollower struct{ h *childHolder }
+
+func (c *childFollower) open(_ context.Context, ep endpoint, path string, n int, local []string) (int, error) {
+	a, err := c.h.ask(holdRequest{Op: "status", Addr: ep.addr, Host: ep.host, Paths: []string{path}, Count: n, Local: local})
+	return a.Held, err
+}
+func (c *childFollower) arm(target string) error {
+	_, err := c.h.ask(holdRequest{Op: "arm", Target: target})
+	return err
+}
+func (c *childFollower) collect(wait time.Duration) ([]int64, error) {
+	a, err := c.h.ask(holdRequest{Op: "collect", WaitMS: wait.Milliseconds()})
+	return a.Arrivals, err
+}
+func (c *childFollower) close() { c.h.close() }
+
+// changeWait bounds how long a change is waited for at each stream.
+const changeWait = 30 * time.Second
+
+// statusStreams holds status streams on instance A at each level of
+// cfg.StatusStreams, their client ends spread over cfg.StreamHolders child
+// processes and the source addresses cfg.SourceAddrs; at each level it
+// reads what they cost the server process, then times cfg.Changes changes
+// of the widget status from the store's SetStatus call to each stream's
+// event and to the last stream's.
+func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error {
+	levels := append([]int(nil), cfg.StatusStreams...)
+	top := 0
+	for _, n := range levels {
+		top = max(top, n)
+	}
+	perStream := 2
+	var clients []statusClients
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+	}()
+	if len(cfg.HolderCommand) > 0 {
+		for range cfg.StreamHolders {
+			h, err := startChildHolder(cfg.HolderCommand)
+			if err != nil {
+				return err
+			}
+			clients = append(clients, &childFollower{h})
+		}
+		perStream = 1
+	} else {
+		clients = append(clients, &localFollower{})
+	}
+	// Each client process dials from its own share of the source addresses.
+	locals := make([][]string, len(clients))
+	for i, a := range cfg.SourceAddrs {
+		locals[i%len(clients)] = append(locals[i%len(clients)], a)
+	}
+	inUse := openFiles()
+	limit := raiseNoFile(uint64(perStream*top + inUse + 512))
+	rep.StatusStreamsFiles = int(limit)
+	if fit := (int(limit) - inUse - 512) / perStream; fit < top {
+		rep.StatusStreamsLimit = fmt.Sprintf("RLIMIT_NOFILE is %d (the hard limit; raising it was refused) and %d are in use: at most %d streams fit in the server process (%d descriptors each there)", limit, inUse, max(fit, 0), perStream)
+		var kept []int
+		for _, n := range levels {
+			if n <= fit {
+				kept = append(kept, n)
+			}
+		}
+		if fit > 0 && (len(kept) == 0 || kept[len(kept)-1] < fit) {
+			kept = append(kept, fit)
+		}
+		levels, top = kept, max(fit, 0)
+	}
+	if top == 0 {
+		return nil
+	}
+	in := e.inst[0]
+	path := "/v1/properties/" + string(propStatus) + "/status/stream"
+	snap, _ := in.watcher.Snapshot(propStatus)
+	if snap == nil {
+		return fmt.Errorf("loadtest: no status of %s", propStatus)
+	}
+	cur := widgetStatus(string(snap.Body))
+	dctx := withOrigin(ctx, originDriver)
+	base := readMemory()
+	baseOpen := in.server.OpenStreams()
+	opened := 0
+	for _, level := range levels {
+		cfg.progress("status streams: holding %d", level)
+		t0 := time.Now()
+		add := level - opened
+		if err := parallel(ctx, len(clients), len(clients), func(i int) error {
+			n := add / len(clients)
+			if i < add%len(clients) {
+				n++
+			}
+			_, err := clients[i].open(ctx, in.ep, path, n, locals[i])
+			return err
+		}); err != nil {
+			return err
+		}
+		took := time.Since(t0)
+		opened = level
+		if err := waitUntil(ctx, 30*time.Second, func() bool { return in.server.OpenStreams()-baseOpen >= int64(level) }); err != nil {
+			return fmt.Errorf("loadtest: server holds %d of %d status streams: %w", in.server.OpenStreams()-baseOpen, level, err)
+		}
+		m := readMemory()
+		if level == top && cfg.MemProfile != nil && !cfg.runs(PhaseCapacity) {
+			if err := pprof.Lookup("heap").WriteTo(cfg.MemProfile, 0); err != nil {
+				return fmt.Errorf("loadtest: heap profile: %w", err)
+			}
+		}
+		n := float64(level)
+		row := StatusStreamsRow{
+			Streams: level, Held: in.server.OpenStreams() - baseOpen,
+			RSSMB:           round2(float64(m.rss) / (1 << 20)),
+			RSSPerStreamKB:  round2((float64(m.rss) - float64(base.rss)) / n / 1024),
+			HeapPerStreamKB: round2((float64(m.heap) - float64(base.heap)) / n / 1024),
+			Goroutines:      m.goroutines, GoroutinesPerStream: round2(float64(m.goroutines-base.goroutines) / n),
+			OpenedPerSecond: round2(float64(add) / took.Seconds()),
+			Changes:         cfg.Changes,
+		}
+		cfg.progress("status streams: %d changes at %d", cfg.Changes, level)
+		var each, last Histogram
+		for range cfg.Changes {
+			next := "online"
+			if cur == "online" {
+				next = "offline"
+			}
+			for _, c := range clients {
+				if err := c.arm(next); err != nil {
+					return err
+				}
+			}
+			start := time.Now()
+			if _, err := in.store.SetStatus(dctx, dutyAgent, presence.Status(next)); err != nil {
+				return fmt.Errorf("loadtest: change status: %w", err)
+			}
+			var lastAt int64
+			missed := 0
+			for _, c := range clients {
+				arr, err := c.collect(changeWait)
+				if err != nil {
+					return err
+				}
+				for _, at := range arr {
+					if at == 0 {
+						missed++
+						continue
+					}
+					each.Record(time.Duration(at - start.UnixNano()))
+					lastAt = max(lastAt, at)
+				}
+			}
+			if missed == level {
+				return fmt.Errorf("loadtest: no status stream saw the widget status become %s", next)
+			}
+			row.Missed += missed
+			last.Record(time.Duration(lastAt - start.UnixNano()))
+			cur = next
+		}
+		row.PerStream, row.LastStream = each.Summary(), last.Summary()
+		rep.StatusStreams = append(rep.StatusStreams, row)
+	}
+	rep.StatusStreamsFit = fitLine(rep.StatusStreams)
+	return nil
+}
+
+// fitLine fits p99 until the last stream against the number of streams
+// (least squares over the levels of 1000 streams or more) and extrapolates
+// it to 100,000; nil with fewer than two such levels.
+func fitLine(rows []StatusStreamsRow) *StreamsFit {
+	var xs, ys []float64
+	for _, r := range rows {
+		if r.Streams >= 1000 {
+			xs = append(xs, float64(r.Streams))
+			ys = append(ys, r.LastStream.P99ms)
+		}
+	}
+	if len(xs) < 2 {
+		return nil
+	}
+	var mx, my float64
+	for i := range xs {
+		mx += xs[i]
+		my += ys[i]
+	}
+	mx /= float64(len(xs))
+	my /= float64(len(xs))
+	var sxy, sxx float64
+	for i := range xs {
+		sxy += (xs[i] - mx) * (ys[i] - my)
+		sxx += (xs[i] - mx) * (xs[i] - mx)
+	}
+	if sxx == 0 {
+		return nil
+	}
+	slope := sxy / sxx
+	icept := my - slope*mx
+	return &StreamsFit{
+		MsPer1000:    round2(slope * 1000),
+		InterceptMs:  round2(icept),
+		At100kP99ms:  round2(icept + slope*100000),
+		FromStreams:  int(xs[0]),
+		UpToStreams:  int(xs[len(xs)-1]),
+		LevelsFitted: len(xs),
+	}
+}
