@@ -116,7 +116,11 @@ func (h *statusHub) follow(set *heldSet, stop <-chan struct{}) {
 				set.last = hs.snap.ETag
 			}
 			set.mu.Unlock()
-			h.fanOut(list, hs.event, hs.snap.ETag)
+			if len(list) > 0 {
+				began := time.Now()
+				h.fanOut(list, hs.event, hs.snap.ETag)
+				metrics.StatusFanOut.Observe(time.Since(began).Seconds())
+			}
 		}
 		select {
 		case <-changed:

@@ -210,6 +210,14 @@ type StatusStreamsRow struct {
 	LastStream Latency `json:"last_stream"`
 	// Missed counts stream events that did not arrive within 30s.
 	Missed int `json:"missed"`
+	// FanOutMs is the server's mean time to write one change to all the
+	// streams (metrics.StatusFanOut): its part of LastStream.
+	FanOutMs float64 `json:"fanout_ms"`
+	// ServerCPUPerStreamUs and ClientCPUPerStreamUs are the CPU time the
+	// server process and the client processes used during the changes, per
+	// stream and change: what the two cores are shared out between.
+	ServerCPUPerStreamUs float64 `json:"server_cpu_per_stream_us"`
+	ClientCPUPerStreamUs float64 `json:"client_cpu_per_stream_us"`
 }
 
 // StreamsFit is a least-squares line through the change-to-last-stream
@@ -321,10 +329,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.StatusStreams) > 0 {
 		fmt.Fprintln(w, "\nStatus streams  held on one instance, clients in other processes; latency from the change to each stream's event and to the last one's")
-		fmt.Fprintln(tw, "streams\theld\tRSS MB\tRSS KB/stream\theap+stacks KB/stream\tgoroutines\tgoroutines/stream\topened/s\tchanges\teach p50 ms\teach p99 ms\tlast p50 ms\tlast p99 ms\tlast max ms\tmissed\t")
+		fmt.Fprintln(tw, "streams\theld\tRSS MB\tRSS KB/stream\theap+stacks KB/stream\tgoroutines\tgoroutines/stream\topened/s\tchanges\teach p50 ms\teach p99 ms\tlast p50 ms\tlast p99 ms\tlast max ms\tmissed\tserver fan-out ms\tserver CPU µs/stream\tclient CPU µs/stream\t")
 		for _, c := range r.StatusStreams {
-			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t\n", c.Streams, c.Held, c.RSSMB, c.RSSPerStreamKB, c.HeapPerStreamKB, c.Goroutines, c.GoroutinesPerStream, c.OpenedPerSecond, c.Changes,
-				c.PerStream.P50ms, c.PerStream.P99ms, c.LastStream.P50ms, c.LastStream.P99ms, c.LastStream.MaxMs, c.Missed)
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t\n", c.Streams, c.Held, c.RSSMB, c.RSSPerStreamKB, c.HeapPerStreamKB, c.Goroutines, c.GoroutinesPerStream, c.OpenedPerSecond, c.Changes,
+				c.PerStream.P50ms, c.PerStream.P99ms, c.LastStream.P50ms, c.LastStream.P99ms, c.LastStream.MaxMs, c.Missed, c.FanOutMs, c.ServerCPUPerStreamUs, c.ClientCPUPerStreamUs)
 		}
 		tw.Flush()
 		if f := r.StatusStreamsFit; f != nil {

@@ -3,9 +3,16 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -15,6 +22,8 @@ type statusClients interface {
 	open(ctx context.Context, ep endpoint, path string, n int, local []string) (int, error)
 	arm(target string) error
 	collect(wait time.Duration) ([]int64, error)
+	// cpu is the CPU time the client process used so far (0: in this process).
+	cpu() time.Duration
 	close()
 }
 
@@ -27,7 +36,8 @@ func (l *localFollower) arm(target string) error { l.f.arm(target); return nil }
 func (l *localFollower) collect(wait time.Duration) ([]int64, error) {
 	return l.f.collect(wait), nil
 }
-func (l *localFollower) close() { l.f.close() }
+func (l *localFollower) close()             { l.f.close() }
+func (l *localFollower) cpu() time.Duration { return 0 }
 
 type childFollower struct{ h *childHolder }
 
@@ -43,7 +53,43 @@ func (c *childFollower) collect(wait time.Duration) ([]int64, error) {
 	a, err := c.h.ask(holdRequest{Op: "collect", WaitMS: wait.Milliseconds()})
 	return a.Arrivals, err
 }
-func (c *childFollower) close() { c.h.close() }
+func (c *childFollower) close()             { c.h.close() }
+func (c *childFollower) cpu() time.Duration { return procCPU(c.h.cmd.Process.Pid) }
+
+// procCPU is the user and system CPU time of process pid so far, from
+// /proc/pid/stat (clock ticks of 10ms); 0 where it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// selfCPU is this process's user and system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// fanOuts reads the servers' metrics.StatusFanOut: total seconds, count.
+func fanOuts() (float64, uint64) {
+	var m dto.Metric
+	if metrics.StatusFanOut.Write(&m) != nil {
+		return 0, 0
+	}
+	return m.GetHistogram().GetSampleSum(), m.GetHistogram().GetSampleCount()
+}
 
 // changeWait bounds how long a change is waited for at each stream.
 const changeWait = 30 * time.Second
@@ -151,6 +197,11 @@ func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error
 		}
 		cfg.progress("status streams: %d changes at %d", cfg.Changes, level)
 		var each, last Histogram
+		cpu0, kids0 := selfCPU(), time.Duration(0)
+		for _, c := range clients {
+			kids0 += c.cpu()
+		}
+		fanSum0, fanN0 := fanOuts()
 		for range cfg.Changes {
 			next := "online"
 			if cur == "online" {
@@ -187,6 +238,18 @@ func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error
 			row.Missed += missed
 			last.Record(time.Duration(lastAt - start.UnixNano()))
 			cur = next
+		}
+		writes := float64(level * cfg.Changes)
+		row.ServerCPUPerStreamUs = round2(float64(selfCPU()-cpu0) / 1e3 / writes)
+		kids := time.Duration(0)
+		for _, c := range clients {
+			kids += c.cpu()
+		}
+		if kids > 0 {
+			row.ClientCPUPerStreamUs = round2(float64(kids-kids0) / 1e3 / writes)
+		}
+		if fanSum, fanN := fanOuts(); fanN > fanN0 {
+			row.FanOutMs = round2((fanSum - fanSum0) / float64(fanN-fanN0) * 1000)
 		}
 		row.PerStream, row.LastStream = each.Summary(), last.Summary()
 		rep.StatusStreams = append(rep.StatusStreams, row)
