@@ -213,6 +213,10 @@ type StatusStreamsRow struct {
 	// FanOutMs is the server's mean time to write one change to all the
 	// streams (metrics.StatusFanOut): its part of LastStream.
 	FanOutMs float64 `json:"fanout_ms"`
+	// FanOutAloneMs is the same with the client processes stopped while
+	// the server writes (the events wait in the socket buffers): the
+	// server's fan-out with the CPUs to itself.
+	FanOutAloneMs float64 `json:"fanout_alone_ms"`
 	// ServerCPUPerStreamUs and ClientCPUPerStreamUs are the CPU time the
 	// server process and the client processes used during the changes, per
 	// stream and change: what the two cores are shared out between.
@@ -329,10 +333,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.StatusStreams) > 0 {
 		fmt.Fprintln(w, "\nStatus streams  held on one instance, clients in other processes; latency from the change to each stream's event and to the last one's")
-		fmt.Fprintln(tw, "streams\theld\tRSS MB\tRSS KB/stream\theap+stacks KB/stream\tgoroutines\tgoroutines/stream\topened/s\tchanges\teach p50 ms\teach p99 ms\tlast p50 ms\tlast p99 ms\tlast max ms\tmissed\tserver fan-out ms\tserver CPU µs/stream\tclient CPU µs/stream\t")
+		fmt.Fprintln(tw, "streams\theld\tRSS MB\tRSS KB/stream\theap+stacks KB/stream\tgoroutines\tgoroutines/stream\topened/s\tchanges\teach p50 ms\teach p99 ms\tlast p50 ms\tlast p99 ms\tlast max ms\tmissed\tserver fan-out ms\tfan-out, clients stopped, ms\tserver CPU µs/stream\tclient CPU µs/stream\t")
 		for _, c := range r.StatusStreams {
-			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t\n", c.Streams, c.Held, c.RSSMB, c.RSSPerStreamKB, c.HeapPerStreamKB, c.Goroutines, c.GoroutinesPerStream, c.OpenedPerSecond, c.Changes,
-				c.PerStream.P50ms, c.PerStream.P99ms, c.LastStream.P50ms, c.LastStream.P99ms, c.LastStream.MaxMs, c.Missed, c.FanOutMs, c.ServerCPUPerStreamUs, c.ClientCPUPerStreamUs)
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", c.Streams, c.Held, c.RSSMB, c.RSSPerStreamKB, c.HeapPerStreamKB, c.Goroutines, c.GoroutinesPerStream, c.OpenedPerSecond, c.Changes,
+				c.PerStream.P50ms, c.PerStream.P99ms, c.LastStream.P50ms, c.LastStream.P99ms, c.LastStream.MaxMs, c.Missed, c.FanOutMs, c.FanOutAloneMs, c.ServerCPUPerStreamUs, c.ClientCPUPerStreamUs)
 		}
 		tw.Flush()
 		if f := r.StatusStreamsFit; f != nil {

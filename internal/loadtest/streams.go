@@ -24,6 +24,9 @@ type statusClients interface {
 	collect(wait time.Duration) ([]int64, error)
 	// cpu is the CPU time the client process used so far (0: in this process).
 	cpu() time.Duration
+	// pause stops (true) or continues (false) the client process; false
+	// when the clients are in this process.
+	pause(stop bool) bool
 	close()
 }
 
@@ -38,6 +41,7 @@ func (l *localFollower) collect(wait time.Duration) ([]int64, error) {
 }
 func (l *localFollower) close()             { l.f.close() }
 func (l *localFollower) cpu() time.Duration { return 0 }
+func (l *localFollower) pause(bool) bool    { return false }
 
 type childFollower struct{ h *childHolder }
 
@@ -55,6 +59,13 @@ func (c *childFollower) collect(wait time.Duration) ([]int64, error) {
 }
 func (c *childFollower) close()             { c.h.close() }
 func (c *childFollower) cpu() time.Duration { return procCPU(c.h.cmd.Process.Pid) }
+func (c *childFollower) pause(stop bool) bool {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	return c.h.cmd.Process.Signal(sig) == nil
+}
 
 // procCPU is the user and system CPU time of process pid so far, from
 // /proc/pid/stat (clock ticks of 10ms); 0 where it cannot be read.
@@ -160,6 +171,7 @@ func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error
 	base := readMemory()
 	baseOpen := in.server.OpenStreams()
 	opened := 0
+	var err error
 	for _, level := range levels {
 		cfg.progress("status streams: holding %d", level)
 		t0 := time.Now()
@@ -252,10 +264,67 @@ func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error
 			row.FanOutMs = round2((fanSum - fanSum0) / float64(fanN-fanN0) * 1000)
 		}
 		row.PerStream, row.LastStream = each.Summary(), last.Summary()
+		if row.FanOutAloneMs, cur, err = e.fanOutAlone(ctx, cfg, clients, cur); err != nil {
+			return err
+		}
 		rep.StatusStreams = append(rep.StatusStreams, row)
 	}
 	rep.StatusStreamsFit = fitLine(rep.StatusStreams)
 	return nil
+}
+
+// fanOutAlone times cfg.Changes more changes with the client processes
+// stopped (SIGSTOP), so that the server's fan-out has the CPUs to itself
+// (the events wait in the socket buffers), and returns its mean time in ms
+// (0 when the clients are in this process) and the widget status it left.
+// The clients are continued after each change and must all get it.
+func (e *env) fanOutAlone(ctx context.Context, cfg *Config, clients []statusClients, cur string) (float64, string, error) {
+	if _, ok := clients[0].(*childFollower); !ok {
+		return 0, cur, nil
+	}
+	in := e.inst[0]
+	dctx := withOrigin(ctx, originDriver)
+	var total float64
+	for range cfg.Changes {
+		next := "online"
+		if cur == "online" {
+			next = "offline"
+		}
+		for _, c := range clients {
+			if err := c.arm(next); err != nil {
+				return 0, cur, err
+			}
+		}
+		for _, c := range clients {
+			c.pause(true)
+		}
+		sum0, n0 := fanOuts()
+		_, err := in.store.SetStatus(dctx, dutyAgent, presence.Status(next))
+		if err == nil {
+			err = waitUntil(ctx, changeWait, func() bool { _, n := fanOuts(); return n > n0 })
+		}
+		sum1, _ := fanOuts()
+		for _, c := range clients {
+			c.pause(false)
+		}
+		if err != nil {
+			return 0, cur, fmt.Errorf("loadtest: change with the clients stopped: %w", err)
+		}
+		total += sum1 - sum0
+		for _, c := range clients {
+			arr, err := c.collect(changeWait)
+			if err != nil {
+				return 0, cur, err
+			}
+			for _, at := range arr {
+				if at == 0 {
+					return 0, cur, fmt.Errorf("loadtest: a status stream missed a change made with the clients stopped")
+				}
+			}
+		}
+		cur = next
+	}
+	return round2(total / float64(cfg.Changes) * 1000), cur, nil
 }
 
 // fitLine fits p99 until the last stream against the number of streams
