@@ -119,7 +119,7 @@ func TestQuickRunProducesEveryFigure(t *testing.T) {
 	}
 	for i, c := range rep.StatusStreams {
 		if c.Streams != cfg.StatusStreams[i] || c.Held < int64(c.Streams) || c.RSSMB <= 0 || c.Goroutines <= 0 ||
-			c.Missed != 0 || c.PerStream.Count != uint64(c.Streams*cfg.Changes) || c.LastStream.Count != uint64(cfg.Changes) || c.LastStream.MaxMs <= 0 || c.FanOutMs <= 0 {
+			c.Missed != 0 || c.PerStream.Count != uint64(c.Streams*cfg.Changes) || c.LastStream.Count != uint64(cfg.Changes) || c.LastStream.MaxMs <= 0 || c.FanOutMs <= 0 || c.FanOutAloneMs <= 0 {
 			t.Errorf("status stream row %+v: want %d streams held, each seeing all %d changes, RSS and goroutines", c, cfg.StatusStreams[i], cfg.Changes)
 		}
 	}
