@@ -23,8 +23,9 @@ import (
 // goroutines that share the list (fanOut). A connection whose write fails
 // or does not finish within the write timeout is closed and forgotten: the
 // widget reconnects with Last-Event-ID and gets the status then. One ticker
-// writes the heartbeats of every held connection the same way, which is
-// also how a gone client is noticed (there is no reader).
+// writes the heartbeats of every held connection the same way, a tenth of
+// them at each tenth of the period; that is also how a gone client is
+// noticed (there is no reader).
 //
 // Changes of one property are written one after the other, so a stream
 // never sees an older status after a newer one.
@@ -88,13 +89,16 @@ func (h *statusHub) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(h.s.cfg.Heartbeat)
+		// One tick in heartbeatSlices of the period writes to that share
+		// of the streams, so the heartbeats of many streams do not come as
+		// one burst that a change would have to wait behind.
+		t := time.NewTicker(max(h.s.cfg.Heartbeat/heartbeatSlices, time.Millisecond))
 		defer t.Stop()
-		for {
+		for k := 0; ; k = (k + 1) % heartbeatSlices {
 			select {
 			case <-t.C:
 				for _, set := range h.sets {
-					h.fanOut(set.snapshot(), heartbeat, "")
+					h.fanOut(set.share(k, heartbeatSlices), heartbeat, "")
 				}
 			case <-stop:
 				return
@@ -102,6 +106,9 @@ func (h *statusHub) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 		}
 	}()
 }
+
+// heartbeatSlices is how many ticks a heartbeat period is written in.
+const heartbeatSlices = 10
 
 // follow writes set's status at every change of the widget status. The
 // channel is taken before the snapshot, so no change falls in between.
@@ -166,6 +173,19 @@ func (h *statusHub) hold(conn net.Conn, p presence.PropertyID, ip string, head [
 	hc.idx = len(set.list)
 	set.list = append(set.list, hc)
 	return true
+}
+
+// share copies every n-th held connection from the i-th on. A stream
+// moved in the list by a removal may get one heartbeat more or less in a
+// period; a heartbeat only has to come now and then.
+func (set *heldSet) share(i, n int) []*heldConn {
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	var out []*heldConn
+	for ; i < len(set.list); i += n {
+		out = append(out, set.list[i])
+	}
+	return out
 }
 
 // snapshot copies the list of held connections.

@@ -287,3 +287,28 @@ func TestStatusStreamResume(t *testing.T) {
 		}
 	})
 }
+
+// TestHeartbeatShares: the ten shares of a heartbeat period cover every
+// held stream exactly once.
+func TestHeartbeatShares(t *testing.T) {
+	for _, n := range []int{0, 1, 9, 10, 25} {
+		set := &heldSet{}
+		for i := range n {
+			set.list = append(set.list, &heldConn{idx: i})
+		}
+		seen := make(map[*heldConn]int)
+		for k := range heartbeatSlices {
+			for _, hc := range set.share(k, heartbeatSlices) {
+				seen[hc]++
+			}
+		}
+		for _, hc := range set.list {
+			if seen[hc] != 1 {
+				t.Errorf("%d streams: stream %d in %d shares", n, hc.idx, seen[hc])
+			}
+		}
+		if len(seen) != n {
+			t.Errorf("%d streams: %d in the shares", n, len(seen))
+		}
+	}
+}
