@@ -161,9 +161,12 @@ type AgentReport struct {
 // Report is a widget status with the reasons behind it.
 type Report struct {
 	WidgetStatus
-	InSchedule bool          `json:"in_schedule"`
-	Reason     string        `json:"reason"`
-	Agents     []AgentReport `json:"agents"`
+	InSchedule bool `json:"in_schedule"`
+	// Closed is the closed day (schedule.closed, YYYY-MM-DD) the property is
+	// in now, if any.
+	Closed string        `json:"closed,omitempty"`
+	Reason string        `json:"reason"`
+	Agents []AgentReport `json:"agents"`
 }
 
 // Widget computes a property's widget status (SPEC §3) from its agents.
@@ -193,7 +196,12 @@ func Widget(p Property, agents []AgentView, now time.Time) Report {
 	switch {
 	case !r.InSchedule:
 		r.Reason = "outside the schedule"
-		if p.Schedule != nil {
+		if d, ok := p.Schedule.ClosedOn(now); ok {
+			r.Closed = d.String()
+			r.Reason = fmt.Sprintf("closed: holiday %s (%s)", d, p.Schedule.Location)
+		} else if d, ok := p.Schedule.SpecialOn(now); ok {
+			r.Reason = fmt.Sprintf("outside the special hours of %s (%s)", d, p.Schedule.Location)
+		} else if p.Schedule != nil {
 			r.Reason = fmt.Sprintf("outside the schedule (%s)", p.Schedule.Location)
 		}
 	case len(online) > 0:

@@ -86,10 +86,15 @@ type Greetings struct {
 	Offline string `yaml:"offline"`
 }
 
-// Schedule is a property's weekly hours.
+// Schedule is a property's weekly hours, closed days and special days.
 type Schedule struct {
 	Timezone string              `yaml:"timezone"`
 	Hours    map[string][]string `yaml:"hours"`
+	// Closed lists whole days ("2026-12-25") and inclusive ranges
+	// ("2026-12-31..2027-01-01") in Timezone when the widget is offline.
+	Closed []string `yaml:"closed"`
+	// Special maps a date to the hours that replace its weekly hours.
+	Special map[string][]string `yaml:"special"`
 }
 
 // Assignment is a property's routing.

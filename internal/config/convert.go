@@ -18,7 +18,7 @@ func (c *Config) PresenceProperties() []presence.Property {
 			},
 		}
 		if p.Schedule != nil {
-			pp.Schedule, _ = presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours)
+			pp.Schedule, _ = p.Schedule.Parse()
 		}
 		out = append(out, pp)
 	}
@@ -70,4 +70,11 @@ func (a Assignment) FallbackAfter() time.Duration {
 		return DefaultInvisibleFallbackAfter
 	}
 	return *a.InvisibleFallbackAfter
+}
+
+// Parse builds the presence schedule and lists every problem, each with
+// its key below "schedule" ("hours.mon[0]", "closed[1]") and the reason.
+func (s *Schedule) Parse() (*presence.Schedule, []error) {
+	ps, errs := presence.ParseSchedule(s.Timezone, s.Hours)
+	return ps, append(errs, ps.AddClosures(s.Closed, s.Special)...)
 }

@@ -82,10 +82,15 @@ func (c *Config) Validate() Problems {
 			}
 		}
 		if p.Schedule != nil {
-			if _, errs := presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours); len(errs) > 0 {
-				for _, err := range errs {
-					add(key+".schedule", "%s", err)
-				}
+			_, errs := presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours)
+			for _, err := range errs {
+				add(key+".schedule", "%s", err)
+			}
+			var closures presence.Schedule
+			for _, err := range closures.AddClosures(p.Schedule.Closed, p.Schedule.Special) {
+				// "closed[1]: why" names the key below schedule.
+				sub, why, _ := strings.Cut(err.Error(), ": ")
+				add(key+".schedule."+sub, "%s", why)
 			}
 		}
 		a := p.Assignment
