@@ -40,6 +40,9 @@ type Routing struct {
 	QueueTimeout time.Duration
 	// CloseAfterIdle closes an active chat nobody wrote in for this long. Zero means 24h.
 	CloseAfterIdle time.Duration
+	// Canned holds the property's canned replies by name (lower case):
+	// "/reply NAME" sends one as the agent. Nil means none.
+	Canned map[string]string
 }
 
 func (r Routing) withDefaults() Routing {

@@ -137,15 +137,48 @@ redis.call('HSET', KEYS[1], 'last', ARGV[2])
 return id
 `)
 
+// addVisitorMessageScript is addMessageScript for a visitor's message: it
+// also refuses it while the chat, or the address it was started from, is
+// blocked (see block.go). The address key is built from ARGV[3] and the
+// chat's stored address; it carries the chat's hash tag, so it is in the
+// chat's slot.
+var addVisitorMessageScript = redis.NewScript(`
+-- KEYS[1] chat hash   KEYS[2] transcript stream   KEYS[3] the chat's block mark
+-- ARGV[1] message JSON   ARGV[2] now, unix ms   ARGV[3] address block key prefix
+-- Returns the stream id, or 'missing' / 'closed' / 'blocked'.
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 'missing' end
+if st == 'closed' then return 'closed' end
+local function inforce(v)
+  if not v then return false end
+  local u = tonumber(string.match(v, '|(%d+)$'))
+  return u ~= nil and u > tonumber(ARGV[2])
+end
+if inforce(redis.call('GET', KEYS[3])) then return 'blocked' end
+local ip = redis.call('HGET', KEYS[1], 'ip')
+if ip and ip ~= '' and inforce(redis.call('GET', ARGV[3] .. ip)) then return 'blocked' end
+local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+redis.call('HSET', KEYS[1], 'last', ARGV[2])
+return id
+`)
+
 // appendMessage stores m in the chat's transcript and returns it with its id.
+// A visitor's message is refused (ErrBlocked) while the visitor is blocked.
 func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Message) (Message, error) {
 	m.ID = ""
 	body, err := json.Marshal(m)
 	if err != nil {
 		return Message{}, fmt.Errorf("bridge: encode message: %w", err)
 	}
-	res, err := addMessageScript.Run(ctx, b.rdb,
-		[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
+	var res string
+	if m.From == FromVisitor {
+		res, err = addVisitorMessageScript.Run(ctx, b.rdb,
+			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat), b.keys.BlockChat(p, m.Chat)},
+			body, ms(m.At), b.keys.BlockIP(p, "")).Text()
+	} else {
+		res, err = addMessageScript.Run(ctx, b.rdb,
+			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
+	}
 	if err != nil {
 		return Message{}, unavailable("store message", err)
 	}
@@ -154,6 +187,8 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 		return Message{}, ErrUnknownChat
 	case "closed":
 		return Message{}, ErrChatClosed
+	case "blocked":
+		return Message{}, ErrBlocked
 	}
 	m.ID = res
 	return m, nil
@@ -206,6 +241,9 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	if err := validText(text); err != nil {
 		return chatView{}, Message{}, "", err
 	}
+	if err := b.blockedIP(ctx, p, v.IP); err != nil {
+		return chatView{}, Message{}, "", err
+	}
 	now := b.now()
 	id, token := newChatID(), newToken()
 	cv := chatView{Chat: Chat{
@@ -225,7 +263,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	pipe := b.rdb.Pipeline()
 	pipe.Set(ctx, b.keys.ChatProperty(id), string(p), 0)
 	pipe.HSet(ctx, b.keys.Chat(p, id), "state", string(Pending), "offline", off,
-		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token)
+		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token, "ip", blockKey(v.IP))
 	xadd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Messages(p, id), Values: []string{"m", string(body)}})
 	if offline {
 		pipe.ZAdd(ctx, b.keys.Offline(p), redis.Z{Score: float64(ms(now)), Member: string(id)})

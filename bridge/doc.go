@@ -44,7 +44,8 @@
 //	{p}:chat:ID                  hash    state, owner, offline, created, last,     ClosedChatTTL after close
 //	                                     accepted, replied (first agent answer),
 //	                                     closed_by, closed_at, visitor (JSON),
-//	                                     token (hex SHA-256)
+//	                                     token (hex SHA-256), ip (the client
+//	                                     address, an IPv6 one as its /64)
 //	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
 //	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close
@@ -55,6 +56,10 @@
 //	{p}:pending                  zset    pending live chats by start (ms)           none
 //	{p}:offline                  zset    unanswered offline messages by time        none
 //	{p}:file:ID:KEY              hash    name, mime, data of an attachment          FileTTL
+//	{p}:block:ID                 string  a block's record (Block JSON)              when the block ends
+//	{p}:blocks                   zset    block ids by end (ms)                     none (ended ones pruned on read)
+//	{p}:blocked:chat:ID          string  "blockid|until-ms": the chat is blocked   when the block ends
+//	{p}:blocked:ip:ADDR          string  "blockid|until-ms": the address is blocked when the block ends
 //	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h

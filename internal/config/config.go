@@ -125,6 +125,8 @@ type Property struct {
 	CloseAfterIdle time.Duration `yaml:"close_after_idle"`
 	SlackChannel   string        `yaml:"slack_channel"`
 	TelegramGroup  int64         `yaml:"telegram_group"`
+	// Canned replies by name: "/reply NAME" sends the text as the agent.
+	Canned map[string]string `yaml:"canned"`
 }
 
 // Agent is one support agent.

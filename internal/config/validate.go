@@ -2,11 +2,14 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onduty/onduty/presence"
 )
@@ -91,6 +94,15 @@ func (c *Config) Validate() Problems {
 				// "closed[1]: why" names the key below schedule.
 				sub, why, _ := strings.Cut(err.Error(), ": ")
 				add(key+".schedule."+sub, "%s", why)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(p.Canned)) {
+			k := key + ".canned." + name
+			if !cannedName(name) {
+				add(k, "%q: a name is 1 to 32 lower-case letters, digits, - or _ (what agents type after /reply)", name)
+			}
+			if text := p.Canned[name]; !utf8.ValidString(text) || strings.TrimSpace(text) == "" || utf8.RuneCountInString(text) > 4000 {
+				add(k, "the text must be 1 to 4000 characters")
 			}
 		}
 		a := p.Assignment
@@ -278,4 +290,17 @@ func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// cannedName reports whether s may name a canned reply.
+func cannedName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
