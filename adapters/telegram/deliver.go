@@ -141,8 +141,9 @@ func (a *Adapter) remember(ctx context.Context, key, val string, ttl time.Durati
 	}
 }
 
-// destination is the agent's private chat, or the chat's topic in the
-// property's forum group for deliveries without an agent.
+// destination is the agent's private chat, or for deliveries without an
+// agent the chat's topic in the property's forum group, or the group itself
+// when it has no topics (groupPlace).
 func (a *Adapter) destination(ctx context.Context, d bridge.Delivery) (place, error) {
 	if d.Agent != "" {
 		ag, ok := a.dir.Agent(d.Agent)
@@ -158,11 +159,7 @@ func (a *Adapter) destination(ctx context.Context, d bridge.Delivery) (place, er
 	if d.Chat.ID == "" {
 		return place{chat: group, shared: true}, nil
 	}
-	thread, err := a.topic(ctx, group, d.Chat)
-	if err != nil {
-		return place{}, err
-	}
-	return place{chat: group, thread: thread, shared: true}, nil
+	return a.groupPlace(ctx, group, d.Chat)
 }
 
 // topic returns the chat's forum topic, creating it the first time.

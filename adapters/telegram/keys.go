@@ -17,6 +17,9 @@ func (k keys) refused(user int64) string {
 func (k keys) offer(c bridge.ChatID) string { return k.prefix + "tg:offer:" + string(c) }
 func (k keys) topic(c bridge.ChatID) string { return k.prefix + "tg:topic:" + string(c) }
 func (k keys) delivery(id string) string    { return k.prefix + "tg:dlv:" + id }
+func (k keys) groupKind(group int64) string {
+	return k.prefix + "tg:group:" + strconv.FormatInt(group, 10)
+}
 
 // rate is a send-rate bucket: "bot", a chat id, or "group:<id>". The hash
 // tag puts every bucket in one slot, as the pacing script reads several.
