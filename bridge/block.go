@@ -26,14 +26,16 @@ const maxBlockFor = 10 * 365 * 24 * time.Hour
 // messages.
 var ErrBlocked = errors.New("bridge: the visitor is blocked")
 
-// Block is one blocked visitor of a property: the chat it was made from and
+// Block is one blocked visitor of a property: the chat it was made from,
 // the client address that chat was started from (an IPv6 address as its
-// /64). A block ends at Until, or when lifted.
+// /64) and the visitor id the widget sent with it, if any. A block ends at
+// Until, or when lifted.
 type Block struct {
 	ID       string              `json:"id"`
 	Property presence.PropertyID `json:"-"`
 	Chat     ChatID              `json:"chat_id"`
 	IP       string              `json:"ip"`
+	Visitor  string              `json:"visitor_id,omitempty"`
 	Until    time.Time           `json:"until"`
 	// By is the agent who blocked.
 	By presence.AgentID `json:"by,omitempty"`
@@ -117,21 +119,31 @@ func inForce(v string, now time.Time) (string, bool) {
 	return id, err == nil && until > ms(now)
 }
 
-// blockedIP reports whether new chats from ip are refused for the property.
-func (b *Bridge) blockedIP(ctx context.Context, p presence.PropertyID, ip string) error {
-	k := blockKey(ip)
-	if k == "" {
+// blockedVisitor returns ErrBlocked when new chats from the visitor (their
+// address or visitor id) are refused for the property.
+func (b *Bridge) blockedVisitor(ctx context.Context, p presence.PropertyID, v Visitor) error {
+	var keys []string
+	if k := blockKey(v.IP); k != "" {
+		keys = append(keys, b.keys.BlockIP(p, k))
+	}
+	if ValidVisitorID(v.ID) {
+		keys = append(keys, b.keys.BlockVisitor(p, v.ID))
+	}
+	if len(keys) == 0 {
 		return nil
 	}
-	v, err := b.rdb.Get(ctx, b.keys.BlockIP(p, k)).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, k)
 	}
-	if err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("check block", err)
 	}
-	if _, ok := inForce(v, b.now()); ok {
-		return ErrBlocked
+	for _, c := range cmds {
+		if _, ok := inForce(c.Val(), b.now()); ok {
+			return ErrBlocked
+		}
 	}
 	return nil
 }
@@ -166,12 +178,15 @@ func (b *Bridge) blockCommand(ctx context.Context, agent presence.Agent, act Act
 	if cv.Owner != "" && cv.Owner != agent.ID {
 		return Reply{Text: fmt.Sprintf("%s is handling that chat; only they can block its visitor.", b.agentName(cv.Owner)), Private: true}, nil
 	}
-	// The chat keeps its address as blockKey made it (field ip).
-	ip, err := b.rdb.HGet(ctx, b.keys.Chat(cv.Property, cv.ID), "ip").Result()
+	// The chat keeps its address as blockKey made it (field ip) and the
+	// widget's visitor id (field vid).
+	who, err := b.rdb.HMGet(ctx, b.keys.Chat(cv.Property, cv.ID), "ip", "vid").Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Reply{}, unavailable("block", err)
 	}
-	blk := Block{ID: randomString(9), Property: cv.Property, Chat: cv.ID, IP: ip, Until: b.now().Add(d).Truncate(time.Second), By: agent.ID}
+	ip, _ := who[0].(string)
+	vid, _ := who[1].(string)
+	blk := Block{ID: randomString(9), Property: cv.Property, Chat: cv.ID, IP: ip, Visitor: vid, Until: b.now().Add(d).Truncate(time.Second), By: agent.ID}
 	if err := b.putBlock(ctx, blk); err != nil {
 		return Reply{}, err
 	}
@@ -201,6 +216,9 @@ func (b *Bridge) putBlock(ctx context.Context, blk Block) error {
 	pipe.Set(ctx, b.keys.BlockChat(blk.Property, blk.Chat), val, ttl)
 	if blk.IP != "" {
 		pipe.Set(ctx, b.keys.BlockIP(blk.Property, blk.IP), val, ttl)
+	}
+	if blk.Visitor != "" {
+		pipe.Set(ctx, b.keys.BlockVisitor(blk.Property, blk.Visitor), val, ttl)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable("store block", err)
@@ -235,12 +253,12 @@ func (b *Bridge) unblockCommand(ctx context.Context, agent presence.Agent, act A
 // point at it (a newer block may have taken one over).
 var unblockScript = redis.NewScript(`
 -- KEYS[1] block record   KEYS[2] the property's block list
--- KEYS[3] chat index key  KEYS[4] address index key (may be KEYS[3] again)
+-- KEYS[3..] index keys: chat, address, visitor id (those the block has)
 -- ARGV[1] block id
 -- Returns 1 if the block existed.
 local had = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-for i = 3, 4 do
+for i = 3, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
     redis.call('DEL', KEYS[i])
@@ -269,12 +287,14 @@ func (b *Bridge) Unblock(ctx context.Context, p presence.PropertyID, id string) 
 	if err := json.Unmarshal([]byte(rec), &blk); err != nil {
 		return false, fmt.Errorf("bridge: block %s: %w", id, err)
 	}
-	chatKey := b.keys.BlockChat(p, blk.Chat)
-	ipKey := chatKey
+	keys := []string{b.keys.Block(p, id), b.keys.Blocks(p), b.keys.BlockChat(p, blk.Chat)}
 	if blk.IP != "" {
-		ipKey = b.keys.BlockIP(p, blk.IP)
+		keys = append(keys, b.keys.BlockIP(p, blk.IP))
 	}
-	n, err := unblockScript.Run(ctx, b.rdb, []string{b.keys.Block(p, id), b.keys.Blocks(p), chatKey, ipKey}, id).Int()
+	if blk.Visitor != "" {
+		keys = append(keys, b.keys.BlockVisitor(p, blk.Visitor))
+	}
+	n, err := unblockScript.Run(ctx, b.rdb, keys, id).Int()
 	if err != nil {
 		return false, unavailable("unblock", err)
 	}

@@ -138,13 +138,14 @@ return id
 `)
 
 // addVisitorMessageScript is addMessageScript for a visitor's message: it
-// also refuses it while the chat, or the address it was started from, is
-// blocked (see block.go). The address key is built from ARGV[3] and the
-// chat's stored address; it carries the chat's hash tag, so it is in the
-// chat's slot.
+// also refuses it while the chat, the address it was started from or its
+// visitor id is blocked (see block.go). Those two keys are built from
+// ARGV[3], ARGV[4] and the chat's fields; they carry the chat's hash tag,
+// so they are in the chat's slot.
 var addVisitorMessageScript = redis.NewScript(`
 -- KEYS[1] chat hash   KEYS[2] transcript stream   KEYS[3] the chat's block mark
 -- ARGV[1] message JSON   ARGV[2] now, unix ms   ARGV[3] address block key prefix
+-- ARGV[4] visitor id block key prefix
 -- Returns the stream id, or 'missing' / 'closed' / 'blocked'.
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
@@ -157,6 +158,8 @@ end
 if inforce(redis.call('GET', KEYS[3])) then return 'blocked' end
 local ip = redis.call('HGET', KEYS[1], 'ip')
 if ip and ip ~= '' and inforce(redis.call('GET', ARGV[3] .. ip)) then return 'blocked' end
+local vid = redis.call('HGET', KEYS[1], 'vid')
+if vid and vid ~= '' and inforce(redis.call('GET', ARGV[4] .. vid)) then return 'blocked' end
 local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
 redis.call('HSET', KEYS[1], 'last', ARGV[2])
 return id
@@ -174,7 +177,7 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 	if m.From == FromVisitor {
 		res, err = addVisitorMessageScript.Run(ctx, b.rdb,
 			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat), b.keys.BlockChat(p, m.Chat)},
-			body, ms(m.At), b.keys.BlockIP(p, "")).Text()
+			body, ms(m.At), b.keys.BlockIP(p, ""), b.keys.BlockVisitor(p, "")).Text()
 	} else {
 		res, err = addMessageScript.Run(ctx, b.rdb,
 			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
@@ -241,7 +244,10 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	if err := validText(text); err != nil {
 		return chatView{}, Message{}, "", err
 	}
-	if err := b.blockedIP(ctx, p, v.IP); err != nil {
+	if !ValidVisitorID(v.ID) {
+		v.ID = ""
+	}
+	if err := b.blockedVisitor(ctx, p, v); err != nil {
 		return chatView{}, Message{}, "", err
 	}
 	now := b.now()
@@ -263,7 +269,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	pipe := b.rdb.Pipeline()
 	pipe.Set(ctx, b.keys.ChatProperty(id), string(p), 0)
 	pipe.HSet(ctx, b.keys.Chat(p, id), "state", string(Pending), "offline", off,
-		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token, "ip", blockKey(v.IP))
+		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token, "ip", blockKey(v.IP), "vid", v.ID)
 	xadd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Messages(p, id), Values: []string{"m", string(body)}})
 	if offline {
 		pipe.ZAdd(ctx, b.keys.Offline(p), redis.Z{Score: float64(ms(now)), Member: string(id)})

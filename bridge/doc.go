@@ -45,7 +45,8 @@
 //	                                     accepted, replied (first agent answer),
 //	                                     closed_by, closed_at, visitor (JSON),
 //	                                     token (hex SHA-256), ip (the client
-//	                                     address, an IPv6 one as its /64)
+//	                                     address, an IPv6 one as its /64),
+//	                                     vid (the widget's visitor id)
 //	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
 //	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close
@@ -60,6 +61,7 @@
 //	{p}:blocks                   zset    block ids by end (ms)                     none (ended ones pruned on read)
 //	{p}:blocked:chat:ID          string  "blockid|until-ms": the chat is blocked   when the block ends
 //	{p}:blocked:ip:ADDR          string  "blockid|until-ms": the address is blocked when the block ends
+//	{p}:blocked:vid:VID          string  "blockid|until-ms": the visitor id is blocked when the block ends
 //	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h

@@ -77,6 +77,11 @@ func (k keys) BlockIP(p presence.PropertyID, ip string) string {
 	return k.tag(p) + "blocked:ip:" + ip
 }
 
+// BlockVisitor marks a blocked visitor id (the widget's): "blockid|until-ms".
+func (k keys) BlockVisitor(p presence.PropertyID, vid string) string {
+	return k.tag(p) + "blocked:vid:" + vid
+}
+
 // ChatProperty maps a chat id to its property (a chat id alone names no slot).
 func (k keys) ChatProperty(id ChatID) string { return k.prefix + "chatp:" + string(id) }
 

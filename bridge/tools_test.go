@@ -246,6 +246,36 @@ func TestBlockVisitor(t *testing.T) {
 		t.Errorf("after the admin lifted it: %v", err)
 	}
 
+	// The widget's visitor id: a block follows it to another address.
+	vid := "0123456789abcdef0123456789abcdef"
+	cv, _, err := a.b.StartChat(ctx, "acme", Visitor{Name: "Roamer", IP: "192.0.2.1", ID: vid}, "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other2, _, err := a.b.StartChat(ctx, "acme", Visitor{IP: "192.0.2.200", ID: vid}, "my other tab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.act(t, Action{Kind: ActAccept, Agent: "carol", Chat: cv.ID})
+	a.act(t, Action{Kind: ActCommand, Agent: "carol", Chat: cv.ID, Command: "block"})
+	if _, _, err := b2.b.StartChat(ctx, "acme", Visitor{IP: "198.51.100.99", ID: vid}, "new address"); !errors.Is(err, ErrBlocked) {
+		t.Errorf("the same visitor id from another address: %v, want ErrBlocked", err)
+	}
+	if _, err := b2.b.PostVisitorMessage(ctx, other2.ID, "still me", nil); !errors.Is(err, ErrBlocked) {
+		t.Errorf("message in a chat of the blocked visitor id: %v, want ErrBlocked", err)
+	}
+	if _, _, err := b2.b.StartChat(ctx, "acme", Visitor{IP: "198.51.100.99", ID: "not a valid id!"}, "x"); err != nil {
+		t.Errorf("an invalid visitor id is ignored: %v", err)
+	}
+	blocks, _ = a.b.Blocks(ctx, "acme")
+	if len(blocks) != 1 || blocks[0].Visitor != vid || blocks[0].IP != "192.0.2.1" {
+		t.Fatalf("Blocks = %+v", blocks)
+	}
+	a.act(t, Action{Kind: ActCommand, Agent: "carol", Chat: cv.ID, Command: "unblock"})
+	if _, _, err := b2.b.StartChat(ctx, "acme", Visitor{IP: "198.51.100.99", ID: vid}, "new address"); err != nil {
+		t.Errorf("after /unblock: %v", err)
+	}
+
 	// A block ends by itself.
 	c3, _, _ := a.b.StartChat(ctx, "acme", Visitor{IP: "2001:db8:1:2::99"}, "v6")
 	a.act(t, Action{Kind: ActAccept, Agent: "carol", Chat: c3.ID})

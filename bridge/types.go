@@ -50,6 +50,23 @@ type Visitor struct {
 	PageURL string `json:"page_url,omitempty"`
 	// IP is the client address the chat was started from (not shown to agents).
 	IP string `json:"-"`
+	// ID is the widget's random id of the visitor's browser, if it sent one
+	// (ValidVisitorID; not shown to agents). Blocks follow it.
+	ID string `json:"-"`
+}
+
+// ValidVisitorID reports whether s may be a visitor id: 16 to 64 of
+// [A-Za-z0-9_-] (the widget sends 32 hex digits).
+func ValidVisitorID(s string) bool { return len(s) >= 16 && len(s) <= 64 && validIDChars(s) }
+
+func validIDChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Chat is a conversation between one visitor and the property's agents.

@@ -16,9 +16,11 @@ type blockResponse struct {
 	ChatID bridge.ChatID `json:"chat_id"`
 	// IP is the blocked address (an IPv6 address as its /64); "" if the
 	// chat had none.
-	IP    string    `json:"ip"`
-	Until time.Time `json:"until"`
-	By    string    `json:"by,omitempty"`
+	IP string `json:"ip"`
+	// VisitorID is the widget's id of the visitor's browser, if it sent one.
+	VisitorID string    `json:"visitor_id,omitempty"`
+	Until     time.Time `json:"until"`
+	By        string    `json:"by,omitempty"`
 }
 
 var (
@@ -56,7 +58,7 @@ func (s *Server) adminBlocks(c *fiber.Ctx) error {
 	}
 	out := make([]blockResponse, 0, len(blocks))
 	for _, b := range blocks {
-		out = append(out, blockResponse{ID: b.ID, ChatID: b.Chat, IP: b.IP, Until: b.Until.UTC(), By: string(b.By)})
+		out = append(out, blockResponse{ID: b.ID, ChatID: b.Chat, IP: b.IP, VisitorID: b.Visitor, Until: b.Until.UTC(), By: string(b.By)})
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)

@@ -39,9 +39,10 @@ func TestBlockedVisitorAcrossInstances(t *testing.T) {
 	e.reload()
 
 	const spammer, neighbour = "203.0.113.9", "198.51.100.4"
+	const vid, otherVid = "5f0e1d2c3b4a59687766554433221100", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	from := func(ip string) []string { return []string{"X-Forwarded-For", ip} }
 	start := func(srv *Server, ip string) resp {
-		return doApp(t, srv, "POST", "/v1/properties/acme/chats", map[string]string{"message": "buy cheap watches", "name": "Spam"}, from(ip)...)
+		return doApp(t, srv, "POST", "/v1/properties/acme/chats", map[string]string{"message": "buy cheap watches", "name": "Spam", "visitor_id": vid}, from(ip)...)
 	}
 	r := start(one, spammer)
 	if r.code != http.StatusCreated {
@@ -83,7 +84,10 @@ func TestBlockedVisitorAcrossInstances(t *testing.T) {
 		{"offline message", "POST", "/v1/properties/acme/offline-messages", map[string]string{"email": "s@example.com", "text": "hi"}, spammer, "", 403, "blocked"},
 		{"message in the open chat of the address, from elsewhere", "POST", "/v1/chats/" + string(chat2.ChatID) + "/messages", map[string]string{"text": "hello?"}, neighbour, chat2.VisitorToken, 403, "blocked"},
 		{"message in the blocked chat", "POST", "/v1/chats/" + string(chat.ChatID) + "/messages", map[string]string{"text": "hello?"}, spammer, chat.VisitorToken, 409, "chat_closed"},
-		{"another visitor", "POST", "/v1/properties/acme/chats", map[string]string{"message": "hello"}, neighbour, "", 201, ""},
+		{"the blocked visitor id from another address", "POST", "/v1/properties/acme/chats", map[string]string{"message": "hi", "visitor_id": vid}, neighbour, "", 403, "blocked"},
+		{"offline message, visitor id", "POST", "/v1/properties/acme/offline-messages", map[string]string{"email": "s@example.com", "text": "hi", "visitor_id": vid}, neighbour, "", 403, "blocked"},
+		{"bad visitor id", "POST", "/v1/properties/acme/chats", map[string]string{"message": "hi", "visitor_id": "short"}, neighbour, "", 400, "invalid_visitor_id"},
+		{"another visitor", "POST", "/v1/properties/acme/chats", map[string]string{"message": "hello", "visitor_id": otherVid}, neighbour, "", 201, ""},
 	}
 	for _, srv := range []struct {
 		name string
@@ -107,7 +111,7 @@ func TestBlockedVisitorAcrossInstances(t *testing.T) {
 	r = doApp(t, two, "GET", "/v1/admin/properties/acme/blocks", nil, adminBearer...)
 	var blocks []map[string]any
 	r.json(t, &blocks)
-	if r.code != 200 || len(blocks) != 1 || blocks[0]["chat_id"] != string(chat.ChatID) || blocks[0]["ip"] != spammer || blocks[0]["id"] == "" {
+	if r.code != 200 || len(blocks) != 1 || blocks[0]["chat_id"] != string(chat.ChatID) || blocks[0]["ip"] != spammer || blocks[0]["visitor_id"] != vid || blocks[0]["id"] == "" {
 		t.Fatalf("blocks: %d %s", r.code, r.body)
 	}
 	if until, err := time.Parse(time.RFC3339, blocks[0]["until"].(string)); err != nil || until.Sub(time.Now()) < 47*time.Hour || until.Sub(time.Now()) > 49*time.Hour {

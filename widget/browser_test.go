@@ -116,6 +116,14 @@ func TestBrowserWidget(t *testing.T) {
 		if c.Visitor.Name != "Vic" || !strings.HasPrefix(c.Visitor.PageURL, base) {
 			t.Errorf("visitor %+v", c.Visitor)
 		}
+		// The browser's visitor id (for blocks), kept in localStorage.
+		stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem('onduty:vid') || ''`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bridge.ValidVisitorID(c.Visitor.ID) || c.Visitor.ID != stored {
+			t.Errorf("visitor id %q, stored %q", c.Visitor.ID, stored)
+		}
 		waitJS(t, ctx, "own message shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor')].some(m => m.textContent === 'Hello from the browser')`)
 		wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(chatID) == 1 })
 

@@ -30,6 +30,8 @@ type (
 		Email   string `json:"email"`
 		Message string `json:"message"`
 		PageURL string `json:"page_url"`
+		// VisitorID is the widget's random id of the browser (blocks follow it).
+		VisitorID string `json:"visitor_id"`
 	}
 	startChatResponse struct {
 		ChatID       bridge.ChatID `json:"chat_id"`
@@ -47,9 +49,10 @@ type (
 		Messages []bridge.Message `json:"messages"`
 	}
 	offlineRequest struct {
-		Name  string `json:"name"`
-		Email string `json:"email"`
-		Text  string `json:"text"`
+		Name      string `json:"name"`
+		Email     string `json:"email"`
+		Text      string `json:"text"`
+		VisitorID string `json:"visitor_id"`
 	}
 	offlineResponse struct {
 		ID bridge.ChatID `json:"id"`
@@ -101,6 +104,7 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 		checkOptional("name", in.Name, maxNameRunes),
 		checkEmail(in.Email, false),
 		checkPageURL(in.PageURL),
+		checkVisitorID(in.VisitorID),
 	); err != nil {
 		return err
 	}
@@ -113,7 +117,7 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), PageURL: in.PageURL, IP: ip}
+	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), PageURL: in.PageURL, IP: ip, ID: in.VisitorID}
 	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
 	if err != nil {
 		return fromBridge(err)
@@ -133,6 +137,7 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 		checkEmail(in.Email, true),
 		checkText("text", in.Text),
 		checkOptional("name", in.Name, maxNameRunes),
+		checkVisitorID(in.VisitorID),
 	); err != nil {
 		return err
 	}
@@ -145,7 +150,7 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), IP: ip}
+	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), IP: ip, ID: in.VisitorID}
 	chat, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
 	if err != nil {
 		return fromBridge(err)
@@ -647,6 +652,14 @@ func checkEmail(s string, required bool) error {
 		return bad
 	}
 	return nil
+}
+
+// checkVisitorID checks the optional visitor_id the widget sends.
+func checkVisitorID(s string) error {
+	if s == "" || bridge.ValidVisitorID(s) {
+		return nil
+	}
+	return newErr(http.StatusBadRequest, "invalid_visitor_id", "visitor_id must be 16 to 64 of A-Z a-z 0-9 _ -")
 }
 
 func checkPageURL(s string) error {

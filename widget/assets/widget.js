@@ -110,6 +110,18 @@
   function save() {
     try { if (chat) sessionStorage.setItem(KEY, JSON.stringify(chat)); else sessionStorage.removeItem(KEY); } catch (e) { /* storage off */ }
   }
+  // A random id kept in this browser, sent with new chats so that a block
+  // (/block) follows the visitor beyond one chat and one address.
+  function visitorID() {
+    var v = "";
+    try { v = localStorage.getItem("onduty:vid") || ""; } catch (e) { /* storage off */ }
+    if (!/^[A-Za-z0-9_-]{16,64}$/.test(v)) {
+      var b = new Uint8Array(16); crypto.getRandomValues(b);
+      v = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
+      try { localStorage.setItem("onduty:vid", v); } catch (e) { /* storage off */ }
+    }
+    return v;
+  }
   function idParts(id) { var p = String(id).split("-"); return [Number(p[0]) || 0, Number(p[1]) || 0]; }
   function idAfter(a, b) { if (!b) return true; var x = idParts(a), y = idParts(b); return x[0] > y[0] || (x[0] === y[0] && x[1] > y[1]); }
 
@@ -265,7 +277,7 @@
     sendBtn.disabled = true;
     var done = function () { sendBtn.disabled = false; };
     if (!chat) {
-      return request("POST", "/properties/" + encodeURIComponent(prop) + "/chats", { name: nameInput.value.trim(), message: text, page_url: location.href })
+      return request("POST", "/properties/" + encodeURIComponent(prop) + "/chats", { name: nameInput.value.trim(), message: text, page_url: location.href, visitor_id: visitorID() })
         .then(function (d) {
           log.textContent = "";
           seen = {};
@@ -338,7 +350,7 @@
     if (!offEmail.value.trim() || !offEmail.checkValidity()) { offError.textContent = "Please enter your email address."; offEmail.focus(); return; }
     if (!offText.value.trim()) { offError.textContent = "Please write a message."; offText.focus(); return; }
     offSend.disabled = true;
-    request("POST", "/properties/" + encodeURIComponent(prop) + "/offline-messages", { name: offName.value.trim(), email: offEmail.value.trim(), text: offText.value })
+    request("POST", "/properties/" + encodeURIComponent(prop) + "/offline-messages", { name: offName.value.trim(), email: offEmail.value.trim(), text: offText.value, visitor_id: visitorID() })
       .then(function () { offForm.hidden = true; offDone.hidden = false; offDone.setAttribute("tabindex", "-1"); offDone.focus(); },
         function (err) { offError.textContent = explain(err); })
       .then(function () { offSend.disabled = false; });
