@@ -219,6 +219,9 @@ func (a *Adapter) sendSteps(ctx context.Context, d bridge.Delivery, dest place, 
 		if err != nil && dest.shared && dest.thread != 0 && isTopicGone(err) {
 			a.log.Warn("forum topic gone; recreating it", "chat", d.Chat.ID, "thread", dest.thread, "err", err)
 			thread, cerr := a.createTopic(ctx, dest.chat, d.Chat)
+			if isNotForum(cerr) {
+				return a.topicsSwitchedOff(ctx, dest.chat, cerr)
+			}
 			if cerr != nil {
 				return cerr
 			}

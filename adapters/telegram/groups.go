@@ -3,6 +3,7 @@ package telegram
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ type groupKind struct {
 type groupKinds struct {
 	mu sync.Mutex
 	m  map[int64]groupKind
+	// asking is held while Telegram is asked, so that deliveries of several
+	// chats starting at once ask once.
+	asking sync.Mutex
 }
 
 func (g *groupKinds) get(group int64) (bool, bool) {
@@ -69,6 +73,11 @@ func (g *groupKinds) set(group int64, plain bool) {
 
 // plainGroup reports whether group has no forum topics.
 func (a *Adapter) plainGroup(ctx context.Context, group int64) (bool, error) {
+	if plain, ok := a.groups.get(group); ok {
+		return plain, nil
+	}
+	a.groups.asking.Lock()
+	defer a.groups.asking.Unlock()
 	if plain, ok := a.groups.get(group); ok {
 		return plain, nil
 	}
@@ -119,6 +128,16 @@ func (a *Adapter) groupPlace(ctx context.Context, group int64, c bridge.Chat) (p
 		a.markGroup(ctx, group, true)
 	}
 	return place{chat: group}, nil
+}
+
+// topicsSwitchedOff handles a forum group whose topics were switched off
+// while a chat had one: the group is remembered as plain, and the delivery
+// fails for now (retryable), so that its retry is rendered for the group
+// itself, tagged with its chat.
+func (a *Adapter) topicsSwitchedOff(ctx context.Context, group int64, err error) error {
+	a.markGroup(ctx, group, true)
+	// Not wrapped: the refusal is permanent for the topic, not for the delivery.
+	return fmt.Errorf("telegram: forum topics switched off in group %d, sending to the group itself: %s", group, err)
 }
 
 // isNotForum reports whether Telegram refused a topic because the group

@@ -88,6 +88,8 @@ func TestGroupWithoutTopics(t *testing.T) {
 
 			// Carol replies to it in the group: the visitor gets it, the group
 			// is not sent a copy (it shows her message already).
+			waitRouted(t, l, betaGroup, msg.ResultID)
+			waitRouted(t, l, betaGroup, offer.ResultID)
 			l.api.push(groupMessage(carolTG, betaGroup, tt.typ, "Yes, Carol here.", msg.ResultID))
 			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." || ev.Message.Name != "Carol" {
 				t.Errorf("visitor got %+v", ev.Message)
@@ -172,4 +174,46 @@ func TestForumGroupKindRemembered(t *testing.T) {
 	if v, _ := l.rdb.Client.Get(ctx, l.a.keys.groupKind(betaGroup)).Result(); v != groupForum {
 		t.Errorf("remembered kind %q", v)
 	}
+}
+
+// TestTopicsSwitchedOffMidChat: a chat has a forum topic, then the group's
+// topics are switched off: the next message is not lost but posted in the
+// group itself, tagged with its chat, and replies to it answer the chat.
+func TestTopicsSwitchedOffMidChat(t *testing.T) {
+	l := newLiveEnv(t)
+	ctx := t.Context()
+	l.command(t, carolTG, "/online")
+	group := strconv.FormatInt(betaGroup, 10)
+	chat, _, err := l.b.StartChat(ctx, "beta", bridge.Visitor{Name: "Walt"}, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := l.b.SubscribeVisitor(chat.ID)
+	t.Cleanup(cancel)
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == group && c.Params["message_thread_id"] != "" && strings.Contains(c.Params["text"], "first")
+	})
+	l.api.groupWithoutTopics(betaGroup, "supergroup", false)
+	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "second", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "<b>[Walt · " + shortID(chat.ID) + "]</b> <blockquote>second</blockquote>"
+	msg := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == group && !c.Failed && c.Params["message_thread_id"] == "" && c.Params["text"] == want
+	})[0]
+	waitRouted(t, l, betaGroup, msg.ResultID)
+	l.api.push(groupMessage(carolTG, betaGroup, "supergroup", "Got it", msg.ResultID))
+	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Got it" {
+		t.Errorf("visitor got %+v", ev.Message)
+	}
+}
+
+// waitRouted waits until the adapter recorded which chat a message it sent
+// belongs to (just after Telegram answered the send).
+func waitRouted(t *testing.T, l *liveEnv, tgChat int64, msgID int) {
+	t.Helper()
+	wait.For(t, "message "+strconv.Itoa(msgID)+" routed", func() bool {
+		n, err := l.rdb.Client.Exists(t.Context(), l.a.keys.message(tgChat, msgID)).Result()
+		return err == nil && n == 1
+	})
 }

@@ -35,6 +35,7 @@ func TestCannedReplyAndBlockFromPrivateChat(t *testing.T) {
 		}
 		return false
 	})
+	waitRouted(t, l, aliceTG, offer.ResultID)
 	l.api.push(replyMessage(aliceTG, "/reply shipping", offer.ResultID))
 	nextEvent(t, events, bridge.EventAgentJoined)
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] || ev.Message.Name != "Alice" {
