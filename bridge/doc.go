@@ -15,6 +15,7 @@
 //	active    /transfer NAME by the owner             active    transferScript (new owner)
 //	any open  /close (owner; anyone while unowned)    closed    closeScript
 //	any open  CloseByVisitor                          closed    closeScript
+//	any open  /block (owner; anyone while unowned)    closed    closeScript; visitor blocked (block.go)
 //	active    close_after_idle without messages       closed    idle timer → closeScript
 //
 // pending* is a pending chat with Offline set: an offline message.

@@ -72,7 +72,7 @@ func ParseSchedule(tz string, hours map[string][]string) (*Schedule, []error) {
 			s.Location = loc
 		}
 	} else {
-		errs = append(errs, fmt.Errorf("timezone: required with hours"))
+		errs = append(errs, fmt.Errorf("timezone: required (hours and dates are in the property's time zone)"))
 	}
 	if len(hours) == 0 {
 		// No weekly hours (only closures, say): open all day, every day.
