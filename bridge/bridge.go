@@ -40,6 +40,10 @@ type Routing struct {
 	QueueTimeout time.Duration
 	// CloseAfterIdle closes an active chat nobody wrote in for this long. Zero means 24h.
 	CloseAfterIdle time.Duration
+	// EmailAfter: an agent's reply the visitor has not read in this time is
+	// emailed (with an email sender, to a visitor who gave an address), at
+	// most one email per chat per EmailAfter. Zero means 2m.
+	EmailAfter time.Duration
 	// Canned holds the property's canned replies by name (lower case):
 	// "/reply NAME" sends one as the agent. Nil means none.
 	Canned map[string]string
@@ -58,6 +62,9 @@ func (r Routing) withDefaults() Routing {
 	if r.CloseAfterIdle <= 0 {
 		r.CloseAfterIdle = 24 * time.Hour
 	}
+	if r.EmailAfter <= 0 {
+		r.EmailAfter = 2 * time.Minute
+	}
 	return r
 }
 
@@ -72,7 +79,8 @@ type Config struct {
 	// Shards is the number of outbox streams per adapter; deliveries of one
 	// chat always use the same shard. Zero means 16.
 	Shards int
-	// PublicURL is the server's base URL (links to attachments). Optional.
+	// PublicURL is the server's base URL (links to attachments, continue
+	// links in emails). Optional; without it emails carry no continue link.
 	PublicURL string
 
 	// RetryMin and RetryMax bound the outbox's exponential backoff.
@@ -81,9 +89,25 @@ type Config struct {
 	// GiveUpAfter moves a delivery that kept failing this long to the
 	// dead-letter stream so it stops holding up its chat. Zero means 1h.
 	GiveUpAfter time.Duration
-	// PollEvery is how often idle outbox workers and the timer loop look for
-	// work queued by other instances. Zero means 250ms.
+	// PollEvery is the safety poll: how often an idle outbox shard and the
+	// timer loop look for work whose wake-up was missed. Work is normally
+	// announced on a pub/sub channel, and the timer loop sleeps until the
+	// earliest timer. Zero means 5m.
 	PollEvery time.Duration
+	// LeaseTTL is how long an outbox shard's lease lasts without renewal.
+	// The instance working a shard renews it every LeaseTTL/3 and gives it
+	// back when the shard is empty; another instance takes over a dead
+	// one's shards after at most LeaseTTL plus LeaseTTL/3. Zero means 3s.
+	LeaseTTL time.Duration
+	// DeliverTimeout bounds each platform request of a delivery (not the
+	// pacing wait before it); a request that may have reached the platform
+	// without an answer is retried only after this. Zero means 10s.
+	DeliverTimeout time.Duration
+	// Instance names this process in outbox leases. An instance restarted
+	// with the same name takes over at once the shards it held when it
+	// died; two running instances must never share a name. Empty means a
+	// random name per start (a restart then waits up to LeaseTTL).
+	Instance string
 	// MaxFileBytes caps an attachment. Zero means 10 MiB.
 	MaxFileBytes int
 	// FileTTL is how long attachments are kept (config file_retention).
@@ -180,7 +204,16 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		cfg.GiveUpAfter = time.Hour
 	}
 	if cfg.PollEvery <= 0 {
-		cfg.PollEvery = 250 * time.Millisecond
+		cfg.PollEvery = 5 * time.Minute
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 3 * time.Second
+	}
+	if cfg.DeliverTimeout <= 0 {
+		cfg.DeliverTimeout = DefaultDeliverTimeout
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = randomString(9)
 	}
 	if cfg.MaxFileBytes <= 0 {
 		cfg.MaxFileBytes = 10 << 20
@@ -196,7 +229,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		log:       log.With("component", "bridge"),
 		keys:      newKeys(cfg.Prefix),
 		now:       cfg.Now,
-		instance:  randomString(9),
+		instance:  cfg.Instance,
 		kicks:     make(map[string][]chan struct{}),
 		stopped:   make(map[string]string),
 		timerKick: make(chan struct{}, 1),

@@ -181,7 +181,7 @@ func TestBlockVisitor(t *testing.T) {
 			if _, _, err := in.b.StartChat(ctx, "acme", spam, "hello"); !errors.Is(err, ErrBlocked) {
 				t.Errorf("new chat from the blocked address: %v, want ErrBlocked", err)
 			}
-			if _, err := in.b.LeaveOfflineMessage(ctx, "acme", Visitor{Email: "s@example.com", IP: "203.0.113.7"}, "hi"); !errors.Is(err, ErrBlocked) {
+			if _, _, err := in.b.LeaveOfflineMessage(ctx, "acme", Visitor{Email: "s@example.com", IP: "203.0.113.7"}, "hi"); !errors.Is(err, ErrBlocked) {
 				t.Errorf("offline message from the blocked address: %v, want ErrBlocked", err)
 			}
 			if _, err := in.b.PostVisitorMessage(ctx, c2.ID, "still me", nil); !errors.Is(err, ErrBlocked) {

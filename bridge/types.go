@@ -48,6 +48,8 @@ type Visitor struct {
 	Name    string `json:"name,omitempty"`
 	Email   string `json:"email,omitempty"`
 	PageURL string `json:"page_url,omitempty"`
+	// Consent is true when the visitor ticked the property's consent box.
+	Consent bool `json:"consent,omitempty"`
 	// IP is the client address the chat was started from (not shown to agents).
 	IP string `json:"-"`
 	// ID is the widget's random id of the visitor's browser, if it sent one
@@ -87,7 +89,27 @@ type Chat struct {
 	LastMessageAt time.Time `json:"last_message_at"`
 	// ClosedBy is "agent:ID", "visitor" or "idle" once closed.
 	ClosedBy string `json:"closed_by,omitempty"`
+	// Rating is the visitor's rating once given (the latest one).
+	Rating *Rating `json:"rating,omitempty"`
+	// EmailError is why the last email to the visitor was refused for good
+	// (the SMTP server's 5xx answer); empty when none was.
+	EmailError string `json:"email_error,omitempty"`
 }
+
+// Rating is a visitor's verdict on a closed chat.
+type Rating struct {
+	// Score is 1 (bad) to 5 (great).
+	Score   int       `json:"score"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Rating limits.
+const (
+	MinScore              = 1
+	MaxScore              = 5
+	MaxRatingCommentRunes = 1000
+)
 
 // SenderKind says who wrote a message.
 type SenderKind string
@@ -136,6 +158,14 @@ var (
 	ErrBadToken        = errors.New("bridge: wrong visitor token")
 	ErrChatClosed      = errors.New("bridge: chat is closed")
 	ErrInvalidText     = errors.New("bridge: text must be 1..4000 characters of valid UTF-8")
+	// ErrNoEmail: the chat has no visitor email address to send to.
+	ErrNoEmail = errors.New("bridge: the chat has no email address")
+	// ErrEmailOff: this server sends no email (no SMTP server configured).
+	ErrEmailOff = errors.New("bridge: email is not configured")
+	// ErrChatOpen: the chat must be closed first (rating).
+	ErrChatOpen = errors.New("bridge: chat is not closed yet")
+	// ErrInvalidRating: score outside 1..5 or a comment over 1000 characters.
+	ErrInvalidRating = errors.New("bridge: score must be 1..5 and the comment at most 1000 characters")
 	// ErrUnavailable wraps Redis failures: the caller should answer 503, never 2xx.
 	ErrUnavailable = errors.New("bridge: storage unavailable")
 )
@@ -226,6 +256,22 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// ErrPaced is wrapped in a RetryAfterError by an adapter that held a
+// delivery back for the platform's pacing before sending anything: the
+// outbox tries again after After without counting a failure.
+var ErrPaced = errors.New("bridge: held back by the platform's pacing")
+
+// UncertainError is a failed platform call that may have reached the
+// platform: its request was written out but no answer came (a timeout, a
+// connection lost). The outbox retries it only after the call's window
+// (Config.DeliverTimeout) has passed, never at once. See Call.
+type UncertainError struct{ Err error }
+
+func (e *UncertainError) Error() string {
+	return "no answer, may have reached the platform: " + e.Err.Error()
+}
+func (e *UncertainError) Unwrap() error { return e.Err }
+
 // DeliveryKind says what a Delivery asks the adapter to show.
 type DeliveryKind string
 
@@ -249,7 +295,41 @@ const (
 	// KindPrompt: "Still on duty?" for one agent with a one-tap button that
 	// the adapter reports as ActStillHere.
 	KindPrompt DeliveryKind = "prompt"
+	// KindEmail: an email to the chat's visitor (Delivery.Email), for the
+	// email sender (EmailTarget) only.
+	KindEmail DeliveryKind = "email"
 )
+
+// EmailTarget is the outbox target (Adapter.Name) of the email sender. An
+// adapter of that name makes the bridge email visitors (SPEC §9); it
+// reaches no agent and has no shared place, so chat events never go to it.
+const EmailTarget = "email"
+
+// EmailKind says what an email carries.
+type EmailKind string
+
+// Email kinds.
+const (
+	// EmailReplies: agents' answers the visitor has not read in the widget.
+	EmailReplies EmailKind = "replies"
+	// EmailTranscript: the whole conversation, asked for by the visitor.
+	EmailTranscript EmailKind = "transcript"
+)
+
+// Email is what the email sender puts in one message to a visitor. Every
+// field is plain text as typed; the sender escapes it.
+type Email struct {
+	Kind EmailKind `json:"kind"`
+	// To and ToName are the visitor's address and name.
+	To     string `json:"to"`
+	ToName string `json:"to_name,omitempty"`
+	// Property is the property's configured name.
+	Property string `json:"property"`
+	// Messages are quoted in order: the replies, or the whole transcript.
+	Messages []Message `json:"messages"`
+	// ContinueURL opens the chat in the widget ({public_url}/c/{chat}#{token}).
+	ContinueURL string `json:"continue_url,omitempty"`
+}
 
 // Delivery is one item of the outbox for one adapter.
 type Delivery struct {
@@ -268,6 +348,15 @@ type Delivery struct {
 	Monitor bool `json:"monitor,omitempty"`
 	// TakenBy is the owner's display name (KindTaken).
 	TakenBy string `json:"taken_by,omitempty"`
+	// Email is the message to send (KindEmail).
+	Email *Email `json:"email,omitempty"`
+
+	// Backlog is set by the outbox (never stored) when the chat's
+	// deliveries are queued up behind the platform's pacing. Adapters let
+	// items without it go first: a backlogged item should not take the last
+	// send the pacing allows now, and should return a RetryAfterError
+	// wrapping ErrPaced rather than sleep for its turn.
+	Backlog bool `json:"-"`
 }
 
 // Adapter connects the bridge to one chat platform used by agents.
@@ -285,9 +374,14 @@ type Adapter interface {
 	// Run receives agent actions and hands them to h until ctx is done.
 	Run(ctx context.Context, h Handler) error
 	// Deliver shows one outbox item on the platform. It returns
-	// *RetryAfterError when rate limited and *PermanentError when retrying
-	// cannot help; any other error is retried with backoff. Delivery is at
-	// least once: an adapter that can tell (by d.ID) should not post twice.
+	// *RetryAfterError when rate limited (wrapping ErrPaced when its own
+	// pacing held the item back), *PermanentError when retrying cannot help,
+	// and *UncertainError when a call may have reached the platform; any
+	// other error is retried with backoff. ctx has no deadline: Deliver
+	// bounds its pacing waits itself and runs each platform request through
+	// Call, which applies the delivery timeout to the request alone.
+	// Delivery is at least once: an adapter that can tell (by d.ID) should
+	// not post twice.
 	Deliver(ctx context.Context, d Delivery) error
 }
 
@@ -422,8 +516,21 @@ type VisitorService interface {
 	Transcript(ctx context.Context, id ChatID, after string, limit int) ([]Message, error)
 	// CloseByVisitor closes the chat and tells its agents.
 	CloseByVisitor(ctx context.Context, id ChatID) error
-	// LeaveOfflineMessage stores an offline message and delivers it to agents.
-	LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, error)
+	// LeaveOfflineMessage stores an offline message and delivers it to
+	// agents. It returns the chat and the visitor's bearer token, like StartChat.
+	LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, string, error)
+	// PropertyOf names the property of a chat (ErrUnknownChat if none).
+	PropertyOf(ctx context.Context, id ChatID) (presence.PropertyID, error)
+	// MarkRead records that the visitor has seen the chat up to message id
+	// (on an open event stream, or in a transcript fetched with the token),
+	// so that no email repeats it. It does nothing when email is off.
+	MarkRead(ctx context.Context, id ChatID, msgID string) error
+	// EmailTranscript queues the chat's transcript for the visitor's email
+	// address: ErrNoEmail without one, ErrEmailOff when email is off.
+	EmailTranscript(ctx context.Context, id ChatID) error
+	// Rate records the visitor's rating of a closed chat (ErrChatOpen
+	// before; a second rating replaces the first) and tells its agents.
+	Rate(ctx context.Context, id ChatID, score int, comment string) (Rating, error)
 	// SubscribeVisitor streams the chat's events from any instance until cancel.
 	SubscribeVisitor(id ChatID) (events <-chan VisitorEvent, cancel func())
 	// File returns an attachment's bytes if it belongs to the chat.

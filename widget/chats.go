@@ -32,6 +32,8 @@ type (
 		PageURL string `json:"page_url"`
 		// VisitorID is the widget's random id of the browser (blocks follow it).
 		VisitorID string `json:"visitor_id"`
+		// Consent is the pre-chat form's checkbox (required when the property has a consent text).
+		Consent bool `json:"consent"`
 	}
 	startChatResponse struct {
 		ChatID       bridge.ChatID `json:"chat_id"`
@@ -52,10 +54,8 @@ type (
 		Name      string `json:"name"`
 		Email     string `json:"email"`
 		Text      string `json:"text"`
+		Consent   bool   `json:"consent"`
 		VisitorID string `json:"visitor_id"`
-	}
-	offlineResponse struct {
-		ID bridge.ChatID `json:"id"`
 	}
 	closeResponse struct {
 		ChatID bridge.ChatID    `json:"chat_id"`
@@ -99,9 +99,11 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	pre := s.prechat(p)
 	if err := firstErr(
+		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkText("message", in.Message),
-		checkOptional("name", in.Name, maxNameRunes),
+		checkName(in.Name),
 		checkEmail(in.Email, false),
 		checkPageURL(in.PageURL),
 		checkVisitorID(in.VisitorID),
@@ -117,7 +119,9 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), PageURL: in.PageURL, IP: ip, ID: in.VisitorID}
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
+	v.PageURL = in.PageURL
+	v.ID = in.VisitorID
 	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
 	if err != nil {
 		return fromBridge(err)
@@ -133,10 +137,12 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	pre := s.prechat(p)
 	if err := firstErr(
+		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkEmail(in.Email, true),
 		checkText("text", in.Text),
-		checkOptional("name", in.Name, maxNameRunes),
+		checkName(in.Name),
 		checkVisitorID(in.VisitorID),
 	); err != nil {
 		return err
@@ -150,12 +156,15 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), IP: ip, ID: in.VisitorID}
-	chat, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
+	// The form always asks for an address: it is where the answer goes.
+	pre.Email = presence.FieldRequired
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
+	v.ID = in.VisitorID
+	chat, token, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
 	if err != nil {
 		return fromBridge(err)
 	}
-	return c.Status(http.StatusCreated).JSON(offlineResponse{ID: chat.ID})
+	return c.Status(http.StatusCreated).JSON(startChatResponse{ChatID: chat.ID, VisitorToken: token})
 }
 
 // postMessage answers POST /v1/chats/{c}/messages.
@@ -340,6 +349,10 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 			out = append(out, forVisitor(m))
 		}
 	}
+	if len(msgs) > 0 {
+		// Read in the widget: no email repeats it.
+		s.markRead(ctx, chat, msgs[len(msgs)-1].ID)
+	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(transcriptResponse{Messages: out})
 }
@@ -446,6 +459,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 				return
 			}
 			last = m.ID
+			s.streamRead(chat, m)
 		}
 		if len(msgs) < transcriptLimit {
 			break
@@ -485,6 +499,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 					return
 				}
 				last = ev.Message.ID
+				s.streamRead(chat, *ev.Message)
 			case bridge.EventChatClosed:
 				_ = w.event(string(ev.Type), "", mustJSON(ev))
 				return
@@ -636,6 +651,10 @@ func checkOptional(field, s string, maxRunes int) error {
 }
 
 func checkEmail(s string, required bool) error {
+	bad := newErr(http.StatusBadRequest, "invalid_email", "email is not an email address")
+	if hasControl(s) { // CR or LF could inject headers into an email
+		return bad
+	}
 	s = strings.TrimSpace(s)
 	if s == "" {
 		if required {
@@ -643,9 +662,8 @@ func checkEmail(s string, required bool) error {
 		}
 		return nil
 	}
-	bad := newErr(http.StatusBadRequest, "invalid_field", "email is not an email address")
 	at := strings.LastIndexByte(s, '@')
-	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") {
+	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") || hasControl(s) {
 		return bad
 	}
 	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {

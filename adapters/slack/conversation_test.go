@@ -237,6 +237,22 @@ func TestConversation(t *testing.T) {
 				return false
 			})
 
+			// The visitor rates it: the rating lands in the chat's thread.
+			if _, err := b.Rate(ctx, chat.ID, 3, "ok <!channel>"); err != nil {
+				t.Fatal(err)
+			}
+			wait.For(t, "the rating in the thread", func() bool {
+				for _, c := range fake.callsOf("chat.postMessage") {
+					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "rated this chat 3/5") {
+						if strings.Contains(blocksOf(c), "<!channel>") {
+							t.Errorf("the comment pinged the channel: %s", blocksOf(c))
+						}
+						return true
+					}
+				}
+				return false
+			})
+
 			// The transcript holds exactly what the visitor may see, once.
 			ms, err := b.Transcript(ctx, chat.ID, "", 0)
 			if err != nil {

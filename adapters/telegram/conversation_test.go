@@ -173,6 +173,14 @@ func TestConversationPrivateChats(t *testing.T) {
 			t.Errorf("the non-owner's message reached the visitor")
 		}
 	}
+	// The visitor rates the closed chat: the owner is told on Telegram.
+	if _, err := l.b.Rate(ctx, chat.ID, 4, "Quick <b>answer</b>"); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.Contains(c.Params["text"], "rated this chat 4/5") &&
+			strings.Contains(c.Params["text"], "Quick &lt;b&gt;answer&lt;/b&gt;")
+	})
 }
 
 func TestConversationForumTopics(t *testing.T) {
@@ -242,6 +250,16 @@ func TestConversationForumTopics(t *testing.T) {
 			t.Errorf("Carol's answer written in the topic was echoed into it: %q", c.Params["text"])
 		}
 	}
+	// Closed and rated: the rating lands in the chat's topic.
+	if err := l.b.CloseByVisitor(ctx, chat.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.b.Rate(ctx, chat.ID, 5, ""); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && strings.Contains(c.Params["text"], "rated this chat 5/5")
+	})
 }
 
 func TestConversationSurvives429(t *testing.T) {
@@ -266,12 +284,7 @@ func TestConversationSurvives429(t *testing.T) {
 	}
 	var got []string
 	wait.For(t, "all three messages", func() bool {
-		got = got[:0]
-		for _, c := range sentTo(l.api, aliceTG) {
-			if i := strings.Index(c.Params["text"], "msg "); i >= 0 {
-				got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
-			}
-		}
+		got = linesFrom(sentTo(l.api, aliceTG), "msg ")
 		return len(got) >= 3
 	})
 	if strings.Join(got, ",") != "msg 0,msg 1,msg 2" {

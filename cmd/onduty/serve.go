@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/onduty/onduty/adapters/console"
+	"github.com/onduty/onduty/adapters/email"
 	"github.com/onduty/onduty/adapters/slack"
 	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
@@ -148,7 +149,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 		routing[id] = bridge.Routing{
 			Strategy: p.Assignment.Strategy, MaxChats: p.Assignment.MaxChats,
 			AcceptTimeout: p.Assignment.AcceptTimeout, FallbackAfter: p.Assignment.FallbackAfter(),
-			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle,
+			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle, EmailAfter: p.EmailAfter,
 			Canned: p.Canned,
 		}
 		httpProps[id] = widget.PropertyConfig{AllowedOrigins: p.AllowedOrigins}
@@ -159,7 +160,10 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			slackChannels[id] = p.SlackChannel
 		}
 	}
-	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention}, rdb, store, watcher, log)
+	b, err := bridge.New(bridge.Config{
+		Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention,
+		LeaseTTL: c.Outbox.Lease, PollEvery: c.Outbox.SafetyPoll, DeliverTimeout: c.Outbox.DeliverTimeout, Instance: c.Outbox.InstanceID,
+	}, rdb, store, watcher, log)
 	if err != nil {
 		closeRedis()
 		return nil, err
@@ -197,6 +201,14 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 	svc.server = server
 	if c.Demo {
 		b.AddAdapter(console.New("demo", stdin, log))
+	}
+	if e := c.Email; e != nil {
+		sender, err := email.New(email.Config{SMTPURL: e.SMTPURL.Reveal(), From: e.From}, log)
+		if err != nil {
+			closeRedis()
+			return nil, err
+		}
+		b.AddAdapter(sender)
 	}
 	if t := c.Telegram; t != nil {
 		tg, err := telegram.New(telegram.Config{

@@ -64,19 +64,41 @@ type Config struct {
 	// ClosedChatRetention is how long a closed chat's transcript is kept in
 	// Redis. Default 720h (30 days).
 	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
-	// PublicURL is how agents' apps reach this server (links to files). Optional.
-	PublicURL  string     `yaml:"public_url"`
+	// PublicURL is where this server is reached from outside: links to files
+	// for agents' apps and continue links in emails. Required with email
+	// (the demo takes http://localhost:PORT). Env ONDUTY_PUBLIC_URL.
+	PublicURL string `yaml:"public_url"`
+	// Email sends answers to visitors who left (SPEC §9); nil (no smtp_url)
+	// means nothing is emailed.
+	Email      *Email     `yaml:"email"`
 	LogLevel   string     `yaml:"log_level"` // debug | info (default) | warn | error
 	Properties []Property `yaml:"properties"`
 	Agents     []Agent    `yaml:"agents"`
 	RateLimits RateLimits `yaml:"rate_limits"`
 	Telegram   *Telegram  `yaml:"telegram"`
 	Slack      *Slack     `yaml:"slack"`
+	Outbox     Outbox     `yaml:"outbox"`
 
 	// File is where the configuration came from ("" for the demo).
 	File string `yaml:"-"`
 	// Demo is true when no file was given.
 	Demo bool `yaml:"-"`
+}
+
+// Email is the SMTP server emails go through.
+type Email struct {
+	// SMTPURL: smtp://user:pass@host:587 (STARTTLS when offered),
+	// smtps://user:pass@host:465 (TLS), smtp://host:1025 (plain, a local catcher).
+	SMTPURL Secret `yaml:"smtp_url"`
+	// From is the sender, "Acme Support <support@acme.example>". Required.
+	From string `yaml:"from"`
+}
+
+// Prechat is a property's pre-chat form (SPEC §9).
+type Prechat struct {
+	Name    string `yaml:"name"`    // optional (default) | required | hidden
+	Email   string `yaml:"email"`   // optional (default) | required | hidden
+	Consent string `yaml:"consent"` // text shown with a checkbox; empty: none
 }
 
 // Greetings are the widget's texts per status.
@@ -125,6 +147,10 @@ type Property struct {
 	CloseAfterIdle time.Duration `yaml:"close_after_idle"`
 	SlackChannel   string        `yaml:"slack_channel"`
 	TelegramGroup  int64         `yaml:"telegram_group"`
+	// EmailAfter: an agent's reply the visitor has not read in this time is
+	// emailed, at most one email per chat per EmailAfter. Default 2m.
+	EmailAfter time.Duration `yaml:"email_after"`
+	Prechat    Prechat       `yaml:"prechat"`
 	// Canned replies by name: "/reply NAME" sends the text as the agent.
 	Canned map[string]string `yaml:"canned"`
 }
@@ -190,6 +216,34 @@ type Slack struct {
 	// UsePresence counts Slack's own "active" presence as activity.
 	UsePresence bool `yaml:"use_presence"`
 }
+
+// Outbox tunes the delivery of chat events to the agents' platforms.
+type Outbox struct {
+	// Lease is how long an instance's claim on an outbox shard lasts
+	// without renewal; it is renewed every third of it while the shard has
+	// work and given back when empty. After a kill -9, another instance
+	// resumes the deliveries within about Lease plus a third. Default 3s.
+	Lease time.Duration `yaml:"lease"`
+	// SafetyPoll is how often an idle instance looks for deliveries and
+	// timers whose wake-up (pub/sub) it missed. Default 5m.
+	SafetyPoll time.Duration `yaml:"safety_poll"`
+	// DeliverTimeout bounds one request to a platform, not the pacing wait
+	// before it; a request that may have arrived without an answer is sent
+	// again only after it. Default 10s.
+	DeliverTimeout time.Duration `yaml:"deliver_timeout"`
+	// InstanceID names this instance in outbox leases, so that, restarted
+	// with the same name, it takes over at once the deliveries it held.
+	// Two running instances must never share it. Default: a random name per
+	// start (a restart then waits for the lease, at most Lease).
+	InstanceID string `yaml:"instance_id"`
+}
+
+// Default outbox settings.
+const (
+	DefaultOutboxLease          = 3 * time.Second
+	DefaultOutboxSafetyPoll     = 5 * time.Minute
+	DefaultOutboxDeliverTimeout = 10 * time.Second
+)
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
@@ -335,6 +389,14 @@ func (c *Config) applyEnv(env Env) {
 		}
 	}
 	set("ONDUTY_LISTEN", &c.Listen)
+	set("ONDUTY_PUBLIC_URL", &c.PublicURL)
+	if v, ok := env("ONDUTY_SMTP_URL"); ok && v != "" && c.Email == nil {
+		c.Email = &Email{}
+	}
+	if c.Email != nil {
+		setSecret("ONDUTY_SMTP_URL", &c.Email.SMTPURL)
+		set("ONDUTY_EMAIL_FROM", &c.Email.From)
+	}
 	setSecret("ONDUTY_REDIS_URL", &c.RedisURL)
 	set("ONDUTY_REDIS_PREFIX", &c.RedisPrefix)
 	setSecret("ONDUTY_ADMIN_TOKEN", &c.AdminToken)
@@ -366,6 +428,7 @@ const (
 	DefaultInvisibleFallbackAfter = 30 * time.Second
 	DefaultQueueTimeout           = 5 * time.Minute
 	DefaultCloseAfterIdle         = 24 * time.Hour
+	DefaultEmailAfter             = 2 * time.Minute
 	DefaultClosedChatRetention    = 30 * 24 * time.Hour
 	DefaultFileRetention          = 7 * 24 * time.Hour
 	DefaultProxyHeader            = "X-Forwarded-For"
@@ -390,6 +453,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ProxyHeader == "" && len(c.TrustedProxies) > 0 {
 		c.ProxyHeader = DefaultProxyHeader
+	}
+	if c.Outbox.Lease == 0 {
+		c.Outbox.Lease = DefaultOutboxLease
+	}
+	if c.Outbox.SafetyPoll == 0 {
+		c.Outbox.SafetyPoll = DefaultOutboxSafetyPoll
+	}
+	if c.Outbox.DeliverTimeout == 0 {
+		c.Outbox.DeliverTimeout = DefaultOutboxDeliverTimeout
 	}
 	if c.RateLimits.ChatsPerIPPerMinute == 0 {
 		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute
@@ -425,6 +497,15 @@ func (c *Config) applyDefaults() {
 		if p.CloseAfterIdle == 0 {
 			p.CloseAfterIdle = DefaultCloseAfterIdle
 		}
+		if p.EmailAfter == 0 {
+			p.EmailAfter = DefaultEmailAfter
+		}
+		if p.Prechat.Name == "" {
+			p.Prechat.Name = "optional"
+		}
+		if p.Prechat.Email == "" {
+			p.Prechat.Email = "optional"
+		}
 	}
 	for i := range c.Agents {
 		a := &c.Agents[i]
@@ -440,6 +521,16 @@ func (c *Config) applyDefaults() {
 		if a.IdleOfflineAfter == 0 {
 			a.IdleOfflineAfter = 30 * time.Minute
 		}
+	}
+	if c.Email != nil && c.Email.SMTPURL == "" {
+		c.Email = nil // an email section without a server sends nothing
+	}
+	if c.Demo && c.Email != nil && c.Email.From == "" {
+		c.Email.From = "onduty demo <demo@onduty.localhost>"
+	}
+	if c.Demo && c.Email != nil && c.PublicURL == "" {
+		port := c.Listen[strings.LastIndexByte(c.Listen, ':')+1:]
+		c.PublicURL = "http://localhost:" + port
 	}
 	if t := c.Telegram; t != nil {
 		if t.Mode == "" {

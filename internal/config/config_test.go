@@ -1,11 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onduty/onduty/presence"
 )
 
 func env(m map[string]string) Env {
@@ -69,6 +72,9 @@ func TestLoadGood(t *testing.T) {
 	if c.RateLimits.ChatsPerIPPerMinute != 5 || c.RateLimits.MessagesPerIPPerMinute != DefaultMessagesPerIPPerMinute {
 		t.Errorf("rate limits: %+v", c.RateLimits)
 	}
+	if o := c.Outbox; o.Lease != DefaultOutboxLease || o.SafetyPoll != DefaultOutboxSafetyPoll || o.DeliverTimeout != DefaultOutboxDeliverTimeout || o.InstanceID != "" {
+		t.Errorf("outbox defaults: %+v", o)
+	}
 	if c.Telegram.APIURL != DefaultTelegramAPIURL || c.Slack.APIURL != DefaultSlackAPIURL {
 		t.Errorf("api urls: %q %q", c.Telegram.APIURL, c.Slack.APIURL)
 	}
@@ -121,6 +127,44 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if c.Slack.BotToken.Reveal() != "xoxb-env" || c.Slack.SigningSecret.Reveal() != "envsig" || c.Slack.APIURL != "http://slack.local/api/" {
 		t.Errorf("slack: %+v (a missing trailing slash must be added)", c.Slack)
+	}
+}
+
+func TestEmailConfig(t *testing.T) {
+	c, err := Load(write(t, `
+public_url: "https://chat.acme.example"
+email: {smtp_url: "smtp://user:pass@mail.acme.example:587", from: "Acme Support <support@acme.example>"}
+properties:
+  - id: acme
+    email_after: 30s
+    prechat: {name: required, email: hidden, consent: "I agree"}
+  - id: other
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Email == nil || c.Email.SMTPURL.Reveal() != "smtp://user:pass@mail.acme.example:587" || c.Email.From != "Acme Support <support@acme.example>" {
+		t.Fatalf("email %+v", c.Email)
+	}
+	if strings.Contains(fmt.Sprint(c.Email.SMTPURL), "pass") {
+		t.Error("the SMTP URL holds a password: it must not print")
+	}
+	ps := c.PresenceProperties()
+	if ps[0].Prechat != (presence.Prechat{Name: "required", Email: "hidden", Consent: "I agree"}) || !ps[0].Email {
+		t.Errorf("acme %+v", ps[0])
+	}
+	if ps[1].Prechat != (presence.Prechat{Name: "optional", Email: "optional"}) || c.Properties[1].EmailAfter != 2*time.Minute || c.Properties[0].EmailAfter != 30*time.Second {
+		t.Errorf("defaults %+v %v", ps[1], c.Properties[1].EmailAfter)
+	}
+	// The demo with an SMTP server from the environment links to localhost.
+	c, err = Load("", env(map[string]string{"ONDUTY_SMTP_URL": "smtp://127.0.0.1:1025", "ONDUTY_EMAIL_FROM": "Demo <demo@localhost.example>", "ONDUTY_LISTEN": ":8181"}))
+	if err != nil || c.Email == nil || c.PublicURL != "http://localhost:8181" {
+		t.Fatalf("demo with email: %v %+v %q", err, c.Email, c.PublicURL)
+	}
+	// No smtp_url: no email, and the widget is told so.
+	c, err = Load(write(t, "email: {from: 'a@b.example'}\nproperties: [{id: a}]\n"), env(nil))
+	if err != nil || c.Email != nil || c.PresenceProperties()[0].Email {
+		t.Errorf("without smtp_url: %v %+v", err, c.Email)
 	}
 }
 
@@ -181,6 +225,9 @@ func TestProblems(t *testing.T) {
 			[]string{"idle_offline_after: 10m0s must be longer"}},
 		{"negative durations", "closed_chat_retention: -1h\nproperties: [{id: a, close_after_idle: -1h, assignment: {invisible_fallback_after: -1s}}]\n", nil,
 			[]string{"closed_chat_retention", "close_after_idle", "invisible_fallback_after"}},
+		{"outbox out of range", "properties: [{id: a}]\noutbox: {lease: 100ms, safety_poll: 0.5s, deliver_timeout: 1h, instance_id: 'two words'}\n", nil,
+			[]string{"outbox.lease: 100ms: want between", "outbox.safety_poll: 500ms", "outbox.deliver_timeout: 1h0m0s", "outbox.instance_id"}},
+		{"outbox set", "properties: [{id: a}]\noutbox: {lease: 5s, safety_poll: 1m, deliver_timeout: 20s, instance_id: web-1}\n", nil, nil},
 		{"telegram without token", "properties: [{id: a}]\ntelegram: {mode: polling}\n", nil, []string{"telegram.token: required"}},
 		{"telegram token from env", "properties: [{id: a}]\ntelegram: {mode: polling}\n", map[string]string{"TELEGRAM_BOT_TOKEN": "1:a"}, nil},
 		{"telegram webhook needs url and secret", "properties: [{id: a}]\ntelegram: {token: t, mode: webhook}\n", nil,
@@ -203,6 +250,15 @@ func TestProblems(t *testing.T) {
 			[]string{"metrics_listen"}},
 		{"bad urls", "redis_url: 'http://x'\nproperties: [{id: a, allowed_origins: ['acme.example']}]\n", nil,
 			[]string{"redis_url", "allowed_origins[0]"}},
+		{"email needs from and public_url", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:25'}\n", nil,
+			[]string{"email.from: required", "public_url: required with email"}},
+		{"email bad url and from", "public_url: 'https://chat.example'\nproperties: [{id: a}]\nemail: {smtp_url: 'http://mail', from: 'not an address'}\n", nil,
+			[]string{"email.smtp_url", "email.from"}},
+		{"email from env", "public_url: 'https://chat.example'\nproperties: [{id: a}]\n", map[string]string{"ONDUTY_SMTP_URL": "smtps://u:p@mail:465", "ONDUTY_EMAIL_FROM": "Acme <s@acme.example>"}, nil},
+		{"bad public_url", "public_url: chat.example\nproperties: [{id: a}]\n", nil, []string{"public_url"}},
+		{"public_url from env", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:1025', from: 'a@b.example'}\n", map[string]string{"ONDUTY_PUBLIC_URL": "http://localhost:8080"}, nil},
+		{"bad prechat and email_after", "properties: [{id: a, email_after: -1m, prechat: {name: must, email: maybe}}]\n", nil,
+			[]string{"properties[0] (a).email_after", "properties[0] (a).prechat.name", "properties[0] (a).prechat.email"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,9 @@ func (c *Config) PresenceProperties() []presence.Property {
 			Greetings: map[presence.Status]string{
 				presence.Online: p.Greetings.Online, presence.Away: p.Greetings.Away, presence.Offline: p.Greetings.Offline,
 			},
+			Email: c.Email != nil,
+			Prechat: presence.Prechat{Name: presence.FieldRule(p.Prechat.Name), Email: presence.FieldRule(p.Prechat.Email),
+				Consent: p.Prechat.Consent}.WithDefaults(),
 		}
 		if p.Schedule != nil {
 			pp.Schedule, _ = p.Schedule.Parse()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -63,6 +64,17 @@ func (c *Config) Validate() Problems {
 	default:
 		add("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 	}
+	between := func(key string, d, lo, hi time.Duration) {
+		if d < lo || d > hi {
+			add(key, "%s: want between %s and %s", d, lo, hi)
+		}
+	}
+	between("outbox.lease", c.Outbox.Lease, 500*time.Millisecond, 5*time.Minute)
+	between("outbox.safety_poll", c.Outbox.SafetyPoll, time.Second, 24*time.Hour)
+	between("outbox.deliver_timeout", c.Outbox.DeliverTimeout, 500*time.Millisecond, 10*time.Minute)
+	if id := c.Outbox.InstanceID; len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		add("outbox.instance_id", "%q: at most 64 characters, no spaces or control characters", id)
+	}
 	if c.RateLimits.ChatsPerIPPerMinute < 0 {
 		add("rate_limits.chats_per_ip_per_minute", "must not be negative")
 	}
@@ -121,6 +133,15 @@ func (c *Config) Validate() Problems {
 		if p.SlackChannel != "" && c.Slack == nil {
 			add(key+".slack_channel", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
 		}
+		positive(add, key+".email_after", p.EmailAfter)
+		for _, f := range []struct{ key, v string }{{"name", p.Prechat.Name}, {"email", p.Prechat.Email}} {
+			if !presence.FieldRule(f.v).IsValid() {
+				add(key+".prechat."+f.key, "%q: want optional, required or hidden", f.v)
+			}
+		}
+		if len(p.Prechat.Consent) > 1000 {
+			add(key+".prechat.consent", "at most 1000 characters")
+		}
 		if p.TelegramGroup != 0 && c.Telegram == nil {
 			add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
 		}
@@ -173,6 +194,22 @@ func (c *Config) Validate() Problems {
 			if c.Slack == nil {
 				add(key+".slack_user_id", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
 			}
+		}
+	}
+	if c.PublicURL != "" {
+		checkURL(add, "public_url", c.PublicURL)
+	}
+	if e := c.Email; e != nil {
+		if u, err := url.Parse(e.SMTPURL.Reveal()); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			add("email.smtp_url", "want smtp://[user:pass@]host[:port] or smtps://… (or set ONDUTY_SMTP_URL)")
+		}
+		if e.From == "" {
+			add("email.from", "required with email.smtp_url: the sender, like \"Acme Support <support@acme.example>\" (or set ONDUTY_EMAIL_FROM)")
+		} else if a, err := mail.ParseAddress(e.From); err != nil || strings.ContainsAny(e.From, "\r\n") || a.Address == "" {
+			add("email.from", "%q: want an address like \"Acme Support <support@acme.example>\"", e.From)
+		}
+		if c.PublicURL == "" {
+			add("public_url", "required with email: continue links in emails point there")
 		}
 	}
 	if t := c.Telegram; t != nil {

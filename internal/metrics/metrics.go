@@ -32,9 +32,11 @@ var (
 	OpenStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "onduty_open_streams", Help: "Open server-sent event streams, by kind.",
 	}, []string{"kind"})
-	// Deliveries counts outbox deliveries per platform and result (ok, retried, failed).
+	// Deliveries counts outbox deliveries per platform and result: ok,
+	// retried, failed, uncertain (a retried call that may have reached the
+	// platform), merged (visitor messages shown as part of another delivery).
 	Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "onduty_deliveries_total", Help: "Outbox deliveries by platform and result (ok, retried, failed).",
+		Name: "onduty_deliveries_total", Help: "Outbox deliveries by platform and result (ok, retried, failed, uncertain, merged).",
 	}, []string{"platform", "result"})
 	// FirstResponse is the time from a chat's start to its first agent reply.
 	FirstResponse = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -61,6 +63,17 @@ var (
 	Refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_refused_total", Help: "Requests refused by a cap or quota, by limit.",
 	}, []string{"limit"})
+	// Emails counts emails to visitors by result: sent, retried (connection
+	// errors and 4xx, tried again later), failed (5xx or given up; recorded on the chat).
+	Emails = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_emails_total", Help: "Emails to visitors by result (sent, retried, failed).",
+	}, []string{"result"})
+	// ChatRatings are visitors' ratings (1-5) of closed chats, per property;
+	// a replaced rating counts once, with its first score.
+	ChatRatings = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "onduty_chat_ratings", Help: "Visitors' ratings (1-5) of closed chats.",
+		Buckets: []float64{1, 2, 3, 4, 5},
+	}, []string{"property"})
 	// MissedChats counts chats nobody accepted within queue_timeout.
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
@@ -90,5 +103,10 @@ func init() {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
 		AcceptErrors, ConnectionsRefused, Refused,
+		Emails, ChatRatings,
 	)
+	// Every result from the start, so that a dashboard sees zeros, not gaps.
+	for _, r := range []string{"sent", "retried", "failed"} {
+		Emails.WithLabelValues(r)
+	}
 }

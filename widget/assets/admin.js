@@ -257,6 +257,7 @@
         var who = c.last.from === 'agent' ? (c.last.name || 'agent') + (c.last.note ? ' (note)' : '') : c.last.from;
         add(li, el('span', 'last', who + ': ' + c.last.text));
       }
+      if (c.email_error) { add(li, el('span', 'last email-error', 'Email to the visitor refused: ' + c.email_error)); }
       add(ul, li);
     });
     if (total > list.length) { add(ul, el('li', 'empty', (total - list.length) + ' more not shown')); }
