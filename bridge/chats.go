@@ -138,42 +138,33 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 	return cv, nil
 }
 
-// addMessageScript appends a message to an open chat's transcript.
+// addMessageScript appends a message to an open chat's transcript. A
+// visitor's message (KEYS[3] given) is refused while the chat, the address
+// it was started from or its visitor id is blocked (see block.go); the two
+// latter keys are built from ARGV[3], ARGV[4] and the chat's fields, and
+// carry the chat's hash tag, so they are in the chat's slot. One script for
+// both senders: whichever comes first loads it for the other.
 var addMessageScript = redis.NewScript(`
 -- KEYS[1] chat hash   KEYS[2] transcript stream
+-- KEYS[3] the chat's block mark (visitor messages only)
 -- ARGV[1] message JSON   ARGV[2] now, unix ms
--- Returns the stream id, or 'missing' / 'closed'.
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return 'missing' end
-if st == 'closed' then return 'closed' end
-local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
-redis.call('HSET', KEYS[1], 'last', ARGV[2])
-return id
-`)
-
-// addVisitorMessageScript is addMessageScript for a visitor's message: it
-// also refuses it while the chat, the address it was started from or its
-// visitor id is blocked (see block.go). Those two keys are built from
-// ARGV[3], ARGV[4] and the chat's fields; they carry the chat's hash tag,
-// so they are in the chat's slot.
-var addVisitorMessageScript = redis.NewScript(`
--- KEYS[1] chat hash   KEYS[2] transcript stream   KEYS[3] the chat's block mark
--- ARGV[1] message JSON   ARGV[2] now, unix ms   ARGV[3] address block key prefix
--- ARGV[4] visitor id block key prefix
+-- ARGV[3] address block key prefix, ARGV[4] visitor id block key prefix
+-- (visitor messages only)
 -- Returns the stream id, or 'missing' / 'closed' / 'blocked'.
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
 if st == 'closed' then return 'closed' end
-local function inforce(v)
-  if not v then return false end
-  local u = tonumber(string.match(v, '|(%d+)$'))
-  return u ~= nil and u > tonumber(ARGV[2])
+if #KEYS == 3 then
+  local function inforce(v)
+    if not v then return false end
+    local u = tonumber(string.match(v, '|(%d+)$'))
+    return u ~= nil and u > tonumber(ARGV[2])
+  end
+  if inforce(redis.call('GET', KEYS[3])) then return 'blocked' end
+  local who = redis.call('HMGET', KEYS[1], 'ip', 'vid')
+  if who[1] and who[1] ~= '' and inforce(redis.call('GET', ARGV[3] .. who[1])) then return 'blocked' end
+  if who[2] and who[2] ~= '' and inforce(redis.call('GET', ARGV[4] .. who[2])) then return 'blocked' end
 end
-if inforce(redis.call('GET', KEYS[3])) then return 'blocked' end
-local ip = redis.call('HGET', KEYS[1], 'ip')
-if ip and ip ~= '' and inforce(redis.call('GET', ARGV[3] .. ip)) then return 'blocked' end
-local vid = redis.call('HGET', KEYS[1], 'vid')
-if vid and vid ~= '' and inforce(redis.call('GET', ARGV[4] .. vid)) then return 'blocked' end
 local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
 redis.call('HSET', KEYS[1], 'last', ARGV[2])
 return id
@@ -187,15 +178,13 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 	if err != nil {
 		return Message{}, fmt.Errorf("bridge: encode message: %w", err)
 	}
-	var res string
+	keys := []string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}
+	args := []any{body, ms(m.At)}
 	if m.From == FromVisitor {
-		res, err = addVisitorMessageScript.Run(ctx, b.rdb,
-			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat), b.keys.BlockChat(p, m.Chat)},
-			body, ms(m.At), b.keys.BlockIP(p, ""), b.keys.BlockVisitor(p, "")).Text()
-	} else {
-		res, err = addMessageScript.Run(ctx, b.rdb,
-			[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
+		keys = append(keys, b.keys.BlockChat(p, m.Chat))
+		args = append(args, b.keys.BlockIP(p, ""), b.keys.BlockVisitor(p, ""))
 	}
+	res, err := addMessageScript.Run(ctx, b.rdb, keys, args...).Text()
 	if err != nil {
 		return Message{}, unavailable("store message", err)
 	}
