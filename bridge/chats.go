@@ -194,6 +194,7 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 	case "closed":
 		return Message{}, ErrChatClosed
 	case "blocked":
+		metrics.BlockedRequests.WithLabelValues(string(p), "message").Inc()
 		return Message{}, ErrBlocked
 	}
 	m.ID = res
@@ -251,6 +252,13 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 		v.ID = ""
 	}
 	if err := b.blockedVisitor(ctx, p, v); err != nil {
+		if errors.Is(err, ErrBlocked) {
+			kind := "chat"
+			if offline {
+				kind = "offline_message"
+			}
+			metrics.BlockedRequests.WithLabelValues(string(p), kind).Inc()
+		}
 		return chatView{}, Message{}, "", err
 	}
 	now := b.now()

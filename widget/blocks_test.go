@@ -65,6 +65,13 @@ func TestBlockedVisitorAcrossInstances(t *testing.T) {
 		}
 		return out.Reply
 	}
+	// The metrics are process-wide: count from here on.
+	scrape := func() []byte { return doApp(t, one, "GET", "/metrics", nil).body }
+	blocked := func(kind string) float64 {
+		v, _ := metricValue(t, scrape(), `onduty_blocked_requests_total{kind="`+kind+`",property="acme"}`)
+		return v
+	}
+	chats0, offline0, msgs0 := blocked("chat"), blocked("offline_message"), blocked("message")
 	act(one, map[string]string{"command": "accept", "chat_id": string(chat.ChatID)})
 	if reply := act(one, map[string]string{"command": "block", "args": "2d", "chat_id": string(chat.ChatID)}); !strings.Contains(reply, "Blocked the visitor") {
 		t.Fatalf("block: %q", reply)
@@ -105,6 +112,11 @@ func TestBlockedVisitorAcrossInstances(t *testing.T) {
 				}
 			})
 		}
+	}
+
+	// Per instance pair: 2 new chats, 2 offline messages, 1 message refused.
+	if c, o, m := blocked("chat")-chats0, blocked("offline_message")-offline0, blocked("message")-msgs0; c != 4 || o != 4 || m != 2 {
+		t.Errorf("onduty_blocked_requests_total: chat +%v, offline_message +%v, message +%v; want +4, +4, +2", c, o, m)
 	}
 
 	// The admin list, on the second instance.
