@@ -87,6 +87,12 @@ func TestScheduleClosures(t *testing.T) {
 	}
 }
 
+func TestScheduleString(t *testing.T) {
+	if got, want := berlinHolidays(t).String(), "weekly hours in Europe/Berlin, 4 closures, 3 special days"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
 func TestScheduleOnlyClosures(t *testing.T) {
 	s := mustSchedule(t, "America/New_York", nil)
 	if errs := s.AddClosures([]string{"2026-07-04"}, nil); len(errs) > 0 {

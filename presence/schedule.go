@@ -269,5 +269,19 @@ func (s *Schedule) String() string {
 	if s == nil {
 		return "always"
 	}
-	return "weekly hours in " + s.Location.String()
+	out := "weekly hours in " + s.Location.String()
+	if n := len(s.Closed); n > 0 {
+		out += fmt.Sprintf(", %d %s", n, plural(n, "closure", "closures"))
+	}
+	if n := len(s.Special); n > 0 {
+		out += fmt.Sprintf(", %d special %s", n, plural(n, "day", "days"))
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
