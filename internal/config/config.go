@@ -106,6 +106,20 @@ type Property struct {
 	CloseAfterIdle time.Duration `yaml:"close_after_idle"`
 	SlackChannel   string        `yaml:"slack_channel"`
 	TelegramGroup  int64         `yaml:"telegram_group"`
+	// Widget is the widget's look; empty fields keep its defaults.
+	Widget Widget `yaml:"widget"`
+}
+
+// Widget is a property's widget appearance.
+type Widget struct {
+	// Color: "#rrggbb" or "#rgb"; default the widget's blue.
+	Color string `yaml:"color"`
+	// Position: right (default) or left.
+	Position string `yaml:"position"`
+	// Title of the open panel; default "Chat" in the visitor's language.
+	Title string `yaml:"title"`
+	// Language: en, de, fr, es or ru; default the page's lang (else en).
+	Language string `yaml:"language"`
 }
 
 // Agent is one support agent.
