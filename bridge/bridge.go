@@ -40,6 +40,10 @@ type Routing struct {
 	QueueTimeout time.Duration
 	// CloseAfterIdle closes an active chat nobody wrote in for this long. Zero means 24h.
 	CloseAfterIdle time.Duration
+	// EmailAfter: an agent's reply the visitor has not read in this time is
+	// emailed (with an email sender, to a visitor who gave an address), at
+	// most one email per chat per EmailAfter. Zero means 2m.
+	EmailAfter time.Duration
 }
 
 func (r Routing) withDefaults() Routing {
@@ -55,6 +59,9 @@ func (r Routing) withDefaults() Routing {
 	if r.CloseAfterIdle <= 0 {
 		r.CloseAfterIdle = 24 * time.Hour
 	}
+	if r.EmailAfter <= 0 {
+		r.EmailAfter = 2 * time.Minute
+	}
 	return r
 }
 
@@ -69,7 +76,8 @@ type Config struct {
 	// Shards is the number of outbox streams per adapter; deliveries of one
 	// chat always use the same shard. Zero means 16.
 	Shards int
-	// PublicURL is the server's base URL (links to attachments). Optional.
+	// PublicURL is the server's base URL (links to attachments, continue
+	// links in emails). Optional; without it emails carry no continue link.
 	PublicURL string
 
 	// RetryMin and RetryMax bound the outbox's exponential backoff.

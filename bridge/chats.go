@@ -26,6 +26,13 @@ type chatView struct {
 	Chat
 	offered []presence.AgentID
 	token   string // hex SHA-256 of the visitor token
+	// link is the visitor token itself, kept only for chats with an email
+	// address: emails carry it in their continue link.
+	link string
+	// read and emailed are message ids: the last the visitor has seen, and
+	// the last agent reply emailed; mailedAt is when the last email went.
+	read, emailed string
+	mailedAt      time.Time
 }
 
 func newChatID() ChatID {
@@ -109,7 +116,14 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 		CreatedAt:     fromMS(f["created"]),
 		LastMessageAt: fromMS(f["last"]),
 		ClosedBy:      f["closed_by"],
-	}, token: f["token"]}
+		EmailError:    f["email_error"],
+	}, token: f["token"], link: f["link"], read: f["read"], emailed: f["emailed"], mailedAt: fromMS(f["mailed_at"])}
+	if r := f["rating"]; r != "" {
+		var rt Rating
+		if json.Unmarshal([]byte(r), &rt) == nil {
+			cv.Rating = &rt
+		}
+	}
 	if v := f["visitor"]; v != "" {
 		if err := json.Unmarshal([]byte(v), &cv.Visitor); err != nil {
 			return chatView{}, fmt.Errorf("bridge: chat %s: visitor: %w", id, err)
@@ -224,8 +238,13 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	}
 	pipe := b.rdb.Pipeline()
 	pipe.Set(ctx, b.keys.ChatProperty(id), string(p), 0)
-	pipe.HSet(ctx, b.keys.Chat(p, id), "state", string(Pending), "offline", off,
-		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token)
+	fields := []any{"state", string(Pending), "offline", off,
+		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token}
+	if v.Email != "" && b.emailOn() {
+		cv.link = token
+		fields = append(fields, "link", token)
+	}
+	pipe.HSet(ctx, b.keys.Chat(p, id), fields...)
 	xadd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Messages(p, id), Values: []string{"m", string(body)}})
 	if offline {
 		pipe.ZAdd(ctx, b.keys.Offline(p), redis.Z{Score: float64(ms(now)), Member: string(id)})
@@ -259,18 +278,19 @@ func (b *Bridge) StartChat(ctx context.Context, p presence.PropertyID, v Visitor
 }
 
 // LeaveOfflineMessage stores an offline message and delivers it to agents.
-func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, error) {
-	cv, msg, _, err := b.createChat(ctx, p, v, text, true)
+// It returns the chat and the visitor's bearer token, like StartChat.
+func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, string, error) {
+	cv, msg, token, err := b.createChat(ctx, p, v, text, true)
 	if err != nil {
-		return Chat{}, err
+		return Chat{}, "", err
 	}
 	metrics.OfflineMessages.WithLabelValues(string(p), "form").Inc()
 	var out batch
 	b.offerOffline(&cv, &msg, &out)
 	if err := b.flush(ctx, &out); err != nil {
-		return Chat{}, unavailable("deliver offline message", err)
+		return Chat{}, "", unavailable("deliver offline message", err)
 	}
-	return cv.Chat, nil
+	return cv.Chat, token, nil
 }
 
 // AuthVisitor checks a token against a chat in constant time.

@@ -409,7 +409,7 @@ func TestOfflineMessageAnswered(t *testing.T) {
 	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
 	a := e.start(nil)
 	b := e.start(nil)
-	c, err := a.b.LeaveOfflineMessage(context.Background(), "acme", Visitor{Name: "Vera", Email: "v@example.com"}, "Call me back")
+	c, _, err := a.b.LeaveOfflineMessage(context.Background(), "acme", Visitor{Name: "Vera", Email: "v@example.com"}, "Call me back")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -622,6 +622,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 	o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
 	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
 	b.scheduleIdle(&o, &cv)
+	b.scheduleEmail(&o, &cv, m.At)
 	b.setCurrent(&o, agent.ID, cv.ID)
 	first := b.markFirstReply(&o, &cv, m.At)
 	if err := b.flush(ctx, &o); err != nil {

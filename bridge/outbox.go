@@ -333,6 +333,7 @@ func (w *shardWorker) deliver(ctx context.Context, x redis.XMessage) bool {
 			metrics.Deliveries.WithLabelValues(name, "failed").Inc()
 			b.log.Error("delivery failed for good", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "agent_id", d.Agent, "err", err)
 			b.deadLetter(ctx, name, body, err)
+			b.deliveryFailed(ctx, name, d, err)
 			return w.remove(ctx, x.ID)
 		}
 		if !queued.IsZero() && time.Since(queued) > b.cfg.GiveUpAfter {

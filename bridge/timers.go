@@ -88,6 +88,9 @@ func (b *Bridge) fire(ctx context.Context, member string) error {
 	if kind == timerPrompt {
 		return b.firePrompt(ctx, presence.AgentID(target))
 	}
+	if kind == timerEmail {
+		return b.fireEmail(ctx, member, ChatID(target), presence.PropertyID(prop))
+	}
 	cv, err := b.loadChat(ctx, ChatID(target))
 	if errors.Is(err, ErrUnknownChat) {
 		return nil

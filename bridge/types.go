@@ -47,6 +47,8 @@ type Visitor struct {
 	Name    string `json:"name,omitempty"`
 	Email   string `json:"email,omitempty"`
 	PageURL string `json:"page_url,omitempty"`
+	// Consent is true when the visitor ticked the property's consent box.
+	Consent bool `json:"consent,omitempty"`
 	// IP is the client address the chat was started from (not shown to agents).
 	IP string `json:"-"`
 }
@@ -69,7 +71,27 @@ type Chat struct {
 	LastMessageAt time.Time `json:"last_message_at"`
 	// ClosedBy is "agent:ID", "visitor" or "idle" once closed.
 	ClosedBy string `json:"closed_by,omitempty"`
+	// Rating is the visitor's rating once given (the latest one).
+	Rating *Rating `json:"rating,omitempty"`
+	// EmailError is why the last email to the visitor was refused for good
+	// (the SMTP server's 5xx answer); empty when none was.
+	EmailError string `json:"email_error,omitempty"`
 }
+
+// Rating is a visitor's verdict on a closed chat.
+type Rating struct {
+	// Score is 1 (bad) to 5 (great).
+	Score   int       `json:"score"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Rating limits.
+const (
+	MinScore              = 1
+	MaxScore              = 5
+	MaxRatingCommentRunes = 1000
+)
 
 // SenderKind says who wrote a message.
 type SenderKind string
@@ -118,6 +140,14 @@ var (
 	ErrBadToken        = errors.New("bridge: wrong visitor token")
 	ErrChatClosed      = errors.New("bridge: chat is closed")
 	ErrInvalidText     = errors.New("bridge: text must be 1..4000 characters of valid UTF-8")
+	// ErrNoEmail: the chat has no visitor email address to send to.
+	ErrNoEmail = errors.New("bridge: the chat has no email address")
+	// ErrEmailOff: this server sends no email (no SMTP server configured).
+	ErrEmailOff = errors.New("bridge: email is not configured")
+	// ErrChatOpen: the chat must be closed first (rating).
+	ErrChatOpen = errors.New("bridge: chat is not closed yet")
+	// ErrInvalidRating: score outside 1..5 or a comment over 1000 characters.
+	ErrInvalidRating = errors.New("bridge: score must be 1..5 and the comment at most 1000 characters")
 	// ErrUnavailable wraps Redis failures: the caller should answer 503, never 2xx.
 	ErrUnavailable = errors.New("bridge: storage unavailable")
 )
@@ -165,7 +195,41 @@ const (
 	// KindPrompt: "Still on duty?" for one agent with a one-tap button that
 	// the adapter reports as ActStillHere.
 	KindPrompt DeliveryKind = "prompt"
+	// KindEmail: an email to the chat's visitor (Delivery.Email), for the
+	// email sender (EmailTarget) only.
+	KindEmail DeliveryKind = "email"
 )
+
+// EmailTarget is the outbox target (Adapter.Name) of the email sender. An
+// adapter of that name makes the bridge email visitors (SPEC §9); it
+// reaches no agent and has no shared place, so chat events never go to it.
+const EmailTarget = "email"
+
+// EmailKind says what an email carries.
+type EmailKind string
+
+// Email kinds.
+const (
+	// EmailReplies: agents' answers the visitor has not read in the widget.
+	EmailReplies EmailKind = "replies"
+	// EmailTranscript: the whole conversation, asked for by the visitor.
+	EmailTranscript EmailKind = "transcript"
+)
+
+// Email is what the email sender puts in one message to a visitor. Every
+// field is plain text as typed; the sender escapes it.
+type Email struct {
+	Kind EmailKind `json:"kind"`
+	// To and ToName are the visitor's address and name.
+	To     string `json:"to"`
+	ToName string `json:"to_name,omitempty"`
+	// Property is the property's configured name.
+	Property string `json:"property"`
+	// Messages are quoted in order: the replies, or the whole transcript.
+	Messages []Message `json:"messages"`
+	// ContinueURL opens the chat in the widget ({public_url}/c/{chat}#{token}).
+	ContinueURL string `json:"continue_url,omitempty"`
+}
 
 // Delivery is one item of the outbox for one adapter.
 type Delivery struct {
@@ -184,6 +248,8 @@ type Delivery struct {
 	Monitor bool `json:"monitor,omitempty"`
 	// TakenBy is the owner's display name (KindTaken).
 	TakenBy string `json:"taken_by,omitempty"`
+	// Email is the message to send (KindEmail).
+	Email *Email `json:"email,omitempty"`
 }
 
 // Adapter connects the bridge to one chat platform used by agents.
@@ -338,8 +404,21 @@ type VisitorService interface {
 	Transcript(ctx context.Context, id ChatID, after string, limit int) ([]Message, error)
 	// CloseByVisitor closes the chat and tells its agents.
 	CloseByVisitor(ctx context.Context, id ChatID) error
-	// LeaveOfflineMessage stores an offline message and delivers it to agents.
-	LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, error)
+	// LeaveOfflineMessage stores an offline message and delivers it to
+	// agents. It returns the chat and the visitor's bearer token, like StartChat.
+	LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v Visitor, text string) (Chat, string, error)
+	// PropertyOf names the property of a chat (ErrUnknownChat if none).
+	PropertyOf(ctx context.Context, id ChatID) (presence.PropertyID, error)
+	// MarkRead records that the visitor has seen the chat up to message id
+	// (on an open event stream, or in a transcript fetched with the token),
+	// so that no email repeats it. It does nothing when email is off.
+	MarkRead(ctx context.Context, id ChatID, msgID string) error
+	// EmailTranscript queues the chat's transcript for the visitor's email
+	// address: ErrNoEmail without one, ErrEmailOff when email is off.
+	EmailTranscript(ctx context.Context, id ChatID) error
+	// Rate records the visitor's rating of a closed chat (ErrChatOpen
+	// before; a second rating replaces the first) and tells its agents.
+	Rate(ctx context.Context, id ChatID, score int, comment string) (Rating, error)
 	// SubscribeVisitor streams the chat's events from any instance until cancel.
 	SubscribeVisitor(id ChatID) (events <-chan VisitorEvent, cancel func())
 	// File returns an attachment's bytes if it belongs to the chat.

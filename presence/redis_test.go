@@ -172,7 +172,7 @@ func TestWatcherFollowsChangesAcrossInstances(t *testing.T) {
 	}
 	wait.For(t, "acme online", func() bool { s, _ := w.Snapshot("acme"); return s.Report.Status == Online })
 	snap2, _ := w.Snapshot("acme")
-	if snap2.ETag == snap.ETag || string(snap2.Body) != `{"property":"acme","status":"online","mode":"live","greeting":"We're online. How can we help?"}` {
+	if snap2.ETag == snap.ETag || string(snap2.Body) != `{"property":"acme","status":"online","mode":"live","greeting":"We're online. How can we help?","email":false,"prechat":{"name":"optional","email":"optional","consent":""}}` {
 		t.Fatalf("snapshot not rebuilt: %s %s", snap2.ETag, snap2.Body)
 	}
 	// Silence alone moves an activity agent to away, then offline: no event needed.

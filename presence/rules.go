@@ -110,6 +110,45 @@ type Property struct {
 	Schedule *Schedule
 	// Look is how the widget presents itself; the zero value is its defaults.
 	Look Look
+	// Email is true when the server sends email (SPEC §9): only then may the
+	// widget promise an answer by email.
+	Email bool
+	// Prechat is the widget's pre-chat form. Zero fields mean optional.
+	Prechat Prechat
+}
+
+// FieldRule says whether the pre-chat form asks for a field.
+type FieldRule string
+
+// Pre-chat field rules (SPEC §9).
+const (
+	FieldOptional FieldRule = "optional"
+	FieldRequired FieldRule = "required"
+	FieldHidden   FieldRule = "hidden"
+)
+
+// IsValid reports whether r is a known rule.
+func (r FieldRule) IsValid() bool {
+	return r == FieldOptional || r == FieldRequired || r == FieldHidden
+}
+
+// Prechat is a property's pre-chat form: which of name and email it asks
+// for, and a consent text shown with a checkbox ("" for none).
+type Prechat struct {
+	Name    FieldRule `json:"name"`
+	Email   FieldRule `json:"email"`
+	Consent string    `json:"consent"`
+}
+
+// WithDefaults fills unset (or unknown) rules with FieldOptional.
+func (p Prechat) WithDefaults() Prechat {
+	if !p.Name.IsValid() {
+		p.Name = FieldOptional
+	}
+	if !p.Email.IsValid() {
+		p.Email = FieldOptional
+	}
+	return p
 }
 
 // Look is a property's widget appearance (config key widget). Empty fields
@@ -157,6 +196,10 @@ type WidgetStatus struct {
 	Status   Status     `json:"status"`
 	Mode     Mode       `json:"mode"`
 	Greeting string     `json:"greeting"`
+	// Email tells the widget whether answers can come by email.
+	Email bool `json:"email"`
+	// Prechat is the pre-chat form the widget shows.
+	Prechat Prechat `json:"prechat"`
 	// Widget is the property's Look, omitted when it sets none.
 	Widget Look `json:"widget,omitzero"`
 }
@@ -227,7 +270,8 @@ func Widget(p Property, agents []AgentView, now time.Time) Report {
 	default:
 		r.Reason = "nobody online or away"
 	}
-	r.WidgetStatus = WidgetStatus{Property: p.ID, Status: st, Mode: ModeLive, Greeting: p.greeting(st), Widget: p.Look}
+	r.WidgetStatus = WidgetStatus{Property: p.ID, Status: st, Mode: ModeLive, Greeting: p.greeting(st),
+		Email: p.Email, Prechat: p.Prechat.WithDefaults(), Widget: p.Look}
 	if st == Offline {
 		r.Mode = p.offlineMode()
 	}

@@ -26,6 +26,8 @@ type (
 		Email   string `json:"email"`
 		Message string `json:"message"`
 		PageURL string `json:"page_url"`
+		// Consent is the pre-chat form's checkbox (required when the property has a consent text).
+		Consent bool `json:"consent"`
 	}
 	startChatResponse struct {
 		ChatID       bridge.ChatID `json:"chat_id"`
@@ -43,12 +45,10 @@ type (
 		Messages []bridge.Message `json:"messages"`
 	}
 	offlineRequest struct {
-		Name  string `json:"name"`
-		Email string `json:"email"`
-		Text  string `json:"text"`
-	}
-	offlineResponse struct {
-		ID bridge.ChatID `json:"id"`
+		Name    string `json:"name"`
+		Email   string `json:"email"`
+		Text    string `json:"text"`
+		Consent bool   `json:"consent"`
 	}
 	closeResponse struct {
 		ChatID bridge.ChatID    `json:"chat_id"`
@@ -92,9 +92,11 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	pre := s.prechat(p)
 	if err := firstErr(
+		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkText("message", in.Message),
-		checkOptional("name", in.Name, maxNameRunes),
+		checkName(in.Name),
 		checkEmail(in.Email, false),
 		checkPageURL(in.PageURL),
 	); err != nil {
@@ -106,7 +108,8 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), PageURL: in.PageURL, IP: ip}
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
+	v.PageURL = in.PageURL
 	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
 	if err != nil {
 		return fromBridge(err)
@@ -122,10 +125,12 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	pre := s.prechat(p)
 	if err := firstErr(
+		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkEmail(in.Email, true),
 		checkText("text", in.Text),
-		checkOptional("name", in.Name, maxNameRunes),
+		checkName(in.Name),
 	); err != nil {
 		return err
 	}
@@ -135,12 +140,14 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
-	v := bridge.Visitor{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), IP: ip}
-	chat, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
+	// The form always asks for an address: it is where the answer goes.
+	pre.Email = presence.FieldRequired
+	v := visitorFrom(pre, in.Name, in.Email, in.Consent, ip)
+	chat, token, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
 	if err != nil {
 		return fromBridge(err)
 	}
-	return c.Status(http.StatusCreated).JSON(offlineResponse{ID: chat.ID})
+	return c.Status(http.StatusCreated).JSON(startChatResponse{ChatID: chat.ID, VisitorToken: token})
 }
 
 // postMessage answers POST /v1/chats/{c}/messages.
@@ -259,6 +266,10 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 			out = append(out, forVisitor(m))
 		}
 	}
+	if len(msgs) > 0 {
+		// Read in the widget: no email repeats it.
+		s.markRead(ctx, chat, msgs[len(msgs)-1].ID)
+	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(transcriptResponse{Messages: out})
 }
@@ -366,6 +377,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 				return
 			}
 			last = m.ID
+			s.streamRead(chat, m)
 		}
 		if len(msgs) < transcriptLimit {
 			break
@@ -405,6 +417,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 					return
 				}
 				last = ev.Message.ID
+				s.streamRead(chat, *ev.Message)
 			case bridge.EventChatClosed:
 				_ = w.event(string(ev.Type), "", mustJSON(ev))
 				return
@@ -550,6 +563,10 @@ func checkOptional(field, s string, maxRunes int) error {
 }
 
 func checkEmail(s string, required bool) error {
+	bad := newErr(http.StatusBadRequest, "invalid_email", "email is not an email address")
+	if hasControl(s) { // CR or LF could inject headers into an email
+		return bad
+	}
 	s = strings.TrimSpace(s)
 	if s == "" {
 		if required {
@@ -557,9 +574,8 @@ func checkEmail(s string, required bool) error {
 		}
 		return nil
 	}
-	bad := newErr(http.StatusBadRequest, "invalid_field", "email is not an email address")
 	at := strings.LastIndexByte(s, '@')
-	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") {
+	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") || hasControl(s) {
 		return bad
 	}
 	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {

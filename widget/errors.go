@@ -62,6 +62,14 @@ func fromBridge(err error) error {
 		return errInvalidText
 	case errors.Is(err, bridge.ErrUnavailable):
 		return errUnavailable
+	case errors.Is(err, bridge.ErrNoEmail):
+		return errNoEmail
+	case errors.Is(err, bridge.ErrEmailOff):
+		return errEmailOff
+	case errors.Is(err, bridge.ErrChatOpen):
+		return errChatOpen
+	case errors.Is(err, bridge.ErrInvalidRating):
+		return errBadRating
 	}
 	return err // logged and answered as 500 by writeError
 }

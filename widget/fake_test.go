@@ -205,21 +205,85 @@ func (f *fakeChats) closeLocked(id bridge.ChatID, by string) error {
 	return nil
 }
 
-func (f *fakeChats) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v bridge.Visitor, text string) (bridge.Chat, error) {
+func (f *fakeChats) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID, v bridge.Visitor, text string) (bridge.Chat, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("LeaveOfflineMessage %s %s %q", p, v.Email, text)
 	if f.fail != nil {
-		return bridge.Chat{}, f.fail
+		return bridge.Chat{}, "", f.fail
 	}
 	if !f.props[p] {
-		return bridge.Chat{}, bridge.ErrUnknownProperty
+		return bridge.Chat{}, "", bridge.ErrUnknownProperty
 	}
 	if !validText(text) {
-		return bridge.Chat{}, bridge.ErrInvalidText
+		return bridge.Chat{}, "", bridge.ErrInvalidText
 	}
 	f.offline = append(f.offline, fakeOffline{Property: p, Visitor: v, Text: text})
-	return bridge.Chat{ID: bridge.ChatID(randomString(12)), Property: p, State: bridge.Pending, Visitor: v, Offline: true, CreatedAt: time.Now()}, nil
+	now := time.Now()
+	c := &fakeChat{
+		chat:  bridge.Chat{ID: bridge.ChatID(randomString(12)), Property: p, State: bridge.Pending, Visitor: v, Offline: true, CreatedAt: now, LastMessageAt: now},
+		token: randomString(24),
+		files: map[string][]byte{}, atts: map[string]bridge.Attachment{},
+	}
+	c.msgs = append(c.msgs, bridge.Message{ID: f.nextID(), Chat: c.chat.ID, From: bridge.FromVisitor, Text: text, At: now})
+	f.chats[c.chat.ID] = c
+	return c.chat, c.token, nil
+}
+
+func (f *fakeChats) PropertyOf(ctx context.Context, id bridge.ChatID) (presence.PropertyID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return "", f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return "", bridge.ErrUnknownChat
+	}
+	return c.chat.Property, nil
+}
+
+func (f *fakeChats) MarkRead(ctx context.Context, id bridge.ChatID, msgID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("MarkRead %s %s", id, msgID)
+	return f.fail
+}
+
+func (f *fakeChats) EmailTranscript(ctx context.Context, id bridge.ChatID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("EmailTranscript %s", id)
+	if f.fail != nil {
+		return f.fail
+	}
+	c, ok := f.chats[id]
+	switch {
+	case !ok:
+		return bridge.ErrUnknownChat
+	case c.chat.Visitor.Email == "":
+		return bridge.ErrNoEmail
+	}
+	return nil
+}
+
+func (f *fakeChats) Rate(ctx context.Context, id bridge.ChatID, score int, comment string) (bridge.Rating, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Rate %s %d %q", id, score, comment)
+	if f.fail != nil {
+		return bridge.Rating{}, f.fail
+	}
+	c, ok := f.chats[id]
+	if !ok {
+		return bridge.Rating{}, bridge.ErrUnknownChat
+	}
+	if c.chat.State != bridge.Closed {
+		return bridge.Rating{}, bridge.ErrChatOpen
+	}
+	rt := bridge.Rating{Score: score, Comment: comment, At: time.Now()}
+	c.chat.Rating = &rt
+	return rt, nil
 }
 
 // Offline lists the offline messages left.

@@ -187,7 +187,9 @@ func TestStartChat(t *testing.T) {
 		{"missing message", "/v1/properties/demo/chats", map[string]string{"name": "Vic"}, 400, "missing_field"},
 		{"blank message", "/v1/properties/demo/chats", map[string]string{"message": " \n\t "}, 400, "invalid_text"},
 		{"message over 4000", "/v1/properties/demo/chats", map[string]string{"message": long}, 400, "text_too_long"},
-		{"bad email", "/v1/properties/demo/chats", map[string]string{"message": "hi", "email": "not an email"}, 400, "invalid_field"},
+		{"bad email", "/v1/properties/demo/chats", map[string]string{"message": "hi", "email": "not an email"}, 400, "invalid_email"},
+		{"header injection in email", "/v1/properties/demo/chats", map[string]string{"message": "hi", "email": "v@example.com\r\nBcc: all@example.com"}, 400, "invalid_email"},
+		{"header injection in name", "/v1/properties/demo/chats", map[string]string{"message": "hi", "name": "Vic\r\nBcc: all@example.com"}, 400, "invalid_name"},
 		{"body over 16 KiB", "/v1/properties/demo/chats", map[string]string{"message": "hi", "name": strings.Repeat("x", 17<<10)}, 413, "too_large"},
 		{"unknown property", "/v1/properties/nope/chats", map[string]string{"message": "hi"}, 404, "unknown_property"},
 	}
@@ -426,10 +428,13 @@ func TestOfflineMessages(t *testing.T) {
 	}{
 		{"ok", map[string]string{"name": "Vic", "email": "vic@example.com", "text": "call me"}, "", 201, ""},
 		{"missing email", map[string]string{"text": "call me"}, "", 400, "missing_field"},
-		{"bad email", map[string]string{"email": "vic@", "text": "call me"}, "", 400, "invalid_field"},
-		{"email without a domain dot", map[string]string{"email": "vic@localhost", "text": "call me"}, "", 400, "invalid_field"},
-		{"email with a display name", map[string]string{"email": "Vic <vic@example.com>", "text": "call me"}, "", 400, "invalid_field"},
-		{"no at sign", map[string]string{"email": "vic.example.com", "text": "call me"}, "", 400, "invalid_field"},
+		{"bad email", map[string]string{"email": "vic@", "text": "call me"}, "", 400, "invalid_email"},
+		{"email without a domain dot", map[string]string{"email": "vic@localhost", "text": "call me"}, "", 400, "invalid_email"},
+		{"email with a display name", map[string]string{"email": "Vic <vic@example.com>", "text": "call me"}, "", 400, "invalid_email"},
+		{"no at sign", map[string]string{"email": "vic.example.com", "text": "call me"}, "", 400, "invalid_email"},
+		{"email with a newline", map[string]string{"email": "vic@example.com\nBcc: x@example.com", "text": "call me"}, "", 400, "invalid_email"},
+		{"email with a carriage return", map[string]string{"email": "vic@example.com\r", "text": "call me"}, "", 400, "invalid_email"},
+		{"name with a newline", map[string]string{"name": "Vic\nSubject: free money", "email": "vic@example.com", "text": "call me"}, "", 400, "invalid_name"},
 		{"missing text", map[string]string{"email": "vic@example.com"}, "", 400, "missing_field"},
 		{"text too long", map[string]string{"email": "vic@example.com", "text": strings.Repeat("x", 4001)}, "", 400, "text_too_long"},
 		{"malformed", "{", "", 400, "malformed_json"},
@@ -456,8 +461,17 @@ func TestOfflineMessages(t *testing.T) {
 			if len(got) != 1 || got[0].Visitor.Email != "vic@example.com" || got[0].Visitor.Name != "Vic" || got[0].Text != "call me" || got[0].Property != propDemo {
 				t.Errorf("offline messages %+v", got)
 			}
-			if !strings.Contains(string(r.body), `"id"`) {
-				t.Errorf("body %s", r.body)
+			var out struct {
+				ChatID       string `json:"chat_id"`
+				VisitorToken string `json:"visitor_token"`
+			}
+			r.json(t, &out)
+			if out.ChatID == "" || out.VisitorToken == "" {
+				t.Fatalf("body %s", r.body)
+			}
+			// The token opens the chat like a live chat's.
+			if tr := e.do("GET", "/v1/chats/"+out.ChatID+"/messages", nil, "Authorization", "Bearer "+out.VisitorToken); tr.code != 200 || !strings.Contains(string(tr.body), "call me") {
+				t.Errorf("transcript with the offline token: %d %s", tr.code, tr.body)
 			}
 		})
 	}

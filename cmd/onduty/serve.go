@@ -76,7 +76,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 		routing[id] = bridge.Routing{
 			Strategy: p.Assignment.Strategy, MaxChats: p.Assignment.MaxChats,
 			AcceptTimeout: p.Assignment.AcceptTimeout, FallbackAfter: p.Assignment.FallbackAfter(),
-			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle,
+			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle, EmailAfter: p.EmailAfter,
 		}
 		httpProps[id] = widget.PropertyConfig{AllowedOrigins: p.AllowedOrigins}
 		if p.TelegramGroup != 0 {

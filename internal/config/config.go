@@ -50,8 +50,12 @@ type Config struct {
 	// ClosedChatRetention is how long a closed chat's transcript is kept in
 	// Redis. Default 720h (30 days).
 	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
-	// PublicURL is how agents' apps reach this server (links to files). Optional.
-	PublicURL  string     `yaml:"public_url"`
+	// PublicURL is where this server is reached from outside: links to files
+	// for agents' apps and continue links in emails. Required with email.
+	PublicURL string `yaml:"public_url"`
+	// Email sends answers to visitors who left (SPEC §9); nil (no smtp_url)
+	// means nothing is emailed.
+	Email      *Email     `yaml:"email"`
 	LogLevel   string     `yaml:"log_level"` // debug | info (default) | warn | error
 	Properties []Property `yaml:"properties"`
 	Agents     []Agent    `yaml:"agents"`
@@ -63,6 +67,22 @@ type Config struct {
 	File string `yaml:"-"`
 	// Demo is true when no file was given.
 	Demo bool `yaml:"-"`
+}
+
+// Email is the SMTP server emails go through.
+type Email struct {
+	// SMTPURL: smtp://user:pass@host:587 (STARTTLS when offered),
+	// smtps://user:pass@host:465 (TLS), smtp://host:1025 (plain, a local catcher).
+	SMTPURL Secret `yaml:"smtp_url"`
+	// From is the sender, "Acme Support <support@acme.example>". Required.
+	From string `yaml:"from"`
+}
+
+// Prechat is a property's pre-chat form (SPEC §9).
+type Prechat struct {
+	Name    string `yaml:"name"`    // optional (default) | required | hidden
+	Email   string `yaml:"email"`   // optional (default) | required | hidden
+	Consent string `yaml:"consent"` // text shown with a checkbox; empty: none
 }
 
 // Greetings are the widget's texts per status.
@@ -106,6 +126,10 @@ type Property struct {
 	CloseAfterIdle time.Duration `yaml:"close_after_idle"`
 	SlackChannel   string        `yaml:"slack_channel"`
 	TelegramGroup  int64         `yaml:"telegram_group"`
+	// EmailAfter: an agent's reply the visitor has not read in this time is
+	// emailed, at most one email per chat per EmailAfter. Default 2m.
+	EmailAfter time.Duration `yaml:"email_after"`
+	Prechat    Prechat       `yaml:"prechat"`
 	// Widget is the widget's look; empty fields keep its defaults.
 	Widget Widget `yaml:"widget"`
 }
@@ -286,6 +310,13 @@ func (c *Config) applyEnv(env Env) {
 		}
 	}
 	set("ONDUTY_LISTEN", &c.Listen)
+	if v, ok := env("ONDUTY_SMTP_URL"); ok && v != "" && c.Email == nil {
+		c.Email = &Email{}
+	}
+	if c.Email != nil {
+		setSecret("ONDUTY_SMTP_URL", &c.Email.SMTPURL)
+		set("ONDUTY_EMAIL_FROM", &c.Email.From)
+	}
 	setSecret("ONDUTY_REDIS_URL", &c.RedisURL)
 	set("ONDUTY_REDIS_PREFIX", &c.RedisPrefix)
 	setSecret("ONDUTY_ADMIN_TOKEN", &c.AdminToken)
@@ -316,6 +347,7 @@ const (
 	DefaultInvisibleFallbackAfter = 30 * time.Second
 	DefaultQueueTimeout           = 5 * time.Minute
 	DefaultCloseAfterIdle         = 24 * time.Hour
+	DefaultEmailAfter             = 2 * time.Minute
 	DefaultClosedChatRetention    = 30 * 24 * time.Hour
 	DefaultChatsPerIPPerMinute    = 20
 	DefaultMessagesPerIPPerMinute = 120
@@ -367,6 +399,15 @@ func (c *Config) applyDefaults() {
 		if p.CloseAfterIdle == 0 {
 			p.CloseAfterIdle = DefaultCloseAfterIdle
 		}
+		if p.EmailAfter == 0 {
+			p.EmailAfter = DefaultEmailAfter
+		}
+		if p.Prechat.Name == "" {
+			p.Prechat.Name = "optional"
+		}
+		if p.Prechat.Email == "" {
+			p.Prechat.Email = "optional"
+		}
 	}
 	for i := range c.Agents {
 		a := &c.Agents[i]
@@ -382,6 +423,9 @@ func (c *Config) applyDefaults() {
 		if a.IdleOfflineAfter == 0 {
 			a.IdleOfflineAfter = 30 * time.Minute
 		}
+	}
+	if c.Email != nil && c.Email.SMTPURL == "" {
+		c.Email = nil // an email section without a server sends nothing
 	}
 	if t := c.Telegram; t != nil {
 		if t.Mode == "" {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +112,39 @@ func TestEnvOverrides(t *testing.T) {
 	}
 }
 
+func TestEmailConfig(t *testing.T) {
+	c, err := Load(write(t, `
+public_url: "https://chat.acme.example"
+email: {smtp_url: "smtp://user:pass@mail.acme.example:587", from: "Acme Support <support@acme.example>"}
+properties:
+  - id: acme
+    email_after: 30s
+    prechat: {name: required, email: hidden, consent: "I agree"}
+  - id: other
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Email == nil || c.Email.SMTPURL.Reveal() != "smtp://user:pass@mail.acme.example:587" || c.Email.From != "Acme Support <support@acme.example>" {
+		t.Fatalf("email %+v", c.Email)
+	}
+	if strings.Contains(fmt.Sprint(c.Email.SMTPURL), "pass") {
+		t.Error("the SMTP URL holds a password: it must not print")
+	}
+	ps := c.PresenceProperties()
+	if ps[0].Prechat != (presence.Prechat{Name: "required", Email: "hidden", Consent: "I agree"}) || !ps[0].Email {
+		t.Errorf("acme %+v", ps[0])
+	}
+	if ps[1].Prechat != (presence.Prechat{Name: "optional", Email: "optional"}) || c.Properties[1].EmailAfter != 2*time.Minute || c.Properties[0].EmailAfter != 30*time.Second {
+		t.Errorf("defaults %+v %v", ps[1], c.Properties[1].EmailAfter)
+	}
+	// No smtp_url: no email, and the widget is told so.
+	c, err = Load(write(t, "email: {from: 'a@b.example'}\nproperties: [{id: a}]\n"), env(nil))
+	if err != nil || c.Email != nil || c.PresenceProperties()[0].Email {
+		t.Errorf("without smtp_url: %v %+v", err, c.Email)
+	}
+}
+
 func TestDemo(t *testing.T) {
 	c, err := Load("", env(map[string]string{"ONDUTY_LISTEN": ":8181"}))
 	if err != nil {
@@ -176,6 +210,14 @@ func TestProblems(t *testing.T) {
 			[]string{`properties[0] (a).widget.color: "blue"`, "properties[0] (a).widget.position", "properties[0] (a).widget.title", `properties[0] (a).widget.language: "it": want one of en, de, fr, es, ru`, "properties[1] (b).widget.color"}},
 		{"bad urls", "redis_url: 'http://x'\nproperties: [{id: a, allowed_origins: ['acme.example']}]\n", nil,
 			[]string{"redis_url", "allowed_origins[0]"}},
+		{"email needs from and public_url", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:25'}\n", nil,
+			[]string{"email.from: required", "public_url: required with email"}},
+		{"email bad url and from", "public_url: 'https://chat.example'\nproperties: [{id: a}]\nemail: {smtp_url: 'http://mail', from: 'not an address'}\n", nil,
+			[]string{"email.smtp_url", "email.from"}},
+		{"email from env", "public_url: 'https://chat.example'\nproperties: [{id: a}]\n", map[string]string{"ONDUTY_SMTP_URL": "smtps://u:p@mail:465", "ONDUTY_EMAIL_FROM": "Acme <s@acme.example>"}, nil},
+		{"bad public_url", "public_url: chat.example\nproperties: [{id: a}]\n", nil, []string{"public_url"}},
+		{"bad prechat and email_after", "properties: [{id: a, email_after: -1m, prechat: {name: must, email: maybe}}]\n", nil,
+			[]string{"properties[0] (a).email_after", "properties[0] (a).prechat.name", "properties[0] (a).prechat.email"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
@@ -76,6 +77,15 @@ func (c *Config) Validate() Problems {
 		if p.SlackChannel != "" && c.Slack == nil {
 			add(key+".slack_channel", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
 		}
+		positive(add, key+".email_after", p.EmailAfter)
+		for _, f := range []struct{ key, v string }{{"name", p.Prechat.Name}, {"email", p.Prechat.Email}} {
+			if !presence.FieldRule(f.v).IsValid() {
+				add(key+".prechat."+f.key, "%q: want optional, required or hidden", f.v)
+			}
+		}
+		if len(p.Prechat.Consent) > 1000 {
+			add(key+".prechat.consent", "at most 1000 characters")
+		}
 		if p.TelegramGroup != 0 && c.Telegram == nil {
 			add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
 		}
@@ -128,6 +138,22 @@ func (c *Config) Validate() Problems {
 			if c.Slack == nil {
 				add(key+".slack_user_id", "set, but Slack is not configured (slack: section or SLACK_BOT_TOKEN)")
 			}
+		}
+	}
+	if c.PublicURL != "" {
+		checkURL(add, "public_url", c.PublicURL)
+	}
+	if e := c.Email; e != nil {
+		if u, err := url.Parse(e.SMTPURL.Reveal()); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			add("email.smtp_url", "want smtp://[user:pass@]host[:port] or smtps://… (or set ONDUTY_SMTP_URL)")
+		}
+		if e.From == "" {
+			add("email.from", "required with email.smtp_url: the sender, like \"Acme Support <support@acme.example>\" (or set ONDUTY_EMAIL_FROM)")
+		} else if a, err := mail.ParseAddress(e.From); err != nil || strings.ContainsAny(e.From, "\r\n") || a.Address == "" {
+			add("email.from", "%q: want an address like \"Acme Support <support@acme.example>\"", e.From)
+		}
+		if c.PublicURL == "" {
+			add("public_url", "required with email: continue links in emails point there")
 		}
 	}
 	if t := c.Telegram; t != nil {

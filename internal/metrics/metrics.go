@@ -46,6 +46,17 @@ var (
 	AdapterUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "onduty_adapter_up", Help: "1 while the platform adapter runs, 0 after it stopped on an error.",
 	}, []string{"adapter"})
+	// Emails counts emails to visitors by result: sent, retried (connection
+	// errors and 4xx, tried again later), failed (5xx or given up; recorded on the chat).
+	Emails = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_emails_total", Help: "Emails to visitors by result (sent, retried, failed).",
+	}, []string{"result"})
+	// ChatRatings are visitors' ratings (1-5) of closed chats, per property;
+	// a replaced rating counts once, with its first score.
+	ChatRatings = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "onduty_chat_ratings", Help: "Visitors' ratings (1-5) of closed chats.",
+		Buckets: []float64{1, 2, 3, 4, 5},
+	}, []string{"property"})
 	// MissedChats counts chats nobody accepted within queue_timeout.
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
@@ -74,5 +85,6 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
+		Emails, ChatRatings,
 	)
 }
