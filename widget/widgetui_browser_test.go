@@ -1,0 +1,310 @@
+package widget
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/wait"
+	"github.com/onduty/onduty/presence"
+)
+
+// The browser tests take screenshots of what visitors and admins see; with
+// -screenshots they are written to docs/screenshots/ for the README.
+var writeShots = flag.Bool("screenshots", false, "write the browser tests' screenshots to docs/screenshots/")
+
+// viewport is a browser window size the widget is tested in.
+type viewport struct {
+	name          string
+	width, height int64
+	scale         float64
+}
+
+var (
+	desktop = viewport{"desktop", 1280, 800, 1}
+	phone   = viewport{"phone", 390, 844, 2}
+)
+
+// emulate sizes the page like the viewport (a phone gets touch and a
+// mobile user agent's layout).
+func emulate(t *testing.T, ctx context.Context, v viewport) {
+	t.Helper()
+	opts := []chromedp.EmulateViewportOption{chromedp.EmulateScale(v.scale)}
+	if v == phone {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	run(t, ctx, "emulate "+v.name, chromedp.EmulateViewport(v.width, v.height, opts...))
+}
+
+// screenshot captures the page, checks it is a PNG of the viewport's size
+// and, with -screenshots, writes it to docs/screenshots/NAME.png.
+func screenshot(t *testing.T, ctx context.Context, v viewport, name string) {
+	t.Helper()
+	// Let transitions and fonts settle: a picture, not a measurement.
+	time.Sleep(300 * time.Millisecond)
+	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("screenshot %s is no PNG: %v", name, err)
+	}
+	if w := img.Bounds().Dx(); w != int(float64(v.width)*v.scale) {
+		t.Errorf("screenshot %s is %d px wide, want %v×%v", name, w, v.width, v.scale)
+	}
+	if !*writeShots {
+		return
+	}
+	path := filepath.Join("..", "docs", "screenshots", name+".png")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// evalJS evaluates a JavaScript expression in the page.
+func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// sitePage serves pages on another origin that embed the widget the way a
+// customer's site does: html is the <html> tag's attributes.
+func sitePage(t *testing.T, widgetBase, property string) func(html string) string {
+	t.Helper()
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html %s><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title></head>
+<body style="font:16px system-ui;margin:2rem"><h1>Shop</h1><p>%s</p>
+<script src="%s/widget.js" data-property="%s" async></script></body></html>`, r.URL.Query().Get("html"), strings.Repeat("Lorem ipsum dolor sit amet. ", 20), widgetBase, property)
+	}))
+	t.Cleanup(pages.Close)
+	return func(html string) string { return pages.URL + "/?html=" + urlQueryEscape(html) }
+}
+
+func urlQueryEscape(s string) string {
+	r := strings.NewReplacer("%", "%25", " ", "%20", "\"", "%22", "=", "%3D", "&", "%26", "#", "%23")
+	return r.Replace(s)
+}
+
+// startInWidget opens the panel and starts a chat with the first message.
+func startInWidget(t *testing.T, ctx context.Context, e *env, text string) bridge.ChatID {
+	t.Helper()
+	before := len(e.chats.ChatIDs())
+	run(t, ctx, "start a chat",
+		chromedp.Click(chromedp.CSS("#onduty-launcher")),
+		chromedp.WaitVisible(chromedp.CSS("#onduty-input")),
+		chromedp.SendKeys(chromedp.CSS("#onduty-name"), "Vic Visitor"),
+		chromedp.SendKeys(chromedp.CSS("#onduty-input"), text),
+		chromedp.Click(chromedp.CSS("#onduty-send")))
+	wait.For(t, "chat started", func() bool { return len(e.chats.ChatIDs()) == before+1 })
+	ids := e.chats.ChatIDs()
+	id := ids[len(ids)-1]
+	waitJS(t, ctx, "own message shown", hasMsg("visitor", text))
+	wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(id) == 1 })
+	return id
+}
+
+func closePanel(t *testing.T, ctx context.Context) {
+	t.Helper()
+	run(t, ctx, "close the panel", chromedp.Click(chromedp.CSS("#onduty-close")))
+	waitJS(t, ctx, "panel closed", `document.getElementById('onduty-panel').hidden`)
+}
+
+// TestBrowserUnread: with the panel closed, agent messages raise the unread
+// count on the launcher, in its accessible name and in the page title, and
+// play a sound once the visitor has interacted (not when muted); opening
+// the panel clears them, and a reload remembers what was read.
+func TestBrowserUnread(t *testing.T) {
+	for _, v := range []viewport{desktop, phone} {
+		t.Run(v.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.runWatcher()
+			e.setStatus(agentAlice, presence.Online)
+			base := e.serve()
+			ctx := newBrowser(t)
+			emulate(t, ctx, v)
+			run(t, ctx, "load the demo page", chromedp.Navigate(base+"/"))
+			waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+			title := evalJS[string](t, ctx, `document.title`)
+
+			id := startInWidget(t, ctx, e, "Do you ship to Norway?")
+			e.chats.Join(id, agentAlice, "Alice Smith")
+			waitJS(t, ctx, "agent joined", `document.getElementById('onduty-sub').textContent === 'Alice Smith'`)
+			closePanel(t, ctx)
+			if n := evalJS[int](t, ctx, `window.onduty.sounds()`); n != 0 {
+				t.Errorf("%d sounds before any agent message", n)
+			}
+
+			e.chats.Reply(id, agentAlice, "Alice Smith", "Yes, we do!", false)
+			waitJS(t, ctx, "one unread", `document.getElementById('onduty-unread').textContent === '1' && !document.getElementById('onduty-unread').hidden`)
+			e.chats.Reply(id, agentAlice, "Alice Smith", "Delivery takes 3 days.", false)
+			waitJS(t, ctx, "two unread", `document.getElementById('onduty-unread').textContent === '2'`)
+			checks := map[string]string{
+				"accessible name": `document.getElementById('onduty-launcher').getAttribute('aria-label') === 'Chat, online, 2 unread'`,
+				"title prefix":    `document.title === '(2) ` + title + `'`,
+				"api":             `window.onduty.unread() === 2`,
+				"a sound each":    `window.onduty.sounds() === 2`,
+			}
+			for what, expr := range checks {
+				if !evalJS[bool](t, ctx, expr) {
+					t.Errorf("%s: %s is false", what, expr)
+				}
+			}
+			if v == desktop {
+				screenshot(t, ctx, v, "launcher-unread")
+			}
+
+			run(t, ctx, "open the panel", chromedp.Click(chromedp.CSS("#onduty-launcher")))
+			waitJS(t, ctx, "unread cleared", `document.getElementById('onduty-unread').hidden && document.title === '`+title+`' && document.getElementById('onduty-launcher').getAttribute('aria-label') === 'Chat, online'`)
+			waitJS(t, ctx, "focus in the message box", `document.activeElement.id === 'onduty-input'`)
+			if v == desktop {
+				screenshot(t, ctx, v, "chat-open")
+			} else {
+				screenshot(t, ctx, v, "phone")
+			}
+
+			run(t, ctx, "reload", chromedp.Reload())
+			waitJS(t, ctx, "transcript back", `document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length === 3`)
+			if evalJS[bool](t, ctx, `!document.getElementById('onduty-unread').hidden || document.title.startsWith('(')`) {
+				t.Error("messages read before the reload count as unread again")
+			}
+
+			run(t, ctx, "mute", chromedp.Click(chromedp.CSS("#onduty-launcher")), chromedp.Click(chromedp.CSS("#onduty-mute")))
+			waitJS(t, ctx, "muted", `document.getElementById('onduty-mute').getAttribute('aria-pressed') === 'true'`)
+			closePanel(t, ctx)
+			e.chats.Reply(id, agentAlice, "Alice Smith", "Anything else?", false)
+			waitJS(t, ctx, "unread after the reload", `document.getElementById('onduty-unread').textContent === '1' && document.title === '(1) `+title+`'`)
+			if n := evalJS[int](t, ctx, `window.onduty.sounds()`); n != 0 {
+				t.Errorf("%d sounds while muted", n)
+			}
+		})
+	}
+}
+
+// TestBrowserNoSoundBeforeInteraction: browsers refuse audio before the
+// visitor has touched the page, so the widget does not try.
+func TestBrowserNoSoundBeforeInteraction(t *testing.T) {
+	e := newEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	base := e.serve()
+	id, token := e.startChat(propDemo, "Hello")
+	ctx := newBrowser(t)
+	// The chat is handed over as the continue link does, without a click.
+	run(t, ctx, "open the chat without touching the page", chromedp.Navigate(base+"/c/"+id+"#"+token))
+	wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(bridge.ChatID(id)) == 1 })
+	run(t, ctx, "close the panel by script", chromedp.Evaluate[chromedp.Void](`document.getElementById('onduty-close').dispatchEvent(new MouseEvent('click'))`))
+	e.chats.Reply(bridge.ChatID(id), agentAlice, "Alice", "Hi!", false)
+	waitJS(t, ctx, "one unread", `window.onduty.unread() === 1`)
+	if n := evalJS[int](t, ctx, `window.onduty.sounds()`); n != 0 {
+		t.Errorf("%d sounds before the visitor interacted", n)
+	}
+}
+
+// TestBrowserMessageDetails: times are HH:MM in the visitor's time zone, agents
+// show their name and initials, icons are inline SVG (no emoji), new messages
+// are announced (aria-live), and the newest message is in view after a reload.
+func TestBrowserMessageDetails(t *testing.T) {
+	e := newEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	base := e.serve()
+	ctx := newBrowser(t)
+	emulate(t, ctx, desktop)
+	const zone = "Asia/Kathmandu" // UTC+5:45: no zone rounds to it by accident
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone}); err != nil {
+		t.Fatalf("visitor's time zone: %v", err)
+	}
+	run(t, ctx, "load", chromedp.Navigate(base+"/"))
+	waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+
+	id := startInWidget(t, ctx, e, "Where is my parcel?")
+	e.chats.Join(id, agentAlice, "alice maría smith")
+	m := e.chats.Reply(id, agentAlice, "alice maría smith", "Let me check.", false)
+	waitJS(t, ctx, "reply shown", hasMsg("agent", "Let me check."))
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].pop()`
+	checks := map[string]string{
+		"time":              last + `.querySelector('time').textContent === '` + m.At.In(loc).Format("15:04") + `'`,
+		"initials":          last + `.querySelector('.onduty-av').textContent === 'AM'`,
+		"name":              last + `.querySelector('.onduty-name').textContent === 'alice maría smith'`,
+		"header initials":   `document.getElementById('onduty-head-av').textContent === 'AM'`,
+		"own message time":  `/^\d\d:\d\d$/.test(document.querySelector('#onduty-messages .onduty-from-visitor time').textContent)`,
+		"live region":       `document.getElementById('onduty-messages').getAttribute('aria-live') === 'polite' && document.getElementById('onduty-messages').getAttribute('role') === 'log'`,
+		"svg icons":         `['onduty-launcher', 'onduty-close', 'onduty-send', 'onduty-attach', 'onduty-mute'].every(id => document.getElementById(id).querySelector('svg'))`,
+		"no emoji":          `!/\p{Extended_Pictographic}/u.test(document.getElementById('onduty-root').textContent)`,
+		"labelled controls": `[...document.querySelectorAll('#onduty-root button')].filter(b => b.offsetParent).every(b => (b.getAttribute('aria-label') || b.textContent).trim() !== '')`,
+	}
+	for what, expr := range checks {
+		if !evalJS[bool](t, ctx, expr) {
+			t.Errorf("%s: %s is false", what, expr)
+		}
+	}
+
+	for i := range 30 {
+		e.chats.Reply(id, agentAlice, "alice maría smith", fmt.Sprintf("Line %d of a long answer.", i+1), false)
+	}
+	waitJS(t, ctx, "all shown", hasMsg("agent", "Line 30 of a long answer."))
+	run(t, ctx, "reload", chromedp.Reload())
+	waitJS(t, ctx, "transcript back", hasMsg("agent", "Line 30 of a long answer."))
+	run(t, ctx, "open", chromedp.Click(chromedp.CSS("#onduty-launcher")))
+	waitJS(t, ctx, "newest message in view", `(() => {
+		const log = document.getElementById('onduty-messages').getBoundingClientRect();
+		const m = [...document.querySelectorAll('#onduty-messages .onduty-msg')].pop().getBoundingClientRect();
+		return log.height > 100 && m.bottom <= log.bottom + 1 && m.top >= log.top; })()`)
+}
+
+// TestBrowserWaiting: while a chat is pending the visitor is told it is
+// waiting for an agent; once one joins, the header shows them.
+func TestBrowserWaiting(t *testing.T) {
+	for _, v := range []viewport{desktop, phone} {
+		t.Run(v.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.runWatcher()
+			e.setStatus(agentAlice, presence.Online)
+			base := e.serve()
+			ctx := newBrowser(t)
+			emulate(t, ctx, v)
+			run(t, ctx, "load", chromedp.Navigate(base+"/"))
+			waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+			id := startInWidget(t, ctx, e, "Hi, is anyone there?")
+			waitJS(t, ctx, "waiting shown", `document.getElementById('onduty-waiting').offsetParent !== null && document.getElementById('onduty-waiting').textContent === 'Waiting for an agent to join…'`)
+			if v == desktop {
+				screenshot(t, ctx, v, "waiting")
+			} else {
+				waitJS(t, ctx, "full screen under 480 px", `(() => { const r = document.getElementById('onduty-panel').getBoundingClientRect();
+					return r.left === 0 && r.top === 0 && r.width === innerWidth && r.height === innerHeight; })()`)
+			}
+			run(t, ctx, "reload while waiting", chromedp.Reload())
+			run(t, ctx, "open", chromedp.Click(chromedp.CSS("#onduty-launcher")))
+			waitJS(t, ctx, "still waiting after a reload", `document.getElementById('onduty-waiting').offsetParent !== null`)
+			wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(id) == 1 })
+			e.chats.Join(id, agentAlice, "Alice")
+			waitJS(t, ctx, "waiting gone", `document.getElementById('onduty-waiting').hidden && document.getElementById('onduty-sub').textContent === 'Alice' && document.getElementById('onduty-head-av').textContent === 'A'`)
+		})
+	}
+}
