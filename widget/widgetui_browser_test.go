@@ -5,12 +5,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"html"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,38 +93,53 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 }
 
 // sitePage serves pages on another origin that embed the widget the way a
-// customer's site does: html is the <html> tag's attributes.
-func sitePage(t *testing.T, widgetBase, property string) func(html string) string {
+// customer's site does; it returns the URL of a page for property p whose
+// <html> tag has the attributes html.
+func sitePage(t *testing.T, widgetBase string) func(p presence.PropertyID, html string) string {
 	t.Helper()
 	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html %s><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title></head>
 <body style="font:16px system-ui;margin:2rem"><h1>Shop</h1><p>%s</p>
-<script src="%s/widget.js" data-property="%s" async></script></body></html>`, r.URL.Query().Get("html"), strings.Repeat("Lorem ipsum dolor sit amet. ", 20), widgetBase, property)
+<script src="%s/widget.js" data-property="%s" async></script></body></html>`,
+			q.Get("html"), strings.Repeat("Lorem ipsum dolor sit amet. ", 20), widgetBase, html.EscapeString(q.Get("p")))
 	}))
 	t.Cleanup(pages.Close)
-	return func(html string) string { return pages.URL + "/?html=" + urlQueryEscape(html) }
-}
-
-func urlQueryEscape(s string) string {
-	r := strings.NewReplacer("%", "%25", " ", "%20", "\"", "%22", "=", "%3D", "&", "%26", "#", "%23")
-	return r.Replace(s)
+	return func(p presence.PropertyID, attrs string) string {
+		return pages.URL + "/?" + url.Values{"p": {string(p)}, "html": {attrs}}.Encode()
+	}
 }
 
 // startInWidget opens the panel and starts a chat with the first message.
 func startInWidget(t *testing.T, ctx context.Context, e *env, text string) bridge.ChatID {
 	t.Helper()
-	before := len(e.chats.ChatIDs())
+	known := map[bridge.ChatID]bool{}
+	for _, id := range e.chats.ChatIDs() {
+		known[id] = true
+	}
 	run(t, ctx, "start a chat",
 		chromedp.Click(chromedp.CSS("#onduty-launcher")),
 		chromedp.WaitVisible(chromedp.CSS("#onduty-input")),
 		chromedp.SendKeys(chromedp.CSS("#onduty-name"), "Vic Visitor"),
 		chromedp.SendKeys(chromedp.CSS("#onduty-input"), text),
 		chromedp.Click(chromedp.CSS("#onduty-send")))
-	wait.For(t, "chat started", func() bool { return len(e.chats.ChatIDs()) == before+1 })
-	ids := e.chats.ChatIDs()
-	id := ids[len(ids)-1]
+	var id bridge.ChatID
+	wait.For(t, "chat started", func() bool {
+		for _, c := range e.chats.ChatIDs() {
+			if !known[c] {
+				id = c
+				return true
+			}
+		}
+		return false
+	})
 	waitJS(t, ctx, "own message shown", hasMsg("visitor", text))
+	defer func() {
+		if t.Failed() {
+			t.Log(e.srv.OpenStreams(), e.chats.Subscribers(id), evalJS[string](t, ctx, `JSON.stringify(performance.getEntriesByType('resource').map(e => [e.name, e.responseStatus, e.duration]))`))
+		}
+	}()
 	wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(id) == 1 })
 	return id
 }
@@ -307,4 +326,210 @@ func TestBrowserWaiting(t *testing.T) {
 			waitJS(t, ctx, "waiting gone", `document.getElementById('onduty-waiting').hidden && document.getElementById('onduty-sub').textContent === 'Alice' && document.getElementById('onduty-head-av').textContent === 'A'`)
 		})
 	}
+}
+
+// TestBrowserLanguageAndLook: labels follow the page's lang unless the
+// property names a language; right-to-left pages get a mirrored widget; a
+// property's colour comes with black or white text, whichever reads better;
+// its position and title are used.
+func TestBrowserLanguageAndLook(t *testing.T) {
+	const (
+		propFrench = presence.PropertyID("french")
+		propLight  = presence.PropertyID("light")
+		propDark   = presence.PropertyID("dark")
+	)
+	var props []presence.Property
+	looks := map[presence.PropertyID]presence.Look{
+		propDemo:   {},
+		propFrench: {Language: "fr"},
+		propLight:  {Color: "#fde047", Position: "left", Title: "Acme support"},
+		propDark:   {Color: "#0f766e"},
+	}
+	for id, look := range looks {
+		props = append(props, presence.Property{ID: id, Name: string(id), OfflineMode: presence.ModeForm, Look: look})
+	}
+	dir, err := presence.NewDirectory(props, []presence.Agent{{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo, propFrench, propLight, propDark}, Condition: presence.Always}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvDir(t, dir)
+	e.chats = newFakeChats(propDemo, propFrench, propLight, propDark)
+	e.srv = New(e.cfg, e.watcher, e.store, e.chats, e.redis.Client, e.log)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	page := sitePage(t, e.serve())
+	ctx := newBrowser(t)
+	emulate(t, ctx, desktop)
+
+	tests := []struct {
+		name  string
+		prop  presence.PropertyID
+		html  string
+		label string // the launcher's accessible name
+		ph    string // the message box's placeholder
+	}{
+		{"english by default", propDemo, ``, "Chat, online", "Write a message…"},
+		{"german page", propDemo, `lang="de-AT"`, "Chat, online", "Nachricht schreiben…"},
+		{"french page", propDemo, `lang="fr"`, "Chat, en ligne", "Écrivez un message…"},
+		{"spanish page", propDemo, `lang="es"`, "Chat, en línea", "Escribe un mensaje…"},
+		{"russian page", propDemo, `lang="ru"`, "Чат, в сети", "Напишите сообщение…"},
+		{"unknown language", propDemo, `lang="nl"`, "Chat, online", "Write a message…"},
+		{"the property's language wins", propFrench, `lang="de"`, "Chat, en ligne", "Écrivez un message…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run(t, ctx, "load", chromedp.Navigate(page(tt.prop, tt.html)))
+			defer func() {
+				if t.Failed() {
+					t.Log(e.srv.OpenStreams(), evalJS[string](t, ctx, `JSON.stringify([location.href, window.onduty && window.onduty.status(), performance.getEntriesByType('resource').map(e => [e.name, e.responseStatus, e.duration])])`))
+				}
+			}()
+			waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+			got := evalJS[[]string](t, ctx, `[document.getElementById('onduty-launcher').getAttribute('aria-label'), document.getElementById('onduty-input').placeholder]`)
+			if got[0] != tt.label || got[1] != tt.ph {
+				t.Errorf("launcher %q, placeholder %q; want %q, %q", got[0], got[1], tt.label, tt.ph)
+			}
+		})
+	}
+
+	t.Run("german page, labels in the form", func(t *testing.T) {
+		run(t, ctx, "load", chromedp.Navigate(page(propDemo, `lang="de"`)))
+		run(t, ctx, "open", chromedp.Click(chromedp.CSS("#onduty-launcher")))
+		waitJS(t, ctx, "german labels", `document.querySelector('label[for=onduty-name]').textContent === 'Ihr Name (optional)' &&
+			document.getElementById('onduty-close').getAttribute('aria-label') === 'Chatfenster schließen' && document.getElementById('onduty-sub').textContent === 'Online'`)
+		run(t, ctx, "send without text", chromedp.Click(chromedp.CSS("#onduty-send")))
+		waitJS(t, ctx, "german error", `document.getElementById('onduty-error').textContent === 'Bitte schreiben Sie eine Nachricht.'`)
+	})
+
+	ctx = newBrowser(t) // a second browser: one has a time limit
+	emulate(t, ctx, desktop)
+
+	t.Run("right to left", func(t *testing.T) {
+		run(t, ctx, "load", chromedp.Navigate(page(propDark, `lang="ar" dir="rtl"`)))
+		waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+		id := startInWidget(t, ctx, e, "مرحبا")
+		e.chats.Join(id, agentAlice, "Alice")
+		e.chats.Reply(id, agentAlice, "Alice", "Hello! How can I help?", false)
+		waitJS(t, ctx, "reply shown", hasMsg("agent", "Hello! How can I help?"))
+		checks := map[string]string{
+			"mirrored":                      `document.getElementById('onduty-root').getAttribute('dir') === 'rtl'`,
+			"on the left":                   `document.getElementById('onduty-launcher').getBoundingClientRect().left < innerWidth / 2`,
+			"visitor's message on the left": `(() => { const v = document.querySelector('.onduty-from-visitor .onduty-bubble').getBoundingClientRect(), a = document.querySelector('.onduty-from-agent .onduty-bubble').getBoundingClientRect(); return v.left < a.left; })()`,
+			"close button on the left":      `document.getElementById('onduty-close').getBoundingClientRect().left < document.getElementById('onduty-title').getBoundingClientRect().left`,
+		}
+		for what, expr := range checks {
+			if !evalJS[bool](t, ctx, expr) {
+				t.Errorf("%s: %s is false", what, expr)
+			}
+		}
+		screenshot(t, ctx, desktop, "rtl")
+	})
+
+	colours := []struct {
+		prop    presence.PropertyID
+		bg, ink string
+		left    bool
+		title   string
+	}{
+		{propLight, "rgb(253, 224, 71)", "rgb(0, 0, 0)", true, "Acme support"},
+		{propDark, "rgb(15, 118, 110)", "rgb(255, 255, 255)", false, "Chat"},
+		{propDemo, "rgb(31, 111, 235)", "rgb(255, 255, 255)", false, "Chat"},
+	}
+	for _, c := range colours {
+		t.Run("colour of "+string(c.prop), func(t *testing.T) {
+			run(t, ctx, "load afresh", chromedp.Navigate(page(c.prop, `lang="en"`)), chromedp.Evaluate[chromedp.Void](`localStorage.clear()`), chromedp.Reload())
+			waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+			startInWidget(t, ctx, e, "Hi")
+			for _, sel := range []string{"#onduty-launcher", ".onduty-head", "#onduty-messages .onduty-from-visitor .onduty-bubble"} {
+				got := evalJS[[]string](t, ctx, `(() => { const s = getComputedStyle(document.querySelector('`+sel+`')); return [s.backgroundColor, s.color]; })()`)
+				if got[0] != c.bg || got[1] != c.ink {
+					t.Errorf("%s: background %s, text %s; want %s, %s", sel, got[0], got[1], c.bg, c.ink)
+				}
+			}
+			left := evalJS[bool](t, ctx, `document.getElementById('onduty-launcher').getBoundingClientRect().left < innerWidth / 2`)
+			title := evalJS[string](t, ctx, `document.getElementById('onduty-title').textContent`)
+			if left != c.left || title != c.title {
+				t.Errorf("on the left %v, title %q; want %v, %q", left, title, c.left, c.title)
+			}
+			if c.prop == propLight {
+				screenshot(t, ctx, desktop, "colour-left")
+			}
+		})
+	}
+}
+
+// TestBrowserStatusPolling: when the server refuses the status stream (503
+// with Retry-After, as it does when its stream caps are reached), the widget
+// polls GET status every 30 s, revalidating with If-None-Match, and opens the
+// stream again later. It runs for about a minute: the intervals are the
+// product's.
+func TestBrowserStatusPolling(t *testing.T) {
+	e := newEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	upstream, err := url.Parse(e.serve())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu          sync.Mutex
+		refuse      = true
+		refused     int
+		revalidated int // GET status with If-None-Match answered 304
+	)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	proxy.FlushInterval = -1
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if strings.HasSuffix(r.Request.URL.Path, "/status") && r.Request.Header.Get("If-None-Match") != "" && r.StatusCode == http.StatusNotModified {
+			mu.Lock()
+			revalidated++
+			mu.Unlock()
+		}
+		return nil
+	}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/status/stream") {
+			mu.Lock()
+			no := refuse
+			if no {
+				refused++
+			}
+			mu.Unlock()
+			if no {
+				w.Header().Set("Retry-After", "30")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `{"error":{"code":"too_many_streams","message":"too many open streams"}}`)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	counts := func() (int, int) { mu.Lock(); defer mu.Unlock(); return refused, revalidated }
+
+	ctx := newBrowser(t)
+	run(t, ctx, "load", chromedp.Navigate(front.URL+"/"))
+	waitJS(t, ctx, "online from GET status", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+	wait.For(t, "stream refused, then a revalidating poll", func() bool { r, v := counts(); return r >= 1 && v >= 1 })
+
+	e.setStatus(agentAlice, presence.Away)
+	slow := func(what, expr string) {
+		t.Helper()
+		run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second)))
+	}
+	slow("away from the next poll", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=away]')`)
+	if r, _ := counts(); r != 1 {
+		t.Fatalf("%d stream attempts before the poll, want 1 (the retry comes later)", r)
+	}
+	if n := e.srv.OpenStreams(); n != 0 {
+		t.Fatalf("%d streams open while refused", n)
+	}
+
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	wait.Within(t, 40*time.Second, "the stream tried again and open", func() bool { return e.srv.OpenStreams() == 1 })
+	e.setStatus(agentAlice, presence.Online)
+	waitJS(t, ctx, "online again", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
 }

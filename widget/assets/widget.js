@@ -128,7 +128,7 @@
     ".onduty-root{--c:#1f6feb;--t:#fff;position:fixed;right:20px;bottom:20px;z-index:2147483000;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111827;text-align:start}" +
     ".onduty-root.onduty-left{right:auto;left:20px}" +
     ".onduty-root *{box-sizing:border-box}.onduty-root [hidden]{display:none!important}" +
-    ".onduty-root button,.onduty-root input,.onduty-root textarea{font:inherit;color:inherit}" +
+    ".onduty-root button,.onduty-root input,.onduty-root textarea{font:inherit}.onduty-root input,.onduty-root textarea,.onduty-icon{color:inherit}" +
     ".onduty-root svg{width:20px;height:20px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;flex:none}" +
     ".onduty-root :focus-visible{outline:3px solid #2563eb;outline-offset:2px}.onduty-head :focus-visible{outline-color:currentColor}" +
     ".onduty-launcher{position:relative;display:grid;place-items:center;width:60px;height:60px;margin:0;padding:0;border:0;border-radius:50%;background:var(--c);color:var(--t);cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25);transition:transform .15s}" +
@@ -153,7 +153,7 @@
     ".onduty-view{display:flex;flex-direction:column;min-height:0;flex:1}" +
     ".onduty-log{flex:1;overflow-y:auto;padding:10px 12px;background:#f9fafb}" +
     ".onduty-msg{display:flex;align-items:flex-end;gap:8px;margin:8px 0}" +
-    ".onduty-bubble{max-width:78%;padding:8px 12px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere}" +
+    ".onduty-bubble{max-width:78%;padding:8px 12px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere;unicode-bidi:plaintext}" +
     ".onduty-from-visitor{flex-direction:row-reverse}" +
     ".onduty-from-visitor .onduty-bubble{background:var(--c);color:var(--t);border-end-end-radius:4px}" +
     ".onduty-from-agent .onduty-bubble{background:#fff;border:1px solid #e5e7eb;border-end-start-radius:4px}" +
@@ -243,7 +243,7 @@
   var nameRow = el("div", { "class": "onduty-view" }, [nameLabel, nameInput]);
   var emailRow = el("div", { "class": "onduty-view" }, [emailLabel, emailInput]);
   var intro = el("div", { id: "onduty-intro", "class": "onduty-form onduty-bare" }, [nameRow, emailRow, consentRow]);
-  var input = el("textarea", { id: "onduty-input", "class": "onduty-field", rows: "2", maxlength: "4000", required: true });
+  var input = el("textarea", { id: "onduty-input", "class": "onduty-field", dir: "auto", rows: "2", maxlength: "4000", required: true });
   var sendBtn = el("button", { id: "onduty-send", "class": "onduty-send", type: "submit", tl: "send" }, [icon("send")]);
   var fileInput = el("input", { id: "onduty-file", type: "file", "class": "onduty-sr", tabindex: "-1", "aria-hidden": "true" });
   var attachBtn = el("button", { id: "onduty-attach", "class": "onduty-attach", type: "button", tl: "file", hidden: true }, [icon("clip")]);
@@ -269,7 +269,7 @@
 
   var offName = el("input", { id: "onduty-off-name", "class": "onduty-field", type: "text", autocomplete: "name", maxlength: "200" });
   var offEmail = el("input", { id: "onduty-off-email", "class": "onduty-field", type: "email", autocomplete: "email", required: true, maxlength: "254" });
-  var offText = el("textarea", { id: "onduty-off-text", "class": "onduty-field", rows: "4", maxlength: "4000", required: true });
+  var offText = el("textarea", { id: "onduty-off-text", "class": "onduty-field", dir: "auto", rows: "4", maxlength: "4000", required: true });
   var offSend = el("button", { id: "onduty-off-send", "class": "onduty-btn", type: "submit", t: "offSend" });
   var offError = el("p", { id: "onduty-off-error", "class": "onduty-error", role: "alert" });
   var offNameLabel = el("label", { "for": "onduty-off-name" }), offEmailLabel = el("label", { "for": "onduty-off-email" }), offTextLabel = el("label", { "for": "onduty-off-text" });
@@ -776,6 +776,18 @@
     if (c && (!chat || c.id !== chat.id)) { log.textContent = ""; seen = {}; closed = null; chat = c; readId = c.read || ""; render(); loadTranscript(true); connectChat(); }
     else if (!c && chat) ended(t("ended"));
     else if (c && chat && c.read && idAfter(c.read, readId)) { readId = chat.read = c.read; if (c.agent) chat.agent = c.agent; render(); }
+  });
+
+  // A page kept in the back/forward cache would hold its streams open, and
+  // browsers allow six connections per host: close them, reopen on return.
+  window.addEventListener("pagehide", function () {
+    if (statusES) statusES.close();
+    if (chatES) { chatES.close(); chatES = null; }
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (!e.persisted) return;
+    followStatus();
+    if (chat) { loadTranscript(false, "live"); connectChat(); }
   });
 
   function start() {
