@@ -151,7 +151,7 @@
     ".onduty-spin{width:16px;height:16px;border:2px solid currentColor;border-right-color:transparent;border-radius:50%;animation:onduty-spin 1s linear infinite;flex:none}" +
     "@keyframes onduty-spin{to{transform:rotate(360deg)}}@media (prefers-reduced-motion:reduce){.onduty-spin{animation:none}}" +
     ".onduty-view{display:flex;flex-direction:column;min-height:0;flex:1}" +
-    ".onduty-log{flex:1;overflow-y:auto;padding:10px 12px;background:#f9fafb}" +
+    ".onduty-log{flex:1;min-height:120px;overflow-y:auto;padding:10px 12px;background:#f9fafb}" +
     ".onduty-msg{display:flex;align-items:flex-end;gap:8px;margin:8px 0}" +
     ".onduty-bubble{max-width:78%;padding:8px 12px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere;unicode-bidi:plaintext}" +
     ".onduty-from-visitor{flex-direction:row-reverse}" +
@@ -256,8 +256,8 @@
   // After a chat: a rating, and the transcript by email when offered.
   var stars = [];
   for (var i = 1; i <= 5; i++) stars.push(el("button", { "class": "onduty-star", type: "button", "data-score": String(i), "aria-pressed": "false" }, [icon("star")]));
-  var rateComment = el("textarea", { id: "onduty-rate-comment", "class": "onduty-field", rows: "2", maxlength: "1000" });
-  var rateSend = el("button", { id: "onduty-rate-send", "class": "onduty-btn", type: "button", t: "rateSend", disabled: true });
+  var rateComment = el("textarea", { id: "onduty-rate-comment", "class": "onduty-field", rows: "2", maxlength: "1000", hidden: true });
+  var rateSend = el("button", { id: "onduty-rate-send", "class": "onduty-btn", type: "button", t: "rateSend", hidden: true });
   var rateBox = el("div", { id: "onduty-rate", "class": "onduty-after onduty-bare" }, [
     el("p", { id: "onduty-rate-q", t: "rate" }), el("div", { "class": "onduty-stars", role: "group", "aria-labelledby": "onduty-rate-q" }, stars),
     el("label", { "for": "onduty-rate-comment", "class": "onduty-sr", t: "comment" }), rateComment, rateSend]);
@@ -388,9 +388,9 @@
     var form = offline && status.mode === "form" && (!chat || offSent);
     chatView.hidden = form;
     offView.hidden = !form;
-    greeting.hidden = !!chat && !form;
+    greeting.hidden = (!!chat || !!closed) && !form;
     var pc = prechat();
-    intro.hidden = !!chat;
+    intro.hidden = !!chat || !!closed;
     nameRow.hidden = pc.name === "hidden";
     emailRow.hidden = pc.email === "hidden";
     consentRow.hidden = !pc.consent;
@@ -609,7 +609,7 @@
     score = 0;
     stars.forEach(function (s) { s.setAttribute("aria-pressed", "false"); });
     rateComment.value = "";
-    rateSend.disabled = true;
+    rateComment.hidden = rateSend.hidden = true;
     rateBox.hidden = false;
     rateDone.hidden = true;
     afterNote.textContent = "";
@@ -706,7 +706,7 @@
     s.addEventListener("click", function () {
       score = i + 1;
       stars.forEach(function (x, j) { x.setAttribute("aria-pressed", j < score ? "true" : "false"); });
-      rateSend.disabled = false;
+      rateComment.hidden = rateSend.hidden = false;
     });
   });
   rateSend.addEventListener("click", function () {
