@@ -217,4 +217,3 @@ func TestBrowserOfflineForm(t *testing.T) {
 		})
 	}
 }
-
