@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,5 +61,26 @@ func TestStatusCarriesLook(t *testing.T) {
 				t.Errorf("same ETag: %d, want 304", again.code)
 			}
 		})
+	}
+}
+
+func TestCompactJS(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"comment lines go", "a();\n  // why\nb();\n", "a();\nb();\n"},
+		{"indentation goes", "if (x) {\n    y();\n  }\n", "if (x) {\ny();\n}\n"},
+		{"blank lines go", "a();\n\n\t\nb();", "a();\nb();\n"},
+		{"a comment after code stays", "a(); // why\n", "a(); // why\n"},
+		{"a URL in a string stays", "  var u = \"https://x\";\n", "var u = \"https://x\";\n"},
+		{"block comments stay", "/* head\n   more */\n", "/* head\nmore */\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(compactJS([]byte(tt.in))); got != tt.want {
+				t.Errorf("compactJS(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	if !bytes.Contains(widgetSource, []byte("\n  // ")) || bytes.Contains(widgetJS, []byte("\n// ")) {
+		t.Error("widget.js is served with its comment lines")
 	}
 }

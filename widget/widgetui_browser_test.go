@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -532,4 +533,32 @@ func TestBrowserStatusPolling(t *testing.T) {
 	wait.Within(t, 40*time.Second, "the stream tried again and open", func() bool { return e.srv.OpenStreams() == 1 })
 	e.setStatus(agentAlice, presence.Online)
 	waitJS(t, ctx, "online again", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+}
+
+// TestBrowserKeyboard: the widget works from the keyboard: the launcher
+// opens with Enter, Tab walks the panel in reading order, Escape closes it
+// and gives the focus back to the launcher.
+func TestBrowserKeyboard(t *testing.T) {
+	e := newEnv(t)
+	e.runWatcher()
+	e.setStatus(agentAlice, presence.Online)
+	base := e.serve()
+	ctx := newBrowser(t)
+	run(t, ctx, "load", chromedp.Navigate(base+"/"))
+	waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
+	run(t, ctx, "open with Enter", chromedp.Focus(chromedp.CSS("#onduty-launcher")), chromedp.KeyEvent("\r"))
+	waitJS(t, ctx, "open, focus in the message box", `!document.getElementById('onduty-panel').hidden && document.activeElement.id === 'onduty-input'`)
+
+	run(t, ctx, "back to the launcher", chromedp.Focus(chromedp.CSS("#onduty-launcher")))
+	want := []string{"onduty-mute", "onduty-close", "onduty-messages", "onduty-name", "onduty-email", "onduty-input", "onduty-send"}
+	var got []string
+	for range want {
+		run(t, ctx, "tab", chromedp.KeyEvent("\t"))
+		got = append(got, evalJS[string](t, ctx, `document.activeElement.id`))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("tab order %q, want %q", got, want)
+	}
+	run(t, ctx, "escape", chromedp.KeyEvent("\u001b"))
+	waitJS(t, ctx, "closed, focus on the launcher", `document.getElementById('onduty-panel').hidden && document.activeElement.id === 'onduty-launcher' && document.getElementById('onduty-launcher').getAttribute('aria-expanded') === 'false'`)
 }

@@ -285,7 +285,7 @@
   var panel = el("div", { id: "onduty-panel", "class": "onduty-panel", role: "dialog", "aria-labelledby": "onduty-title", hidden: true }, [
     el("div", { "class": "onduty-head" }, [headAv, el("div", { "class": "onduty-hd" }, [title, el("div", { "class": "onduty-sub" }, [headDot, subText])]), muteBtn, closeBtn]),
     greeting, waiting, chatView, offView]);
-  var root = el("div", { id: "onduty-root", "class": "onduty-root", hidden: true }, [style, panel, launcher]);
+  var root = el("div", { id: "onduty-root", "class": "onduty-root", hidden: true }, [style, launcher, panel]);
 
   // ---- helpers -------------------------------------------------------------
   function restore() {
