@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -92,17 +93,20 @@ func TestBrowserChatSurvivesNewTab(t *testing.T) {
 // it and, when the server emails and the chat has an address, ask for the
 // transcript; without email the widget never offers it.
 func TestBrowserAfterChat(t *testing.T) {
-	for _, email := range []bool{true, false} {
-		name := map[bool]string{true: "email on", false: "email off"}[email]
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		v     viewport
+		email bool
+	}{{desktop, true}, {desktop, false}, {phone, true}} {
+		email := tc.email
+		t.Run(fmt.Sprintf("%s, email %v", tc.v.name, email), func(t *testing.T) {
 			e := laterEnv(t, email, presence.Prechat{})
 			base := e.serve()
 			ctx := newBrowser(t)
-			emulate(t, ctx, desktop)
+			emulate(t, ctx, tc.v)
 			run(t, ctx, "load", chromedp.Navigate(base+"/"))
 			waitJS(t, ctx, "launcher online", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
-			run(t, ctx, "give an email", chromedp.Click(chromedp.CSS("#onduty-launcher")), chromedp.SendKeys(chromedp.CSS("#onduty-email"), "vic@example.com"),
-				chromedp.Click(chromedp.CSS("#onduty-launcher")))
+			run(t, ctx, "give an email", chromedp.Click(chromedp.CSS("#onduty-launcher")), chromedp.WaitVisible(chromedp.CSS("#onduty-email")),
+				chromedp.SendKeys(chromedp.CSS("#onduty-email"), "vic@example.com"), chromedp.Click(chromedp.CSS("#onduty-close")))
 			id := startInWidget(t, ctx, e, "Can I change my address?")
 			c, _ := e.chats.Chat(id)
 			if c.Visitor.Email != "vic@example.com" {
@@ -116,11 +120,12 @@ func TestBrowserAfterChat(t *testing.T) {
 			if offered != email {
 				t.Fatalf("transcript offered: %v, want %v", offered, email)
 			}
-			if email {
+			if email && tc.v == desktop {
 				screenshot(t, ctx, desktop, "rating")
 			}
 			run(t, ctx, "rate 4 of 5",
 				chromedp.Click(chromedp.CSS(`.onduty-star[data-score="4"]`)),
+				chromedp.WaitVisible(chromedp.CSS("#onduty-rate-comment")),
 				chromedp.SendKeys(chromedp.CSS("#onduty-rate-comment"), "Quick, thanks"),
 				chromedp.Click(chromedp.CSS("#onduty-rate-send")))
 			waitJS(t, ctx, "thanked", `!document.getElementById('onduty-rated').hidden && document.getElementById('onduty-rate').hidden`)
@@ -179,14 +184,17 @@ func TestBrowserPrechat(t *testing.T) {
 // keeps, so the agent's answer shows when the visitor comes back; the thanks
 // promise email only when the server sends it.
 func TestBrowserOfflineForm(t *testing.T) {
-	for _, email := range []bool{true, false} {
-		name := map[bool]string{true: "email on", false: "email off"}[email]
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		v     viewport
+		email bool
+	}{{desktop, true}, {desktop, false}, {phone, false}} {
+		email := tc.email
+		t.Run(fmt.Sprintf("%s, email %v", tc.v.name, email), func(t *testing.T) {
 			e := laterEnv(t, email, presence.Prechat{})
 			e.setStatus(agentAlice, presence.Offline)
 			base := e.serve()
 			ctx := newBrowser(t)
-			emulate(t, ctx, desktop)
+			emulate(t, ctx, tc.v)
 			run(t, ctx, "load", chromedp.Navigate(base+"/"))
 			waitJS(t, ctx, "launcher offline", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=offline]') && !document.getElementById('onduty-root').hidden`)
 			run(t, ctx, "fill the form",
@@ -194,7 +202,7 @@ func TestBrowserOfflineForm(t *testing.T) {
 				chromedp.SendKeys(chromedp.CSS("#onduty-off-name"), "Vic"),
 				chromedp.SendKeys(chromedp.CSS("#onduty-off-email"), "vic@example.com"),
 				chromedp.SendKeys(chromedp.CSS("#onduty-off-text"), "Do you deliver on Sundays?"))
-			if email {
+			if email && tc.v == desktop {
 				screenshot(t, ctx, desktop, "offline-form")
 			}
 			run(t, ctx, "send", chromedp.Click(chromedp.CSS("#onduty-off-send")))
@@ -209,8 +217,10 @@ func TestBrowserOfflineForm(t *testing.T) {
 			}
 			wait.For(t, "the widget follows the chat", func() bool { return e.chats.Subscribers(ids[0]) == 1 })
 
-			run(t, ctx, "come back later", chromedp.Reload())
+			run(t, ctx, "leave", chromedp.Navigate("about:blank"))
+			wait.For(t, "the visitor has gone", func() bool { return e.chats.Subscribers(ids[0]) == 0 })
 			e.chats.Reply(ids[0], agentAlice, "Alice", "Yes, from 10 to 4.", false)
+			run(t, ctx, "come back", chromedp.Navigate(base+"/"))
 			waitJS(t, ctx, "answer counted", `window.onduty.unread() === 1`)
 			run(t, ctx, "open", chromedp.Click(chromedp.CSS("#onduty-launcher")))
 			waitJS(t, ctx, "the answer and the question", hasMsg("visitor", "Do you deliver on Sundays?")+` && `+hasMsg("agent", "Yes, from 10 to 4."))

@@ -246,12 +246,18 @@ func TestBrowserNoSoundBeforeInteraction(t *testing.T) {
 // show their name and initials, icons are inline SVG (no emoji), new messages
 // are announced (aria-live), and the newest message is in view after a reload.
 func TestBrowserMessageDetails(t *testing.T) {
+	for _, v := range []viewport{desktop, phone} {
+		t.Run(v.name, func(t *testing.T) { testMessageDetails(t, v) })
+	}
+}
+
+func testMessageDetails(t *testing.T, v viewport) {
 	e := newEnv(t)
 	e.runWatcher()
 	e.setStatus(agentAlice, presence.Online)
 	base := e.serve()
 	ctx := newBrowser(t)
-	emulate(t, ctx, desktop)
+	emulate(t, ctx, v)
 	const zone = "Asia/Kathmandu" // UTC+5:45: no zone rounds to it by accident
 	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone}); err != nil {
 		t.Fatalf("visitor's time zone: %v", err)
