@@ -48,6 +48,9 @@ type BoardChat struct {
 	// Last is the latest line of the transcript (notes included: the board
 	// is for the team), its text cut to 200 characters.
 	Last *BoardLine `json:"last,omitempty"`
+	// EmailError is why the SMTP server refused the last email to the
+	// visitor for good (a 5xx answer); empty when none was refused.
+	EmailError string `json:"email_error,omitempty"`
 }
 
 // BoardLine is the latest message of a chat, shortened.
@@ -122,7 +125,7 @@ func (b *Bridge) Board(ctx context.Context, p presence.PropertyID) (BoardChats, 
 	fields := make([]*redis.SliceCmd, len(refs))
 	lasts := make([]*redis.XMessageSliceCmd, len(refs))
 	for i, r := range refs {
-		fields[i] = pipe.HMGet(ctx, b.keys.Chat(p, r.id), "state", "owner", "offline", "created", "last", "accepted", "visitor")
+		fields[i] = pipe.HMGet(ctx, b.keys.Chat(p, r.id), "state", "owner", "offline", "created", "last", "accepted", "visitor", "email_error")
 		lasts[i] = pipe.XRevRangeN(ctx, b.keys.Messages(p, r.id), "+", "-", 1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -140,7 +143,7 @@ func (b *Bridge) Board(ctx context.Context, p presence.PropertyID) (BoardChats, 
 }
 
 // boardChat builds a BoardChat from HMGET values (state, owner, offline,
-// created, last, accepted, visitor) and the chat's last stream entry.
+// created, last, accepted, visitor, email_error) and the chat's last stream entry.
 func (b *Bridge) boardChat(id ChatID, f []any, last []redis.XMessage, now time.Time) (BoardChat, bool) {
 	str := func(i int) string {
 		if i < len(f) {
@@ -171,6 +174,7 @@ func (b *Bridge) boardChat(id ChatID, f []any, last []redis.XMessage, now time.T
 			b.log.Warn("board: bad visitor", "chat_id", id, "err", err)
 		}
 	}
+	c.EmailError = snippet(str(7))
 	if c.Owner == "" && !c.CreatedAt.IsZero() {
 		c.WaitingSeconds = int64(now.Sub(c.CreatedAt) / time.Second)
 	}

@@ -91,7 +91,8 @@ type Config struct {
 	PollEvery time.Duration
 	// MaxFileBytes caps an attachment. Zero means 10 MiB.
 	MaxFileBytes int
-	// FileTTL is how long attachments are kept. Zero means 30 days.
+	// FileTTL is how long attachments are kept (config file_retention).
+	// Zero means 7 days.
 	FileTTL time.Duration
 	// ClosedChatTTL is how long a closed chat (its transcript, and its
 	// visitor's token) is kept after it closed. Zero means 30 days.
@@ -116,6 +117,7 @@ type Bridge struct {
 	mu       sync.Mutex
 	adapters []Adapter
 	started  bool
+	stopped  map[string]string          // adapter → why it stopped (Run returned an error)
 	kicks    map[string][]chan struct{} // adapter → shard → wake-up
 
 	timerKick chan struct{}
@@ -192,7 +194,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		cfg.ClosedChatTTL = 30 * 24 * time.Hour
 	}
 	if cfg.FileTTL <= 0 {
-		cfg.FileTTL = 30 * 24 * time.Hour
+		cfg.FileTTL = 7 * 24 * time.Hour
 	}
 	return &Bridge{
 		cfg: cfg, rdb: rdb, store: store, watcher: watcher, dir: dir,
@@ -201,6 +203,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		now:       cfg.Now,
 		instance:  randomString(9),
 		kicks:     make(map[string][]chan struct{}),
+		stopped:   make(map[string]string),
 		timerKick: make(chan struct{}, 1),
 		subs:      make(map[ChatID]map[*visitorSub]struct{}),
 		feedReady: make(chan struct{}),
@@ -221,6 +224,27 @@ func (b *Bridge) AddAdapter(a Adapter) {
 		ks[i] = make(chan struct{}, 1)
 	}
 	b.kicks[a.Name()] = ks
+}
+
+// AdapterState is one adapter's health, as /readyz and the admin board show it.
+type AdapterState struct {
+	Name string `json:"name"`
+	// Up is false once the adapter stopped on an error (Run returned).
+	Up bool `json:"up"`
+	// Reason says why it stopped: "token rejected (401)".
+	Reason string `json:"reason,omitempty"`
+}
+
+// Adapters reports every adapter's health, in the order they were added.
+func (b *Bridge) Adapters() []AdapterState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]AdapterState, 0, len(b.adapters))
+	for _, a := range b.adapters {
+		why, down := b.stopped[a.Name()]
+		out = append(out, AdapterState{Name: a.Name(), Up: !down, Reason: why})
+	}
+	return out
 }
 
 func (b *Bridge) adapterList() []Adapter {
@@ -255,6 +279,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 			up.Set(1)
 			if err := a.Run(ctx, b); err != nil && ctx.Err() == nil {
 				up.Set(0)
+				why := err.Error()
+				var rej *RejectedError
+				if errors.As(err, &rej) {
+					why = rej.Reason
+				}
+				b.mu.Lock()
+				b.stopped[a.Name()] = why
+				b.mu.Unlock()
 				b.log.Error("adapter stopped; its agents get nothing until onduty restarts", "adapter", a.Name(), "err", err)
 				errc <- fmt.Errorf("bridge: adapter %s: %w", a.Name(), err)
 			}

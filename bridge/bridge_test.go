@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/internal/testlog"
+	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -30,7 +32,7 @@ func TestAdapterStoppedOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := &fakeAdapter{name: "good-adapter"}
-	revoked := errors.New("invalid_auth")
+	revoked := &RejectedError{Key: "slack.bot_token", Reason: "token rejected (invalid_auth)", Err: errors.New("invalid_auth")}
 	b.AddAdapter(good)
 	b.AddAdapter(&fakeAdapter{name: "bad-adapter", runErr: revoked})
 	rctx, cancel := context.WithCancel(ctx)
@@ -47,6 +49,10 @@ func TestAdapterStoppedOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDelivered(t, good, "offer through the adapter that runs", 1, kindFor(KindOffer, "alice", c.ID))
+	want := []AdapterState{{Name: "good-adapter", Up: true}, {Name: "bad-adapter", Reason: "token rejected (invalid_auth)"}}
+	wait.Within(t, 5*time.Second, "the bad adapter reported down", func() bool {
+		return reflect.DeepEqual(b.Adapters(), want)
+	})
 
 	cancel()
 	select {

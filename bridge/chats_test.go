@@ -498,6 +498,10 @@ func TestVisitorAPI(t *testing.T) {
 	if _, data, err := in.b.File(ctx, c.ID, att.Key); err != nil || string(data) != "data" {
 		t.Fatalf("File: %q %v", data, err)
 	}
+	// Files are kept file_retention (default 7 days), not as long as the transcript.
+	if ttl := in.b.rdb.TTL(ctx, in.b.keys.File(c.Property, c.ID, att.Key)).Val(); ttl <= 7*24*time.Hour-time.Minute || ttl > 7*24*time.Hour {
+		t.Errorf("file kept %v, want 7 days", ttl)
+	}
 	c2, _ := in.startChat(t, "W", "other")
 	if _, _, err := in.b.File(ctx, c2.ID, att.Key); err == nil {
 		t.Fatal("file readable through another chat")

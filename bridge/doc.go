@@ -44,7 +44,13 @@
 //	{p}:chat:ID                  hash    state, owner, offline, created, last,     ClosedChatTTL after close
 //	                                     accepted, replied (first agent answer),
 //	                                     closed_by, closed_at, visitor (JSON),
-//	                                     token (hex SHA-256)
+//	                                     token (hex SHA-256); with an email
+//	                                     sender and a visitor address: link
+//	                                     (the token itself, for continue links),
+//	                                     read (last message id the visitor saw),
+//	                                     emailed (last reply id emailed),
+//	                                     mailed_at, email_error (a 5xx answer);
+//	                                     rating (JSON) once rated
 //	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
 //	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close
@@ -59,6 +65,7 @@
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h
 //	timers                       zset    "kind|property|target" → due (ms)          none
+//	                                     (kind email: a chat's unread replies)
 //	outbox:{adapter:N}           stream  field d = Delivery JSON, shard N           entries deleted when done
 //	outbox:{adapter:N}:lease     string  instance working the shard                 30s, renewed
 //	outbox:dead                  stream  adapter, d, err of failed deliveries       MAXLEN ~10000
@@ -83,6 +90,22 @@
 //
 // Visitor events are published on one channel every instance follows and
 // fanned out to the streams open there; the transcript is the durable copy.
+//
+// # Email
+//
+// An adapter named EmailTarget (adapters/email) makes the bridge email
+// visitors (SPEC §9). It reaches no agent and has no shared place, so chat
+// events never go to it; the bridge queues KindEmail deliveries for it
+// explicitly, through the same outbox, so emails are retried, ordered per
+// chat and survive restarts like platform deliveries. A 5xx answer comes
+// back as *PermanentError and is recorded on the chat (email_error).
+// An agent's reply in a chat with a visitor address arms the chat's email
+// timer at reply+email_after, in the reply's own pipeline (ZADD LT: a sooner
+// one stays). When it fires, the agent replies after both the read and the
+// emailed cursors go out in one email; emails of one chat are at least
+// email_after apart. The firing instance first pushes the timer past any
+// reply's due time and at the end removes it only if no reply pulled it
+// back meanwhile, so a reply that lands during the firing is not lost.
 //
 // # Timers
 //

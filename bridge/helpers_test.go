@@ -142,6 +142,8 @@ type env struct {
 	pollEvery time.Duration
 	// closedTTL overrides how long closed chats are kept (30 days).
 	closedTTL time.Duration
+	// extra adapters every instance gets besides its fakeAdapter.
+	extra []Adapter
 }
 
 // instance is one running Bridge with its own presence watcher and adapter.
@@ -198,6 +200,9 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 		ad = &fakeAdapter{name: "fake"}
 	}
 	b.AddAdapter(ad)
+	for _, x := range e.extra {
+		b.AddAdapter(x)
+	}
 	// Tests fire timers themselves (advance), so that a timer's effects are
 	// visible when advance returns; TestTimerLoopFiresInBackground covers the loop.
 	b.manualTimers = !e.autoTimers

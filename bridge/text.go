@@ -8,10 +8,18 @@ import (
 // What agents and visitors see of a text: the chat apps drop control
 // characters when rendering, so every surface applies the same rules.
 
-// Blank reports whether s shows nothing: only white space and control
-// characters.
+// Blank reports whether s shows nothing: only white space, control
+// characters and invisible ones (zero-width spaces and joiners, other
+// format characters, variation selectors, fillers).
 func Blank(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) && !unicode.IsControl(r) }) < 0
+	return strings.IndexFunc(s, func(r rune) bool { return !Invisible(r) }) < 0
+}
+
+// Invisible reports whether r shows as nothing, or as white space only.
+func Invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) ||
+		unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) ||
+		r == '\u2800' // BRAILLE PATTERN BLANK
 }
 
 // StrippedControl reports whether a renderer drops r: a control character

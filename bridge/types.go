@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/onduty/onduty/presence"
@@ -163,6 +164,72 @@ func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("rate limited, retry after %s: %v", e.After, e.Err)
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RejectedError is returned by an adapter whose platform refused its
+// credentials (a revoked or mistyped token): retrying cannot help. At start
+// onduty refuses to run with it; later, the adapter stops and /readyz names it.
+type RejectedError struct {
+	// Key names the setting to fix, as a user writes it:
+	// "telegram.token (or TELEGRAM_BOT_TOKEN)".
+	Key string
+	// Reason says what happened in a few words: "token rejected (401)".
+	Reason string
+	// Err is the platform's answer.
+	Err error
+}
+
+func (e *RejectedError) Error() string {
+	if e.Err == nil {
+		return e.Key + ": " + e.Reason
+	}
+	return e.Key + ": " + e.Reason + ": " + e.Err.Error()
+}
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Rejection lets an adapter stop Run when the platform refuses its
+// credentials outside Run's own calls (a delivery answered "unauthorized"):
+// Deliver records the error, Run watches Done and returns Err. The zero
+// value is ready to use; only the first error is kept.
+type Rejection struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  *RejectedError
+}
+
+func (r *Rejection) init() {
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+}
+
+// Set records err (the first one only) and closes Done.
+func (r *Rejection) Set(err *RejectedError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	if r.err == nil {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// Done is closed once an error was recorded.
+func (r *Rejection) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	return r.done
+}
+
+// Err is the recorded error, nil if none.
+func (r *Rejection) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		return nil
+	}
+	return r.err
+}
 
 // PermanentError marks a delivery that can never succeed (the platform said
 // the request itself is wrong). The outbox stops retrying it and records it in

@@ -1,10 +1,12 @@
 package widget
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -12,7 +14,11 @@ import (
 // TestBrowserAdminBoard drives the team board in headless Chromium: the
 // admin signs in once, sees the team, and watches an agent go away live.
 func TestBrowserAdminBoard(t *testing.T) {
-	e := newEnvDir(t, boardDirectory(t))
+	var adapters atomic.Pointer[[]bridge.AdapterState]
+	adapters.Store(&[]bridge.AdapterState{{Name: "telegram", Up: true}})
+	e := newEnvDir(t, boardDirectory(t), func(c *Config) {
+		c.Adapters = func() []bridge.AdapterState { return *adapters.Load() }
+	})
 	e.runWatcher()
 	e.setStatus(agentAlice, presence.Online)
 	wait.For(t, "alice online", func() bool { return e.watcher.Effective(agentAlice) == presence.Online })
@@ -58,6 +64,16 @@ func TestBrowserAdminBoard(t *testing.T) {
 				t.Errorf("%s: %s is not true (%v)", what, expr, err)
 			}
 		}
+	})
+
+	t.Run("a stopped platform is shown", func(t *testing.T) {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('adapters').hidden`)); err != nil || !ok {
+			t.Errorf("a banner while every platform runs (%v)", err)
+		}
+		adapters.Store(&[]bridge.AdapterState{{Name: "telegram", Reason: "token rejected (401)"}})
+		waitJS(t, ctx, "the banner", `(() => { const b = document.getElementById('adapters');
+			return !b.hidden && b.textContent.includes('telegram stopped: token rejected (401)'); })()`)
+		adapters.Store(&[]bridge.AdapterState{{Name: "telegram", Up: true}})
 	})
 
 	t.Run("a waiting chat appears", func(t *testing.T) {

@@ -301,10 +301,9 @@ func (s *Server) adminEvents(c *fiber.Ctx) error {
 		}
 		props = []presence.PropertyID{p}
 	}
-	s.hijackStream(c, "admin", sseHead(corsResult{}), func(w *sseConn) {
+	return s.hijackStream(c, "admin", corsResult{}, func(w *sseConn) {
 		s.followBoard(w, props)
 	})
-	return nil
 }
 
 // followBoard writes, for each property, a "presence" event now and at
@@ -338,10 +337,19 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 		}()
 	}
 
+	var sentAdapters []byte
 	sentSeq := make(map[presence.PropertyID]uint64, len(props))
 	sentChats := make(map[presence.PropertyID][]byte, len(props))
 	chatsFailed := make(map[presence.PropertyID]bool, len(props))
 	send := func() error {
+		// The chat platforms: a stopped one (a revoked token) means its
+		// agents get nothing, which the board must not hide.
+		if ad := mustJSON(map[string]any{"adapters": s.adapterStates()}); s.cfg.Adapters != nil && !bytes.Equal(ad, sentAdapters) {
+			if err := w.event("adapters", "", ad); err != nil {
+				return err
+			}
+			sentAdapters = ad
+		}
 		for _, p := range props {
 			snap, _ := s.watcher.Snapshot(p)
 			if snap == nil {

@@ -1,11 +1,15 @@
 package widget
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/mail"
 	"strconv"
@@ -102,9 +106,12 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 	); err != nil {
 		return err
 	}
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	ip := s.clientIP(c)
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
@@ -134,9 +141,12 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	); err != nil {
 		return err
 	}
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	ip := s.clientIP(c)
 	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
 		return err
 	}
@@ -166,9 +176,13 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if chat.State == bridge.Closed {
 		return errChatClosed
 	}
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitMessages, s.clientIP(c), s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
 		return err
 	}
 	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, in.Text, nil)
@@ -181,6 +195,10 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 // uploadFile answers POST /v1/chats/{c}/files: a multipart form with the file
 // (field "file", up to MaxUploadBytes) and an optional caption ("text"). The
 // file is stored, then sent to the agents as the visitor's message.
+//
+// Everything that can refuse the upload (the token, the chat's state, the
+// rate limit and the upload quotas) is checked before the body is read; the
+// body is then read from the connection, bounded, as it arrives.
 func (s *Server) uploadFile(c *fiber.Ctx) error {
 	chat, _, err := s.authChat(c, false)
 	if err != nil {
@@ -193,44 +211,102 @@ func (s *Server) uploadFile(c *fiber.Ctx) error {
 	if chat.State == bridge.Closed {
 		return errChatClosed
 	}
-	fh, err := c.FormFile("file")
-	switch {
-	case err != nil:
-		return newErr(http.StatusBadRequest, "missing_file", "send a multipart form with the file in the field \"file\"")
-	case fh.Size > MaxUploadBytes:
-		return newErr(http.StatusRequestEntityTooLarge, "file_too_large", fmt.Sprintf("files are limited to %d MiB", MaxUploadBytes>>20))
-	case fh.Size == 0:
-		return newErr(http.StatusBadRequest, "empty_file", "the file is empty")
+	errForm := newErr(http.StatusBadRequest, "missing_file", "send a multipart form with the file in the field \"file\"")
+	mt, params, err := mime.ParseMediaType(string(c.Request().Header.ContentType()))
+	if err != nil || mt != fiber.MIMEMultipartForm || params["boundary"] == "" {
+		return errForm
 	}
-	text := strings.Clone(c.FormValue("text"))
-	if text != "" {
-		if err := checkText("text", text); err != nil {
-			return err
-		}
-	}
-	f, err := fh.Open()
+	ip, err := s.clientIP(c)
 	if err != nil {
-		return newErr(http.StatusBadRequest, "missing_file", "the file could not be read")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxUploadBytes+1))
-	f.Close()
-	if err != nil || len(data) > MaxUploadBytes {
-		return newErr(http.StatusBadRequest, "missing_file", "the file could not be read")
+		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitMessages, s.clientIP(c), s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
 		return err
 	}
-	att, err := fs.PutFile(ctx, chat.ID, fh.Filename, uploadMIME(fh.Header.Get(fiber.HeaderContentType), data), data)
+	if err := s.uploadQuota(ctx, chat, ip); err != nil {
+		return err
+	}
+	var body io.Reader = bytes.NewReader(c.Request().Body())
+	if rs := c.Context().RequestBodyStream(); rs != nil {
+		body = rs
+	}
+	up, err := readUpload(io.LimitReader(body, uploadBodyBytes+1), params["boundary"])
+	if err != nil {
+		return err
+	}
+	if up.name == "" && up.data == nil {
+		return errForm
+	}
+	if len(up.data) == 0 {
+		return newErr(http.StatusBadRequest, "empty_file", "the file is empty")
+	}
+	if up.text != "" {
+		if err := checkText("text", up.text); err != nil {
+			return err
+		}
+	}
+	att, err := fs.PutFile(ctx, chat.ID, up.name, uploadMIME(up.mime, up.data), up.data)
 	if err != nil {
 		return fromBridge(err)
 	}
-	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, text, &att)
+	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, up.text, &att)
 	if err != nil {
 		return fromBridge(err)
 	}
 	return c.Status(http.StatusAccepted).JSON(postMessageResponse{ID: m.ID, Attachment: &att})
+}
+
+// upload is what readUpload found in a multipart form.
+type upload struct {
+	name, mime, text string
+	data             []byte // nil: no file part
+}
+
+// readUpload reads the form's "file" (up to MaxUploadBytes) and "text" (up
+// to MaxBodyBytes) parts and skips any other part.
+func readUpload(r io.Reader, boundary string) (upload, error) {
+	var up upload
+	errFile := newErr(http.StatusBadRequest, "missing_file", "the file could not be read")
+	errBig := newErr(http.StatusRequestEntityTooLarge, "file_too_large", fmt.Sprintf("files are limited to %d MiB", MaxUploadBytes>>20))
+	mr := multipart.NewReader(r, boundary)
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return up, nil
+		}
+		if err != nil {
+			return up, errFile
+		}
+		switch p.FormName() {
+		case "file":
+			if up.data != nil {
+				return up, newErr(http.StatusBadRequest, "missing_file", "send one file per request")
+			}
+			data, err := io.ReadAll(io.LimitReader(p, MaxUploadBytes+1))
+			switch {
+			case len(data) > MaxUploadBytes:
+				return up, errBig
+			case err != nil:
+				return up, errFile
+			}
+			up.name, up.mime, up.data = strings.Clone(p.FileName()), p.Header.Get(fiber.HeaderContentType), data
+		case "text":
+			data, err := io.ReadAll(io.LimitReader(p, MaxBodyBytes+1))
+			switch {
+			case len(data) > MaxBodyBytes:
+				return up, newErr(http.StatusBadRequest, "text_too_long", "text is over 4000 characters")
+			case err != nil:
+				return up, errFile
+			}
+			up.text = string(data)
+		default:
+			if _, err := io.Copy(io.Discard, io.LimitReader(p, MaxBodyBytes+1)); err != nil {
+				return up, errFile
+			}
+		}
+	}
 }
 
 // uploadMIME is the media type the browser gave a file part, if it is a
@@ -251,7 +327,7 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 	after := strings.Clone(c.Query("after"))
 	if after != "" {
 		if _, ok := parseMessageID(after); !ok {
-			return newErr(http.StatusBadRequest, "invalid_after", "after must be a message id")
+			return errInvalidAfter
 		}
 	}
 	ctx, cancel := opCtx(c)
@@ -325,14 +401,13 @@ func (s *Server) visitorEvents(c *fiber.Ctx) error {
 	if last == "" {
 		last = strings.Clone(c.Query("last_event_id"))
 	}
-	if _, ok := parseMessageID(last); !ok {
-		last = ""
+	if _, ok := parseMessageID(last); !ok && last != "" {
+		return newErr(http.StatusBadRequest, "invalid_last_event_id", "Last-Event-ID must be a message id")
 	}
 	tok := visitorToken(c, true)
-	s.hijackStream(c, "visitor", sseHead(cr), func(w *sseConn) {
+	return s.hijackStream(c, "visitor", cr, func(w *sseConn) {
 		s.followChat(w, chat, tok, last)
 	})
-	return nil
 }
 
 // followChat streams a chat's events: first what the client missed after
@@ -504,9 +579,15 @@ func bearer(c *fiber.Ctx) string {
 	return ""
 }
 
+// errInvalidAfter refuses an after= that is not a message id.
+var errInvalidAfter = newErr(http.StatusBadRequest, "invalid_after", "after must be a message id")
+
 // messageID is a Redis stream id ("1700000000000-0").
 type messageID struct{ ms, seq uint64 }
 
+// parseMessageID parses a message id a client may continue after: the
+// largest possible id is refused, since nothing can come after it (Redis
+// refuses it as the exclusive start of a range).
 func parseMessageID(s string) (messageID, bool) {
 	a, b, ok := strings.Cut(s, "-")
 	if !ok {
@@ -514,7 +595,7 @@ func parseMessageID(s string) (messageID, bool) {
 	}
 	ms, err1 := strconv.ParseUint(a, 10, 64)
 	seq, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || ms == math.MaxUint64 && seq == math.MaxUint64 {
 		return messageID{}, false
 	}
 	return messageID{ms, seq}, true

@@ -37,7 +37,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
 		for _, c := range []prometheus.Collector{metrics.HTTPRequests, metrics.ChatsStarted, metrics.OfflineMessages, metrics.MessagesRelayed,
-			metrics.OpenStreams, metrics.Deliveries, metrics.FirstResponse, metrics.MissedChats, metrics.AdapterUp, e.srv.coll} {
+			metrics.OpenStreams, metrics.Deliveries, metrics.FirstResponse, metrics.MissedChats, metrics.AdapterUp,
+			metrics.AcceptErrors, metrics.ConnectionsRefused, metrics.Refused, e.srv.coll} {
 			c.Describe(ch)
 		}
 		close(ch)

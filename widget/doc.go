@@ -41,6 +41,19 @@
 // status, widget status, chats by state, presence staleness) from a
 // collector on the server's own registry.
 //
+// # Overload
+//
+// The listener never ends on an accept error (out of file descriptors): it
+// backs off and goes on. Connections per TCP peer (Limits.ConnectionsPerIP)
+// and event streams per instance and per client IP are capped; over a cap
+// the answer is 429 or 503 with Retry-After. Bodies are streamed: a
+// Content-Length over the route's limit (16 KiB; uploads 5 MiB + 64 KiB;
+// platform callbacks 1 MiB) is refused from the header, and a body is read
+// up to its limit only. Uploads are counted against per-chat, per-IP-hour
+// and per-property-day quotas before the file is read. The client IP is the
+// TCP peer, or behind Config.TrustedProxies the rightmost forwarded entry
+// that is not a trusted proxy; per-IP limits count an IPv6 /64 as one IP.
+//
 // Concurrency: every server-sent event stream runs in exactly one goroutine
 // (the connection is hijacked from fasthttp, so the request worker is
 // released). Streams are told to stop before the HTTP server shuts down, and
@@ -49,5 +62,9 @@
 //
 // Redis keys (under Config.Prefix; the only ones this package writes):
 //
-//	ratelimit:<kind>:{<ip>}:<minute>  string  requests counted (INCR), EX 2m; kind is chats or messages
+//	ratelimit:<kind>:{<ip>}:<minute>  string  requests counted (INCR), EX 2m; kind is chats or messages;
+//	                                          <ip> is an IPv4 address or an IPv6 /64 ("2001:db8:1:2::")
+//	quota:uploads_per_chat:{<chat>}            string  files of a chat (INCR), EX 31 days
+//	quota:uploads_per_ip:{<ip>}:<hour>         string  files from an IP in an hour, EX 2h
+//	quota:uploads_per_property:{<p>}:<day>     string  files to a property in a UTC day, EX 48h
 package widget

@@ -120,7 +120,11 @@ func (s *Server) emailTranscript(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitMessages, s.clientIP(c), s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return err
+	}
+	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
 		return err
 	}
 	if err := s.chats.EmailTranscript(ctx, chat.ID); err != nil {

@@ -59,18 +59,27 @@ func prechatDirectory(t testing.TB) *presence.Directory {
 // emailEnv is a server on the real bridge with an email target.
 func emailEnv(t *testing.T) (*env, *bridge.Bridge, *mailbox) {
 	t.Helper()
+	return bridgeEnv(t, true)
+}
+
+// bridgeEnv is a server on the real bridge, with an email target if withMail.
+func bridgeEnv(t *testing.T, withMail bool) (*env, *bridge.Bridge, *mailbox) {
+	t.Helper()
 	e := newEnvDir(t, prechatDirectory(t))
 	b, err := bridge.New(bridge.Config{
 		Prefix:     e.redis.Prefix,
 		Properties: map[presence.PropertyID]bridge.Routing{propDemo: {}, propForm: {}},
 		PollEvery:  20 * time.Millisecond,
 		PublicURL:  "https://chat.example",
+		Now:        e.clock.Now,
 	}, e.redis.Client, e.store, e.watcher, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mb := &mailbox{}
-	b.AddAdapter(mb)
+	if withMail {
+		b.AddAdapter(mb)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
@@ -269,5 +278,85 @@ func TestContinuePage(t *testing.T) {
 				t.Error("the page must not carry the token: it lives in the link's fragment")
 			}
 		})
+	}
+}
+
+// TestReadInWidgetNotEmailed: an agent's reply that went out on the
+// visitor's open event stream, or in a transcript fetched with the token,
+// is not emailed; one the visitor never saw is, after email_after.
+func TestReadInWidgetNotEmailed(t *testing.T) {
+	e, _, mb := emailEnv(t)
+	base := e.serve()
+	ctx := context.Background()
+	start := func() startChatResponse {
+		t.Helper()
+		r := e.do("POST", "/v1/properties/demo/chats", map[string]string{"message": "Hello", "email": "vic@example.com"})
+		var out startChatResponse
+		r.json(t, &out)
+		return out
+	}
+	answer := func(c startChatResponse, text string) {
+		t.Helper()
+		if r := e.do("POST", "/v1/admin/agents/alice/actions", map[string]string{"chat_id": string(c.ChatID), "text": text}, adminBearer...); r.code != 200 {
+			t.Fatalf("answer: %d %s", r.code, r.body)
+		}
+	}
+	timerDone := func(c startChatResponse) {
+		t.Helper()
+		wait.For(t, "email timer fired", func() bool {
+			_, err := e.redis.Client.ZScore(ctx, e.redis.Prefix+"timers", "email|demo|"+string(c.ChatID)).Result()
+			return err != nil
+		})
+	}
+	readMark := func(c startChatResponse) string {
+		v, _ := e.redis.Client.HGet(ctx, e.redis.Prefix+"{demo}:chat:"+string(c.ChatID), "read").Result()
+		return v
+	}
+
+	onStream, byTranscript, away := start(), start(), start()
+	s := openSSE(t, base+"/v1/chats/"+string(onStream.ChatID)+"/events?token="+onStream.VisitorToken)
+	defer s.Close()
+	s.next("status")
+	answer(onStream, "Seen live.")
+	ev := s.next("message", "status", "agent_joined")
+	wait.For(t, "the stream marks the reply read", func() bool { return readMark(onStream) == ev.ID })
+
+	answer(byTranscript, "Seen in the transcript.")
+	if r := e.do("GET", "/v1/chats/"+string(byTranscript.ChatID)+"/messages", nil, "Authorization", "Bearer "+byTranscript.VisitorToken); r.code != 200 {
+		t.Fatalf("transcript: %d", r.code)
+	}
+	if readMark(byTranscript) == "" {
+		t.Error("the transcript did not mark the chat read")
+	}
+	answer(away, "Nobody saw this.")
+
+	e.clock.Advance(2 * time.Minute) // the default email_after
+	for _, c := range []startChatResponse{onStream, byTranscript, away} {
+		timerDone(c)
+	}
+	wait.For(t, "the unread reply emailed", func() bool { return len(mb.all()) >= 1 })
+	wait.For(t, "the email outbox drained", func() bool {
+		keys, _ := e.redis.Client.Keys(ctx, e.redis.Prefix+"outbox:{email:*}").Result()
+		for _, k := range keys {
+			if n, _ := e.redis.Client.XLen(ctx, k).Result(); n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	got := mb.all()
+	if len(got) != 1 || got[0].Chat.ID != away.ChatID || len(got[0].Email.Messages) != 1 || got[0].Email.Messages[0].Text != "Nobody saw this." {
+		t.Fatalf("emails %+v: want only the unread reply", got)
+	}
+}
+
+func TestTranscriptWithoutEmailServer(t *testing.T) {
+	e, _, _ := bridgeEnv(t, false)
+	r := e.do("POST", "/v1/properties/demo/chats", map[string]string{"message": "Hello", "email": "vic@example.com"})
+	var c startChatResponse
+	r.json(t, &c)
+	r = e.do("POST", "/v1/chats/"+string(c.ChatID)+"/transcript", nil, "Authorization", "Bearer "+c.VisitorToken)
+	if r.code != http.StatusConflict || r.errCode() != "email_disabled" {
+		t.Errorf("%d %s", r.code, r.body)
 	}
 }

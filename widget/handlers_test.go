@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -730,7 +731,7 @@ func TestServerWideBodyLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/properties/demo/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", mountBodyBytes+1)
+	fmt.Fprintf(conn, "POST /v1/properties/demo/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", uploadBodyBytes+1)
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -811,4 +812,44 @@ func (p *presenceSetter) SetPresence(ctx context.Context, id presence.AgentID, s
 		return presence.State{}, p.err
 	}
 	return presence.State{Status: s, Condition: c}, nil
+}
+
+// TestReadyAdapters: a chat platform that stopped (its token was revoked)
+// makes /readyz answer 503 naming it, and the admin board says so, live.
+func TestReadyAdapters(t *testing.T) {
+	var mu sync.Mutex
+	states := []bridge.AdapterState{{Name: "telegram", Up: true}, {Name: "slack", Up: true}}
+	set := func(s ...bridge.AdapterState) { mu.Lock(); states = s; mu.Unlock() }
+	e := newEnv(t, func(c *Config) {
+		c.Adapters = func() []bridge.AdapterState {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]bridge.AdapterState(nil), states...)
+		}
+	})
+	e.runWatcher()
+	base := e.serve()
+	s := openSSE(t, base+"/v1/admin/events", adminBearer...)
+	first := s.next("adapters")
+	if !strings.Contains(first.Data, `{"name":"telegram","up":true}`) {
+		t.Errorf("first adapters event %s", first.Data)
+	}
+	if r := e.do("GET", "/readyz", nil); r.code != 200 {
+		t.Errorf("readyz with every adapter up: %d %s", r.code, r.body)
+	}
+
+	set(bridge.AdapterState{Name: "telegram", Reason: "token rejected (401)"}, bridge.AdapterState{Name: "slack", Up: true})
+	r := e.do("GET", "/readyz", nil)
+	var got struct {
+		NotReady []string `json:"not_ready"`
+	}
+	r.json(t, &got)
+	if r.code != 503 || len(got.NotReady) != 1 || got.NotReady[0] != "telegram: token rejected (401)" {
+		t.Errorf("readyz with telegram stopped: %d %s", r.code, r.body)
+	}
+	ev := s.next("adapters", "presence", "chats")
+	if !strings.Contains(ev.Data, `{"name":"telegram","up":false,"reason":"token rejected (401)"}`) {
+		t.Errorf("board adapters event after the stop: %s", ev.Data)
+	}
+	s.Close()
 }

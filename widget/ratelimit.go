@@ -2,12 +2,18 @@ package widget
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/metrics"
 )
 
 // Rate-limit kinds (part of the key).
@@ -26,7 +32,7 @@ func (s *Server) limit(ctx context.Context, kind, ip string, perMinute int) erro
 	}
 	now := s.cfg.Now()
 	window := now.Unix() / 60
-	key := s.cfg.Prefix + "ratelimit:" + kind + ":{" + ip + "}:" + strconv.FormatInt(window, 10)
+	key := s.cfg.Prefix + "ratelimit:" + kind + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(window, 10)
 	pipe := s.rdb.Pipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*time.Minute)
@@ -42,18 +48,147 @@ func (s *Server) limit(ctx context.Context, kind, ip string, perMinute int) erro
 	return nil
 }
 
-// clientIP is the visitor's address: the TCP peer, or the first address of
-// Config.ProxyHeader when set.
-func (s *Server) clientIP(c *fiber.Ctx) string {
-	ip := c.IP()
-	if s.cfg.ProxyHeader != "" {
-		if i := strings.IndexByte(ip, ','); i >= 0 {
-			ip = ip[:i]
+// errBadClientIP refuses a request whose forwarded client address is not
+// an IP address.
+var errBadClientIP = newErr(http.StatusBadRequest, "invalid_client_ip", "the forwarded client address is not an IP address")
+
+// clientIP is the visitor's address. It is the TCP peer, unless the peer is
+// a trusted proxy: then it is the rightmost entry of Config.ProxyHeader
+// that is not a trusted proxy (entries left of it were written by the
+// client and prove nothing). An entry that is not an IP address is refused.
+// When every entry is a trusted proxy, it is the leftmost of them.
+func (s *Server) clientIP(c *fiber.Ctx) (string, error) {
+	peer := peerAddr(c.Context().RemoteAddr())
+	if !peer.IsValid() {
+		return "unknown", nil
+	}
+	if !s.trustedProxy(peer) {
+		return peer.String(), nil
+	}
+	ip := peer
+	values := c.Request().Header.PeekAll(s.cfg.ProxyHeader)
+	for i := len(values) - 1; i >= 0; i-- {
+		v := string(values[i])
+		for v != "" {
+			var entry string
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				entry, v = v[j+1:], v[:j]
+			} else {
+				entry, v = v, ""
+			}
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			a, err := netip.ParseAddr(entry)
+			if err != nil {
+				return "", errBadClientIP
+			}
+			ip = a.Unmap().WithZone("")
+			if !s.trustedProxy(ip) {
+				return ip.String(), nil
+			}
 		}
-		ip = strings.TrimSpace(ip)
 	}
-	if ip == "" {
-		ip = "unknown"
+	return ip.String(), nil
+}
+
+// limitKey is what per-IP limits, quotas and caps count a client IP as:
+// the address, or for IPv6 its /64 (capKey), so rotating addresses inside
+// one's own /64 does not multiply one's limits.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
 	}
-	return strings.Clone(ip)
+	return capKey(a).String()
+}
+
+// trustedProxy reports whether ip is in Config.TrustedProxies.
+func (s *Server) trustedProxy(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Upload quotas (part of the key).
+const (
+	quotaChat     = "uploads_per_chat"
+	quotaIP       = "uploads_per_ip"
+	quotaProperty = "uploads_per_property"
+)
+
+// chatQuotaTTL keeps a chat's upload count longer than any chat lives
+// after its last message.
+const chatQuotaTTL = 31 * 24 * time.Hour
+
+// uploadQuota counts one upload against the chat's, the IP's (per hour) and
+// the property's (per UTC day) quotas, before any of the body is read. Over
+// any of them, the counts are given back and the upload is refused with 429.
+func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) error {
+	now := s.cfg.Now().UTC()
+	rl := s.cfg.RateLimits
+	hour, day := now.Unix()/3600, now.Unix()/86400
+	type quota struct {
+		name  string
+		key   string
+		limit int
+		ttl   time.Duration
+		retry int
+		n     *redis.IntCmd
+	}
+	qs := []*quota{
+		{name: quotaChat, key: s.cfg.Prefix + "quota:" + quotaChat + ":{" + string(chat.ID) + "}", limit: rl.UploadsPerChat, ttl: chatQuotaTTL},
+		{name: quotaIP, key: s.cfg.Prefix + "quota:" + quotaIP + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(hour, 10), limit: rl.UploadsPerIPPerHour, ttl: 2 * time.Hour, retry: int(3600 - now.Unix()%3600)},
+		{name: quotaProperty, key: s.cfg.Prefix + "quota:" + quotaProperty + ":{" + string(chat.Property) + "}:" + strconv.FormatInt(day, 10), limit: rl.UploadsPerPropertyPerDay, ttl: 48 * time.Hour, retry: int(86400 - now.Unix()%86400)},
+	}
+	pipe := s.rdb.Pipeline()
+	for _, q := range qs {
+		if q.limit < 0 {
+			continue
+		}
+		q.n = pipe.Incr(ctx, q.key)
+		pipe.Expire(ctx, q.key, q.ttl)
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("upload quota: redis", "err", err)
+		return errUnavailable
+	}
+	var over *quota
+	for _, q := range qs {
+		if q.n != nil && q.n.Val() > int64(q.limit) {
+			over = q
+			break
+		}
+	}
+	if over == nil {
+		return nil
+	}
+	undo := s.rdb.Pipeline()
+	for _, q := range qs {
+		if q.n != nil {
+			undo.Decr(ctx, q.key)
+		}
+	}
+	if _, err := undo.Exec(ctx); err != nil {
+		s.log.Warn("upload quota: give back", "err", err)
+	}
+	metrics.Refused.WithLabelValues(over.name).Inc()
+	e := *newErr(http.StatusTooManyRequests, "upload_quota", "")
+	switch over.name {
+	case quotaChat:
+		e.Message = fmt.Sprintf("this chat has reached its limit of %d files", over.limit)
+	case quotaIP:
+		e.Message = "too many files from your address this hour, try again later"
+	default:
+		e.Message = "this site has received too many files today, try again tomorrow"
+	}
+	e.RetryAfter = over.retry
+	return &e
 }

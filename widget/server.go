@@ -3,11 +3,16 @@ package widget
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/metrics"
@@ -29,11 +35,13 @@ const (
 	MaxBodyBytes = 16 << 10
 	// MaxUploadBytes caps a file a visitor sends (POST /v1/chats/{c}/files).
 	MaxUploadBytes = 5 << 20
-	// mountBodyBytes is the server-wide cap, larger than MaxBodyBytes so that
-	// platform callbacks (a Telegram update with a 4096-character message of
-	// emoji is over 16 KiB) and visitors' files (with their multipart form)
-	// are not refused; each route has its own, smaller limit.
-	mountBodyBytes = MaxUploadBytes + 1<<20
+	// uploadBodyBytes caps the whole multipart body of an upload: the file,
+	// a caption and the form's framing.
+	uploadBodyBytes = MaxUploadBytes + 64<<10
+	// callbackBodyBytes caps a platform callback (Telegram webhook, Slack
+	// events): a Telegram update with a 4096-character message of emoji is
+	// over 16 KiB.
+	callbackBodyBytes = 1 << 20
 	// headerBytes bounds the request line and headers together (fasthttp's
 	// read buffer). Longer requests get a 431; one much longer may see its
 	// connection closed before the client has finished sending it.
@@ -60,12 +68,27 @@ type Config struct {
 	// Heartbeat is how often an idle event stream gets a comment line, which
 	// is also how a gone client is noticed. Zero means 20s.
 	Heartbeat time.Duration
-	// ProxyHeader names the header holding the client IP when the server runs
-	// behind a reverse proxy (e.g. "X-Forwarded-For"). Empty: the TCP peer.
-	// Set it only behind a proxy that overwrites the header.
+	// TrustedProxies are the networks of the reverse proxies in front of the
+	// server. A request whose TCP peer is in them has its client IP taken
+	// from ProxyHeader: the rightmost entry not in them. Empty: the client IP
+	// is the TCP peer, and ProxyHeader is not read.
+	TrustedProxies []netip.Prefix
+	// ProxyHeader names the header the trusted proxies append the client IP
+	// to. Zero means "X-Forwarded-For".
 	ProxyHeader string
+	// Limits caps connections and event streams.
+	Limits Limits
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// MetricsListen, when set, is the address /metrics is served on instead
+	// of Listen (e.g. "127.0.0.1:9090"); Listen then answers it 404.
+	MetricsListen string
 	// ShutdownTimeout bounds Run's graceful shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration
+	// Adapters reports the chat platforms' health (bridge.Bridge.Adapters):
+	// /readyz answers 503 naming any that stopped, and the admin board
+	// shows them. Nil means there are none to report.
+	Adapters func() []bridge.AdapterState
 }
 
 // PropertyConfig is one property's HTTP settings.
@@ -75,13 +98,55 @@ type PropertyConfig struct {
 	AllowedOrigins []string
 }
 
-// RateLimits per client IP and minute. Zero means the default (20 chats,
-// 120 messages); a negative value turns the limit off.
+// RateLimits are counted in Redis across instances. Zero means the
+// default given with each; a negative value turns the limit off.
 type RateLimits struct {
-	// ChatsPerMinute counts chat creations and offline messages.
+	// ChatsPerMinute counts chat creations and offline messages per client
+	// IP. Default 20.
 	ChatsPerMinute int
-	// MessagesPerMinute counts visitor messages.
+	// MessagesPerMinute counts visitor messages (files too) per client IP.
+	// Default 120.
 	MessagesPerMinute int
+	// UploadsPerChat counts the files of one chat, over its life. Default 20.
+	UploadsPerChat int
+	// UploadsPerIPPerHour counts files per client IP and hour. Default 30.
+	UploadsPerIPPerHour int
+	// UploadsPerPropertyPerDay counts files per property and UTC day.
+	// Default 500.
+	UploadsPerPropertyPerDay int
+}
+
+// Limits cap what one instance holds open. Zero means the default given
+// with each; a negative value turns the cap off.
+type Limits struct {
+	// ConnectionsPerIP caps the open connections of one TCP peer (an IPv6
+	// /64 counts as one); more are answered 429 with Retry-After and closed.
+	// Trusted proxies are not capped. Default 256.
+	ConnectionsPerIP int
+	// Streams caps the event streams this instance holds; more are answered
+	// 503 with Retry-After. Default 10000.
+	Streams int
+	// StreamsPerIP caps one client IP's event streams on this instance; more
+	// are answered 429 with Retry-After. Default 32.
+	StreamsPerIP int
+}
+
+// Defaults of the caps and quotas.
+const (
+	DefaultConnectionsPerIP         = 256
+	DefaultStreams                  = 10000
+	DefaultStreamsPerIP             = 32
+	DefaultUploadsPerChat           = 20
+	DefaultUploadsPerIPPerHour      = 30
+	DefaultUploadsPerPropertyPerDay = 500
+)
+
+// orDefault is v, or def when v is zero.
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Server is the widget HTTP server.
@@ -118,6 +183,12 @@ type Server struct {
 	streams  sync.WaitGroup
 	open     atomic.Int64
 	conns    connSet
+	mounts   []string // paths of platform callbacks (Mount)
+
+	// Event streams held, in total and per client IP (caps in cfg.Limits).
+	streamsMu   sync.Mutex
+	streamsByIP map[string]int
+	streamsAll  int
 }
 
 // New builds the server and its routes. rdb is used only by /readyz and the
@@ -141,12 +212,19 @@ func New(cfg Config, watcher *presence.Watcher, store *presence.Store, chats bri
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	if cfg.RateLimits.ChatsPerMinute == 0 {
-		cfg.RateLimits.ChatsPerMinute = 20
+	if cfg.ProxyHeader == "" {
+		cfg.ProxyHeader = fiber.HeaderXForwardedFor
 	}
-	if cfg.RateLimits.MessagesPerMinute == 0 {
-		cfg.RateLimits.MessagesPerMinute = 120
-	}
+	rl := &cfg.RateLimits
+	rl.ChatsPerMinute = orDefault(rl.ChatsPerMinute, 20)
+	rl.MessagesPerMinute = orDefault(rl.MessagesPerMinute, 120)
+	rl.UploadsPerChat = orDefault(rl.UploadsPerChat, DefaultUploadsPerChat)
+	rl.UploadsPerIPPerHour = orDefault(rl.UploadsPerIPPerHour, DefaultUploadsPerIPPerHour)
+	rl.UploadsPerPropertyPerDay = orDefault(rl.UploadsPerPropertyPerDay, DefaultUploadsPerPropertyPerDay)
+	lim := &cfg.Limits
+	lim.ConnectionsPerIP = orDefault(lim.ConnectionsPerIP, DefaultConnectionsPerIP)
+	lim.Streams = orDefault(lim.Streams, DefaultStreams)
+	lim.StreamsPerIP = orDefault(lim.StreamsPerIP, DefaultStreamsPerIP)
 	s := &Server{
 		cfg: cfg, watcher: watcher, store: store, dir: store.Directory(), chats: chats, rdb: rdb,
 		log:  log.With("component", "widget"),
@@ -177,18 +255,68 @@ func New(cfg Config, watcher *presence.Watcher, store *presence.Store, chats bri
 		// Not Immutable: it costs the hot path several allocations per
 		// request. Every value a handler keeps or hands on (to the bridge,
 		// the store, a stream goroutine, a metric label) is cloned there.
-		Immutable:             false,
-		BodyLimit:             mountBodyBytes,
-		ReadBufferSize:        headerBytes,
-		DisableStartupMessage: true,
-		ErrorHandler:          s.errorHandler,
-		ProxyHeader:           cfg.ProxyHeader,
-		ReadTimeout:           30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
+		Immutable: false,
+		// Bodies are streamed: fasthttp reads at most 8 KiB of one before
+		// the handler runs, and handle reads the rest up to the route's own
+		// limit (refusing a larger Content-Length before reading any), so a
+		// connection announcing a large body holds no more memory than it
+		// has sent. BodyLimit is what fasthttp reads ahead at most.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		BodyLimit:                    MaxBodyBytes,
+		ReadBufferSize:               headerBytes,
+		DisableStartupMessage:        true,
+		ErrorHandler:                 s.errorHandler,
+		ReadTimeout:                  30 * time.Second,
+		IdleTimeout:                  2 * time.Minute,
 		// Event streams are long responses: no write timeout (they set their own deadlines).
 	})
+	s.app.Server().HeaderReceived = s.headerReceived
 	s.routes()
 	return s
+}
+
+// refusedLength marks (on the request header) a request whose announced
+// body is over its route's limit. headerReceived sets it and empties the
+// Content-Length, so fasthttp reads none of the body; handle refuses the
+// request with 413 and closes the connection. A client cannot set it
+// itself: it is deleted from every request first.
+const refusedLength = "X-Onduty-Refused-Length"
+
+// headerReceived runs when a request's header has been read, before any of
+// its body: with streamed bodies fasthttp would otherwise wait for the
+// first 8 KiB of a body it is going to refuse.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	h.Del(refusedLength)
+	if cl := h.ContentLength(); cl > 0 && cl > s.bodyLimit(h.Method(), h.RequestURI()) {
+		h.Set(refusedLength, strconv.Itoa(cl))
+		h.SetContentLength(0)
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// bodyLimit is the body limit of the route of method and uri: the upload
+// and the platform callbacks have their own; every other route has
+// MaxBodyBytes. Paths are compared as registered, so a differently spelled
+// path gets the smaller limit.
+func (s *Server) bodyLimit(method, uri []byte) int {
+	path := string(uri)
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if string(method) == fiber.MethodPost {
+		if rest, ok := strings.CutPrefix(path, "/v1/chats/"); ok {
+			if id, ok := strings.CutSuffix(rest, "/files"); ok && !strings.Contains(id, "/") {
+				return uploadBodyBytes
+			}
+		}
+	}
+	for _, m := range s.mounts {
+		if path == m || strings.HasPrefix(path, m+"/") {
+			return callbackBodyBytes
+		}
+	}
+	return MaxBodyBytes
 }
 
 // App returns the Fiber app (tests, load tests).
@@ -198,9 +326,11 @@ func (s *Server) App() *fiber.App { return s.app }
 // everything below it. Call it before Run.
 func (s *Server) Mount(path string, h http.Handler) {
 	fh := adaptor.HTTPHandler(h)
-	s.handle(fiber.MethodPost, path, routeOpts{}, fh)
-	s.handle(fiber.MethodGet, path, routeOpts{}, fh)
-	s.handle(fiber.MethodPost, path+"/*", routeOpts{}, fh)
+	o := routeOpts{maxBody: callbackBodyBytes}
+	s.mounts = append(s.mounts, path)
+	s.handle(fiber.MethodPost, path, o, fh)
+	s.handle(fiber.MethodGet, path, o, fh)
+	s.handle(fiber.MethodPost, path+"/*", o, fh)
 }
 
 // Run listens on cfg.Listen and serves until ctx is done, then stops the
@@ -216,15 +346,49 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve is Run on an existing listener (tests use one on port 0). A Server
 // serves once: after Serve returns, build a new one.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var mln net.Listener
+	if s.cfg.MetricsListen != "" {
+		var err error
+		if mln, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("widget: listen for metrics: %w", err)
+		}
+	}
+	return s.serve(ctx, ln, mln)
+}
+
+func (s *Server) serve(ctx context.Context, ln, mln net.Listener) error {
 	s.log.Info("widget server listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
-	ln = &trackingListener{Listener: ln, set: &s.conns}
+	ln = &trackingListener{Listener: newGuardedListener(ln, s.cfg.Limits.ConnectionsPerIP, s.trustedProxy, s.log), set: &s.conns}
 	go func() { errc <- s.app.Listener(ln) }()
+	var msrv *http.Server
+	mdone := make(chan struct{})
+	if mln != nil {
+		s.log.Info("metrics listening", "addr", mln.Addr().String())
+		msrv = &http.Server{Handler: s.metricsHTTP(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		go func() {
+			defer close(mdone)
+			if err := msrv.Serve(&guardedListener{Listener: mln, log: s.log, sleep: time.Sleep}); err != nil && err != http.ErrServerClosed {
+				s.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	} else {
+		close(mdone)
+	}
+	stopMetrics := func() {
+		if msrv != nil {
+			_ = msrv.Close()
+		}
+		<-mdone
+	}
 	select {
 	case err := <-errc:
+		stopMetrics()
 		return fmt.Errorf("widget: serve: %w", err)
 	case <-ctx.Done():
 	}
+	defer stopMetrics()
 	began := time.Now()
 	s.stopStreams()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -278,16 +442,24 @@ func (s *Server) stopStreams() {
 
 // routeOpts are per-route behaviours of handle.
 type routeOpts struct {
-	// limitBody refuses bodies over MaxBodyBytes (or maxBody) with 413.
-	limitBody bool
-	// maxBody replaces MaxBodyBytes for this route when not zero.
+	// maxBody replaces MaxBodyBytes as the route's body limit when not zero.
 	maxBody int
+	// streamBody leaves the body unread for the handler, which reads it from
+	// c.Context().RequestBodyStream() (bounded by maxBody); handle only
+	// refuses a Content-Length over maxBody.
+	streamBody bool
 }
 
 // handle registers a route whose handler's errors become the JSON error body
 // and whose responses are counted in metrics.HTTPRequests by route pattern.
+// The body is bounded before it is read: a Content-Length over the route's
+// limit is refused at once, and a body without one is read up to the limit.
 func (s *Server) handle(method, path string, o routeOpts, h fiber.Handler) {
 	rm := &routeMetrics{route: path}
+	limit := MaxBodyBytes
+	if o.maxBody > 0 {
+		limit = o.maxBody
+	}
 	s.app.Add(method, path, func(c *fiber.Ctx) error {
 		defer func() {
 			if r := recover(); r != nil {
@@ -296,38 +468,75 @@ func (s *Server) handle(method, path string, o routeOpts, h fiber.Handler) {
 				rm.inc(c.Response().StatusCode())
 			}
 		}()
-		limit := MaxBodyBytes
-		if o.maxBody > 0 {
-			limit = o.maxBody
-		}
 		var err error
-		if o.limitBody && (c.Request().Header.ContentLength() > limit || len(c.Request().Body()) > limit) {
-			err = errTooLarge
-		} else {
+		switch {
+		case c.Request().Header.Peek(refusedLength) != nil || c.Request().Header.ContentLength() > limit:
+			c.Context().SetConnectionClose()
+			err = tooLarge(limit)
+		case o.streamBody:
 			err = h(c)
+		default:
+			if err = readBody(c, limit); err == nil {
+				err = h(c)
+			}
 		}
 		if err != nil {
 			s.writeError(c, err)
+		}
+		if c.Context().RequestBodyStream() != nil {
+			// Part of the body may be unread (refused, or a handler that
+			// stopped early): the connection cannot carry another request.
+			c.Context().SetConnectionClose()
 		}
 		rm.inc(c.Response().StatusCode())
 		return nil
 	})
 }
 
+// readBody reads the request body, up to limit bytes, from the stream
+// fasthttp left and makes it the request's body.
+func readBody(c *fiber.Ctx, limit int) error {
+	rs := c.Context().RequestBodyStream()
+	if rs == nil {
+		if len(c.Request().Body()) > limit {
+			return tooLarge(limit)
+		}
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(rs, int64(limit)+1))
+	switch {
+	case len(data) > limit:
+		return tooLarge(limit)
+	case err != nil:
+		return newErr(http.StatusBadRequest, "bad_body", "the request body could not be read")
+	}
+	c.Request().SetBodyRaw(data)
+	return nil
+}
+
+// tooLarge is the 413 of a body over limit.
+func tooLarge(limit int) error {
+	if limit == MaxBodyBytes {
+		return errTooLarge
+	}
+	return newErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is over %d KiB", limit>>10))
+}
+
 func (s *Server) routes() {
-	v := routeOpts{limitBody: true}
-	s.handle(fiber.MethodGet, "/healthz", routeOpts{}, s.healthz)
-	s.handle(fiber.MethodGet, "/readyz", routeOpts{}, s.readyz)
-	s.handle(fiber.MethodGet, "/metrics", routeOpts{}, adaptor.HTTPHandler(
-		promhttp.HandlerFor(prometheus.Gatherers{metrics.Registry, s.reg}, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})))
-	s.handle(fiber.MethodGet, "/widget.js", routeOpts{}, s.js.serve)
-	s.handle(fiber.MethodGet, "/", routeOpts{}, s.demo.serve)
+	v := routeOpts{}
+	s.handle(fiber.MethodGet, "/healthz", v, s.healthz)
+	s.handle(fiber.MethodGet, "/readyz", v, s.readyz)
+	if s.cfg.MetricsListen == "" {
+		s.handle(fiber.MethodGet, "/metrics", v, s.metrics())
+	}
+	s.handle(fiber.MethodGet, "/widget.js", v, s.js.serve)
+	s.handle(fiber.MethodGet, "/", v, s.demo.serve)
 
 	s.handle(fiber.MethodGet, "/v1/properties/:p/status", v, s.status)
 	s.handle(fiber.MethodGet, "/v1/properties/:p/status/stream", v, s.statusStream)
 	s.handle(fiber.MethodPost, "/v1/properties/:p/chats", v, s.startChat)
 	s.handle(fiber.MethodPost, "/v1/properties/:p/offline-messages", v, s.offlineMessage)
-	s.handle(fiber.MethodOptions, "/v1/properties/:p/*", routeOpts{}, s.preflightProperty)
+	s.handle(fiber.MethodOptions, "/v1/properties/:p/*", v, s.preflightProperty)
 
 	s.handle(fiber.MethodPost, "/v1/chats/:c/messages", v, s.postMessage)
 	s.handle(fiber.MethodGet, "/v1/chats/:c/messages", v, s.transcript)
@@ -337,11 +546,11 @@ func (s *Server) routes() {
 	s.handle(fiber.MethodPost, "/v1/chats/:c/rating", v, s.rate)
 	s.handle(fiber.MethodGet, "/c/:c", routeOpts{}, s.continuePage)
 	s.handle(fiber.MethodGet, "/v1/chats/:c/files/:key", v, s.file)
-	s.handle(fiber.MethodPost, "/v1/chats/:c/files", routeOpts{limitBody: true, maxBody: MaxUploadBytes + 64<<10}, s.uploadFile)
-	s.handle(fiber.MethodOptions, "/v1/chats/:c/*", routeOpts{}, s.preflightChat)
+	s.handle(fiber.MethodPost, "/v1/chats/:c/files", routeOpts{maxBody: uploadBodyBytes, streamBody: true}, s.uploadFile)
+	s.handle(fiber.MethodOptions, "/v1/chats/:c/*", v, s.preflightChat)
 
-	s.handle(fiber.MethodGet, "/admin", routeOpts{}, s.adminPage)
-	s.handle(fiber.MethodGet, "/admin.js", routeOpts{}, s.adminScript)
+	s.handle(fiber.MethodGet, "/admin", v, s.adminPage)
+	s.handle(fiber.MethodGet, "/admin.js", v, s.adminScript)
 	s.handle(fiber.MethodGet, "/v1/admin/properties", v, s.adminProperties)
 	s.handle(fiber.MethodGet, "/v1/admin/properties/:p/presence", v, s.adminPresence)
 	s.handle(fiber.MethodGet, "/v1/admin/properties/:p/chats", v, s.adminChats)
@@ -350,6 +559,30 @@ func (s *Server) routes() {
 	s.handle(fiber.MethodPut, "/v1/admin/agents/:a/status", v, s.adminSetStatus)
 	s.handle(fiber.MethodPost, "/v1/admin/agents/:a/actions", v, s.adminAction)
 }
+
+// metricsHTTP serves the Prometheus metrics, behind MetricsToken when set.
+func (s *Server) metricsHTTP() http.Handler {
+	h := promhttp.HandlerFor(prometheus.Gatherers{metrics.Registry, s.reg}, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(s.cfg.MetricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"code":"unauthorized","message":"a bearer token is required for /metrics"}}`)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// metrics is /metrics on the main listener.
+func (s *Server) metrics() fiber.Handler { return adaptor.HTTPHandler(s.metricsHTTP()) }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
@@ -362,7 +595,29 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		s.log.Warn("readiness: redis ping failed", "err", err)
 		return errUnavailable
 	}
+	if down := s.adaptersDown(); len(down) > 0 {
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"not_ready": down})
+	}
 	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// adaptersDown lists every stopped adapter as "telegram: token rejected (401)".
+func (s *Server) adaptersDown() []string {
+	var down []string
+	for _, a := range s.adapterStates() {
+		if !a.Up {
+			down = append(down, a.Name+": "+a.Reason)
+		}
+	}
+	return down
+}
+
+func (s *Server) adapterStates() []bridge.AdapterState {
+	if s.cfg.Adapters == nil {
+		return nil
+	}
+	return s.cfg.Adapters()
 }
 
 // routeMetrics caches one route's request counters by status code, so the

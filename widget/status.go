@@ -1,8 +1,10 @@
 package widget
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,10 +107,9 @@ func (s *Server) statusStream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.hijackStream(c, "status", sseHead(cr), func(w *sseConn) {
+	return s.hijackStream(c, "status", cr, func(w *sseConn) {
 		s.followStatus(w, p)
 	})
-	return nil
 }
 
 // followStatus writes status events for p until the client goes or the
@@ -169,10 +170,27 @@ func sseHead(cr corsResult) string {
 // hijackStream takes the connection from fasthttp once the handler returns
 // and runs the stream in that one goroutine; the request worker is released.
 // Hijacked connections are invisible to fasthttp's shutdown, so the server
-// tracks them itself.
-func (s *Server) hijackStream(c *fiber.Ctx, kind, head string, run func(w *sseConn)) {
+// tracks them itself. A stream over the caps of Config.Limits is refused:
+// 503 when the instance holds its maximum, 429 when the client's IP does,
+// both with Retry-After, so a client falls back to polling.
+func (s *Server) hijackStream(c *fiber.Ctx, kind string, cr corsResult, run func(w *sseConn)) error {
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return err
+	}
+	ip = limitKey(ip)
+	// A first check answers most refusals as an ordinary error; the one
+	// that counts is taken on the hijacked connection.
+	if err := s.streamRoom(ip, false); err != nil {
+		return err
+	}
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(conn net.Conn) {
+		if err := s.streamRoom(ip, true); err != nil {
+			writeRefusal(conn, err, cr)
+			return
+		}
+		defer s.streamDone(ip)
 		if !s.streamStart() {
 			return
 		}
@@ -182,11 +200,70 @@ func (s *Server) hijackStream(c *fiber.Ctx, kind, head string, run func(w *sseCo
 		s.open.Add(1)
 		defer func() { g.Dec(); s.open.Add(-1) }()
 		w := &sseConn{conn: conn}
-		if w.write([]byte(head)) != nil {
+		if w.write([]byte(sseHead(cr))) != nil {
 			return
 		}
 		run(w)
 	})
+	return nil
+}
+
+// Retry-After of a refused stream, in seconds.
+const (
+	streamsFullRetry  = 10
+	streamsPerIPRetry = 30
+)
+
+var (
+	errStreamsFull  = &apiError{Status: http.StatusServiceUnavailable, Code: "too_many_streams", Message: "the server holds all the event streams it can, poll the status or try again later", RetryAfter: streamsFullRetry}
+	errStreamsPerIP = &apiError{Status: http.StatusTooManyRequests, Code: "too_many_streams", Message: "too many event streams from your address, poll the status or try again later", RetryAfter: streamsPerIPRetry}
+)
+
+// streamRoom reports whether ip may open one more stream; with take it
+// also counts it (give it back with streamDone).
+func (s *Server) streamRoom(ip string, take bool) *apiError {
+	lim := s.cfg.Limits
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	switch {
+	case lim.Streams > 0 && s.streamsAll >= lim.Streams:
+		metrics.Refused.WithLabelValues("streams").Inc()
+		return errStreamsFull
+	case lim.StreamsPerIP > 0 && s.streamsByIP[ip] >= lim.StreamsPerIP:
+		metrics.Refused.WithLabelValues("streams_per_ip").Inc()
+		return errStreamsPerIP
+	}
+	if take {
+		if s.streamsByIP == nil {
+			s.streamsByIP = make(map[string]int)
+		}
+		s.streamsAll++
+		s.streamsByIP[ip]++
+	}
+	return nil
+}
+
+func (s *Server) streamDone(ip string) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	s.streamsAll--
+	if s.streamsByIP[ip]--; s.streamsByIP[ip] <= 0 {
+		delete(s.streamsByIP, ip)
+	}
+}
+
+// writeRefusal answers a hijacked connection with err's status, Retry-After
+// and JSON body.
+func writeRefusal(conn net.Conn, err *apiError, cr corsResult) {
+	body := mustJSON(map[string]map[string]string{"error": {"code": err.Code, "message": err.Message}})
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, _ = io.WriteString(conn, "HTTP/1.1 "+strconv.Itoa(err.Status)+" "+http.StatusText(err.Status)+"\r\n"+
+		"Retry-After: "+strconv.Itoa(err.RetryAfter)+"\r\n"+
+		"Content-Type: application/json; charset=utf-8\r\n"+
+		"Cache-Control: no-store\r\n"+
+		"Connection: close\r\n"+
+		cr.header()+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+string(body))
 }
 
 // streamStart registers a stream unless the server is stopping.

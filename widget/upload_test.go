@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/onduty/onduty/bridge"
 )
@@ -105,4 +106,62 @@ func TestUploadFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUploadQuotas: files per chat, per client IP and hour, and per
+// property and day; over a quota the upload is refused with 429 before its
+// body is read, and nothing reaches the bridge.
+func TestUploadQuotas(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.TrustedProxies = mustPrefixes(t, "0.0.0.0/32")
+		c.RateLimits.UploadsPerChat = 2
+		c.RateLimits.UploadsPerIPPerHour = 3
+		c.RateLimits.UploadsPerPropertyPerDay = 5
+	})
+	body, ctype := multipartBody(t, "", "a.txt", "text/plain", []byte("hi"))
+	upload := func(id, tok, ip string) resp {
+		t.Helper()
+		return e.do("POST", "/v1/chats/"+id+"/files", body, "Content-Type", ctype, "Authorization", "Bearer "+tok, "X-Forwarded-For", ip)
+	}
+	type chat struct{ id, tok string }
+	newChat := func() chat { id, tok := e.startChat(propDemo, "hi"); return chat{id, tok} }
+	want := func(r resp, code int, retry bool) {
+		t.Helper()
+		if r.code != code || (code == 429 && (r.errCode() != "upload_quota" || (r.header.Get("Retry-After") != "") != retry)) {
+			t.Fatalf("%d %v %s, want %d (Retry-After: %v)", r.code, r.header.Get("Retry-After"), r.body, code, retry)
+		}
+	}
+
+	a := newChat()
+	want(upload(a.id, a.tok, "203.0.113.1"), 202, false)
+	want(upload(a.id, a.tok, "203.0.113.2"), 202, false)
+	before := len(e.chats.Calls())
+	want(upload(a.id, a.tok, "203.0.113.3"), 429, false) // the chat's 2
+	if calls := e.chats.Calls()[before:]; len(calls) != 0 {
+		t.Errorf("refused, yet the bridge was called: %v", calls)
+	}
+
+	b, c := newChat(), newChat()
+	want(upload(b.id, b.tok, "198.51.100.1"), 202, false)
+	want(upload(b.id, b.tok, "198.51.100.1"), 202, false)
+	want(upload(c.id, c.tok, "198.51.100.1"), 202, false)
+	want(upload(c.id, c.tok, "198.51.100.1"), 429, true) // the IP's 3 this hour
+	e.clock.Advance(time.Hour)
+	want(upload(c.id, c.tok, "198.51.100.1"), 429, true) // the property's 5 today (refusals are not counted)
+	d := newChat()
+	want(upload(d.id, d.tok, "192.0.2.1"), 429, true)
+
+	t.Run("refused before the body is read", func(t *testing.T) {
+		addr := strings.TrimPrefix(e.serve(), "http://")
+		// The head and the first 9 KiB (fasthttp reads a little over 8 KiB
+		// ahead) of a 5 MiB upload: the answer comes without the rest.
+		head := announce(t, addr, "POST", "/v1/chats/"+d.id+"/files", "multipart/form-data; boundary=xyz", MaxUploadBytes, 9<<10,
+			"Authorization", "Bearer "+d.tok)
+		defer head.Close()
+		if r := readResp(t, head); r.code != 429 || r.errCode() != "upload_quota" {
+			t.Errorf("%d %s", r.code, r.body)
+		}
+	})
+	e.clock.Advance(24 * time.Hour)
+	want(upload(d.id, d.tok, "192.0.2.1"), 202, false)
 }

@@ -466,77 +466,72 @@ func TestBrowserLanguageAndLook(t *testing.T) {
 }
 
 // TestBrowserStatusPolling: when the server refuses the status stream (503
-// with Retry-After, as it does when its stream caps are reached), the widget
-// polls GET status every 30 s, revalidating with If-None-Match, and opens the
-// stream again later. It runs for about a minute: the intervals are the
-// product's.
+// with Retry-After once its cap on streams is reached), the widget polls GET
+// status every 30 s, revalidating with If-None-Match, and opens the stream
+// again later. It runs for about a minute: the intervals are the product's.
 func TestBrowserStatusPolling(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.Limits.Streams = 1 })
 	e.runWatcher()
 	e.setStatus(agentAlice, presence.Online)
-	upstream, err := url.Parse(e.serve())
+	base := e.serve()
+	upstream, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The one stream the server allows is taken.
+	holdCtx, release := context.WithCancel(context.Background())
+	defer release()
+	req, err := http.NewRequestWithContext(holdCtx, "GET", base+"/v1/properties/demo/status/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Body.Close()
+	wait.For(t, "the only stream taken", func() bool { return e.srv.OpenStreams() == 1 })
+
+	// A proxy that only watches: what the widget asks and what it is told.
 	var (
-		mu          sync.Mutex
-		refuse      = true
-		refused     int
-		revalidated int // GET status with If-None-Match answered 304
+		mu                     sync.Mutex
+		refused, revalidations int
 	)
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	proxy.FlushInterval = -1
 	proxy.ModifyResponse = func(r *http.Response) error {
-		if strings.HasSuffix(r.Request.URL.Path, "/status") && r.Request.Header.Get("If-None-Match") != "" && r.StatusCode == http.StatusNotModified {
-			mu.Lock()
-			revalidated++
-			mu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.Request.URL.Path, "/status/stream") && r.StatusCode == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "":
+			refused++
+		case strings.HasSuffix(r.Request.URL.Path, "/status") && r.Request.Header.Get("If-None-Match") != "" && r.StatusCode == http.StatusNotModified:
+			revalidations++
 		}
 		return nil
 	}
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/status/stream") {
-			mu.Lock()
-			no := refuse
-			if no {
-				refused++
-			}
-			mu.Unlock()
-			if no {
-				w.Header().Set("Retry-After", "30")
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprint(w, `{"error":{"code":"too_many_streams","message":"too many open streams"}}`)
-				return
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	}))
+	front := httptest.NewServer(proxy)
 	t.Cleanup(front.Close)
-	counts := func() (int, int) { mu.Lock(); defer mu.Unlock(); return refused, revalidated }
+	counts := func() (int, int) { mu.Lock(); defer mu.Unlock(); return refused, revalidations }
 
 	ctx := newBrowser(t)
 	run(t, ctx, "load", chromedp.Navigate(front.URL+"/"))
 	waitJS(t, ctx, "online from GET status", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
-	wait.For(t, "stream refused, then a revalidating poll", func() bool { r, v := counts(); return r >= 1 && v >= 1 })
+	wait.For(t, "stream refused, then a revalidating poll", func() bool { r, v := counts(); return r == 1 && v >= 1 })
 
 	e.setStatus(agentAlice, presence.Away)
-	slow := func(what, expr string) {
-		t.Helper()
-		run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second)))
-	}
-	slow("away from the next poll", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=away]')`)
+	run(t, ctx, "away from the next poll", chromedp.Poll[chromedp.Void](`!!document.querySelector('#onduty-launcher .onduty-dot[data-status=away]')`,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second)))
 	if r, _ := counts(); r != 1 {
 		t.Fatalf("%d stream attempts before the poll, want 1 (the retry comes later)", r)
 	}
-	if n := e.srv.OpenStreams(); n != 0 {
-		t.Fatalf("%d streams open while refused", n)
-	}
 
-	mu.Lock()
-	refuse = false
-	mu.Unlock()
-	wait.Within(t, 40*time.Second, "the stream tried again and open", func() bool { return e.srv.OpenStreams() == 1 })
+	release() // the slot frees up
+	wait.For(t, "the held stream gone", func() bool { return e.srv.OpenStreams() == 0 })
+	wait.Within(t, 40*time.Second, "the widget's stream open", func() bool { return e.srv.OpenStreams() == 1 })
+	if r, _ := counts(); r != 1 {
+		t.Errorf("%d refusals, want 1", r)
+	}
 	e.setStatus(agentAlice, presence.Online)
 	waitJS(t, ctx, "online again", `!!document.querySelector('#onduty-launcher .onduty-dot[data-status=online]')`)
 }

@@ -52,8 +52,14 @@ func (a *Adapter) Deliver(_ context.Context, d bridge.Delivery) error {
 		if d.Message != nil {
 			first = d.Message.Text
 		}
-		a.log.Info("new chat: type an answer here (or /accept, /chats, /help)",
-			append(attrs, "visitor", d.Chat.Visitor.Name, "page", d.Chat.Visitor.PageURL, "text", first)...)
+		what := "new chat: type an answer here (or /accept, /chats, /help)"
+		if d.Chat.Offline {
+			// Left through the form or timed out in the queue: the visitor
+			// may be gone, the answer reaches them later.
+			what = "offline message: the visitor may have left; type an answer here and they get it when they come back (or /chats, /help)"
+			attrs = append(attrs, "email", d.Chat.Visitor.Email)
+		}
+		a.log.Info(what, append(attrs, "visitor", d.Chat.Visitor.Name, "page", d.Chat.Visitor.PageURL, "text", first)...)
 	case bridge.KindMessage:
 		if d.Message != nil {
 			attrs = append(attrs, "from", d.Message.From, "name", d.Message.Name, "text", d.Message.Text)
@@ -107,6 +113,19 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 			if err != nil {
 				a.log.Warn("answer not taken", "err", err)
 				continue
+			}
+			if act.Kind == bridge.ActMessage {
+				// The bridge sends an agent's message to everyone but its
+				// author: echo it, so the log reads as the conversation.
+				attrs := []any{"text", act.Text}
+				if act.Chat != "" {
+					attrs = append(attrs, "chat_id", act.Chat)
+				}
+				what := "you wrote"
+				if strings.HasPrefix(act.Text, "//") {
+					what = "you noted (internal, the visitor does not see it)"
+				}
+				a.log.Info(what, attrs...)
 			}
 			if reply.Text != "" {
 				a.log.Info("bot", "text", reply.Text)

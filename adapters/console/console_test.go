@@ -44,7 +44,7 @@ func TestRunAndDeliver(t *testing.T) {
 		defer mu.Unlock()
 		return logs.Write(p)
 	}), nil))
-	a := New("demo", strings.NewReader("/online\nthanks for waiting\n"), log)
+	a := New("demo", strings.NewReader("/online\nthanks for waiting\n#c2 // a note\n"), log)
 	if !a.Reaches("demo") || a.Reaches("alice") || a.Shared("demo") {
 		t.Fatal("reach")
 	}
@@ -54,12 +54,12 @@ func TestRunAndDeliver(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- a.Run(ctx, rec) }()
-	acts := rec.WaitN(t, 2)
+	acts := rec.WaitN(t, 3)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(acts) != 2 || acts[0].Agent != "demo" || acts[0].Command != "online" || acts[1].Text != "thanks for waiting" {
+	if len(acts) != 3 || acts[0].Agent != "demo" || acts[0].Command != "online" || acts[1].Text != "thanks for waiting" {
 		t.Errorf("actions: %+v", acts)
 	}
 	a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindOffer, Agent: "demo",
@@ -67,10 +67,40 @@ func TestRunAndDeliver(t *testing.T) {
 	mu.Lock()
 	out := logs.String()
 	mu.Unlock()
-	for _, want := range []string{"ok online", "new chat", "chat_id=c1", "Vera", "Is anyone there?"} {
+	for _, want := range []string{"ok online", "new chat", "chat_id=c1", "Vera", "Is anyone there?",
+		`msg="you wrote" adapter=console text="thanks for waiting"`, `text="// a note" chat_id=c2`, "internal"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestDeliverOfflineMessage: an offline message is told apart from a new
+// chat, so the demo agent knows the visitor may be gone.
+func TestDeliverOfflineMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		offline bool
+		want    string
+		notWant string
+	}{
+		{"live chat", false, "new chat", "offline message"},
+		{"offline message", true, "offline message", "new chat"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			a := New("demo", nil, slog.New(slog.NewTextHandler(&logs, nil)))
+			err := a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindOffer, Agent: "demo",
+				Chat:    bridge.Chat{ID: "c1", Offline: tc.offline, Visitor: bridge.Visitor{Name: "Vera", Email: "vera@example.com"}},
+				Message: &bridge.Message{Text: "Call me back"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := logs.String()
+			if !strings.Contains(out, tc.want) || strings.Contains(out, tc.notWant) || !strings.Contains(out, "Call me back") {
+				t.Errorf("log:\n%s\nwant %q, not %q", out, tc.want, tc.notWant)
+			}
+		})
 	}
 }
 

@@ -92,6 +92,8 @@ type Adapter struct {
 	// bridge again while storage is down (failures counts the tries so far).
 	storageWait func(failures int) time.Duration
 
+	rejected bridge.Rejection // a Web API call found the bot token refused: Run stops
+
 	mu      sync.RWMutex
 	h       bridge.Handler
 	botUser string
@@ -265,6 +267,15 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	if a.cfg.UsePresence {
 		wg.Go(func() { a.pollPresence(ctx, h) })
 	}
+	// A delivery refused for the bot token stops Run too (the socket,
+	// opened with the app token, may well stay up).
+	go func() {
+		select {
+		case <-a.rejected.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var err error
 	if a.cfg.Mode == ModeSocket {
 		err = a.runSocket(ctx)
@@ -273,10 +284,13 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 		<-ctx.Done()
 	}
 	wg.Wait()
-	if err != nil && parent.Err() == nil {
-		return err
+	if parent.Err() != nil {
+		return nil
 	}
-	return nil
+	if err == nil {
+		err = a.rejected.Err()
+	}
+	return err
 }
 
 // identify calls auth.test until it succeeds, so the bot can ignore its own
@@ -292,9 +306,8 @@ func (a *Adapter) identify(ctx context.Context) error {
 			a.log.Info("slack connected", "bot_user", res.UserID, "team", res.Team, "mode", a.cfg.Mode)
 			return nil
 		}
-		var se slackapi.SlackErrorResponse
-		if errors.As(err, &se) && (se.Err == "invalid_auth" || se.Err == "not_authed" || se.Err == "account_inactive" || se.Err == "token_revoked") {
-			return fmt.Errorf("slack: auth.test: %w", err)
+		if rej, ok := rejected(botTokenKey, err); ok {
+			return rej
 		}
 		a.log.Warn("slack auth.test failed, retrying", "err", err, "in", backoff)
 		select {
@@ -304,6 +317,58 @@ func (a *Adapter) identify(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
+}
+
+// The settings a rejected token is fixed in.
+const (
+	botTokenKey = "slack.bot_token (or SLACK_BOT_TOKEN)"
+	appTokenKey = "slack.app_token (or SLACK_APP_TOKEN)"
+)
+
+// rejected reports whether Slack refused a token itself (not a request made
+// with it), and returns the error the adapter stops with, naming key.
+func rejected(key string, err error) (*bridge.RejectedError, bool) {
+	if err == nil {
+		return nil, false
+	}
+	var se slackapi.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type", "invalid_token":
+			return &bridge.RejectedError{Key: key, Reason: "token rejected (" + se.Err + ")", Err: err}, true
+		}
+	}
+	// socketmode reports apps.connections.open's refusals as a bare error.
+	switch msg := err.Error(); msg {
+	case "invalid_auth", "not_authed", "account_inactive", "token_revoked":
+		return &bridge.RejectedError{Key: key, Reason: "token rejected (" + msg + ")", Err: err}, true
+	}
+	return nil, false
+}
+
+// Verify checks the credentials once: the bot token (auth.test) and, in
+// socket mode, the app-level token (apps.connections.open). It returns a
+// *bridge.RejectedError naming the key when Slack refuses a token, and
+// another error when Slack could not be asked (network, 5xx, rate limit):
+// that one is worth retrying, the first is not.
+func (a *Adapter) Verify(ctx context.Context) error {
+	if _, err := a.api.AuthTestContext(ctx); err != nil {
+		if rej, ok := rejected(botTokenKey, err); ok {
+			return rej
+		}
+		return fmt.Errorf("slack: auth.test: %w", err)
+	}
+	if a.cfg.Mode != ModeSocket {
+		return nil
+	}
+	// The URL it answers is never dialled; it expires unused.
+	if _, _, err := a.api.StartSocketModeContext(ctx); err != nil {
+		if rej, ok := rejected(appTokenKey, err); ok {
+			return rej
+		}
+		return fmt.Errorf("slack: apps.connections.open: %w", err)
+	}
+	return nil
 }
 
 // enqueue hands work to the shard of key. It blocks while the shard is full,
@@ -345,6 +410,9 @@ func (a *Adapter) runSocket(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	if err != nil && failed {
+		if rej, ok := rejected(appTokenKey, err); ok {
+			return rej
+		}
 		return fmt.Errorf("slack: socket mode: %w", err)
 	}
 	return nil

@@ -2,10 +2,12 @@ package slack
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/redistest"
 	"github.com/onduty/onduty/presence"
 )
@@ -64,8 +66,9 @@ func TestRunRefusesBadToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := a.Run(ctx, &fakeHandler{})
-	if err == nil || !strings.Contains(err.Error(), "invalid_auth") {
-		t.Fatalf("Run: %v, want the invalid_auth error", err)
+	var rej *bridge.RejectedError
+	if !errors.As(err, &rej) || !strings.HasPrefix(rej.Key, "slack.bot_token") || rej.Reason != "token rejected (invalid_auth)" {
+		t.Fatalf("Run: %v, want slack.bot_token rejected (invalid_auth)", err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Run waited for the deadline instead of failing")
@@ -79,8 +82,9 @@ func TestRunRefusesBadAppToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := a.Run(ctx, &fakeHandler{})
-	if err == nil || !strings.Contains(err.Error(), "invalid_auth") {
-		t.Fatalf("Run: %v, want the invalid_auth error", err)
+	var rej *bridge.RejectedError
+	if !errors.As(err, &rej) || !strings.HasPrefix(rej.Key, "slack.app_token") || rej.Reason != "token rejected (invalid_auth)" {
+		t.Fatalf("Run: %v, want slack.app_token rejected (invalid_auth)", err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Run hung until the deadline")

@@ -3,8 +3,10 @@ package slack
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/onduty/onduty/bridge"
@@ -217,5 +219,67 @@ func TestSlackCommandsWithoutPermission(t *testing.T) {
 	}
 	if after.Status != before.Status || after.Condition != before.Condition || before.Status == "" {
 		t.Errorf("presence changed from %+v to %+v", before, after)
+	}
+}
+
+// TestSlashCommandReplayAppliedOnce: a correctly signed slash command sent
+// again within the 5-minute window (a replay, or Slack's own retry) is
+// applied once: by trigger_id, or without one by its signature (which
+// covers the timestamp and the body). Different commands still all apply.
+func TestSlashCommandReplayAppliedOnce(t *testing.T) {
+	hs := newHarness(t, ModeEvents)
+	form := func(text, trigger string) []byte {
+		v := url.Values{"token": {"x"}, "team_id": {"T1"}, "channel_id": {"D111"}, "user_id": {"U111"}, "user_name": {"u"},
+			"command": {"/onduty"}, "text": {text}}
+		if trigger != "" {
+			v.Set("trigger_id", trigger)
+		}
+		return []byte(v.Encode())
+	}
+	const ctype = "application/x-www-form-urlencoded"
+	replay := func(body []byte, hdr http.Header) {
+		for i := range 3 {
+			if rec := hs.postRaw("/slack/commands", ctype, body, hdr); rec.Code != 200 {
+				t.Fatalf("attempt %d: %d %s", i, rec.Code, rec.Body)
+			}
+		}
+	}
+	withTrigger := form("away", "trig-replayed")
+	replay(withTrigger, sign(testSecret, time.Now(), withTrigger))
+	noTrigger := form("online", "")
+	replay(noTrigger, sign(testSecret, time.Now(), noTrigger))
+	// The same text signed at another time is another command.
+	later := sign(testSecret, time.Now().Add(time.Second), noTrigger)
+	replay(noTrigger, later)
+	// A last, different command: handled after the others (same worker).
+	last := form("status", "trig-last")
+	hs.postRaw("/slack/commands", ctype, last, sign(testSecret, time.Now(), last))
+	got := hs.h.WaitN(t, 4)
+	var cmds []string
+	for _, a := range got {
+		cmds = append(cmds, a.Command)
+	}
+	if strings.Join(cmds, " ") != "away online online status" {
+		t.Errorf("commands applied: %q, want away online online status", cmds)
+	}
+	if got[0].DedupKey != "slack:trigger:trig-replayed" || !strings.HasPrefix(got[1].DedupKey, "slack:cmdsig:v0=") {
+		t.Errorf("dedup keys %q %q", got[0].DedupKey, got[1].DedupKey)
+	}
+}
+
+// TestSocketSlashCommandRedeliveredOnce: in Socket Mode a command
+// redelivered with the same trigger_id applies once.
+func TestSocketSlashCommandRedeliveredOnce(t *testing.T) {
+	hs := newHarness(t, ModeSocket)
+	fields := map[string]string{"token": "x", "team_id": "T1", "channel_id": "D111", "user_id": "U111", "user_name": "u",
+		"command": "/onduty", "text": "away", "trigger_id": "trig-socket"}
+	hs.fake.send("cmd-a", "slash_commands", fields)
+	hs.fake.send("cmd-b", "slash_commands", fields)
+	fields["text"], fields["trigger_id"] = "status", "trig-socket-2"
+	hs.fake.send("cmd-c", "slash_commands", fields)
+	got := hs.h.WaitN(t, 2)
+	wait.For(t, "every envelope acked", func() bool { _, ok := hs.fake.ackFor("cmd-c"); return ok })
+	if got = hs.h.Actions(); len(got) != 2 || got[0].Command != "away" || got[1].Command != "status" {
+		t.Errorf("actions %+v", got)
 	}
 }

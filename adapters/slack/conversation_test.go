@@ -144,7 +144,7 @@ func TestConversation(t *testing.T) {
 			}
 			wait.For(t, "visitor message in the thread", func() bool {
 				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "*Visitor:* Thanks! &lt;@channel&gt;") {
+					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), `*Visitor:*\n>Thanks! &lt;@channel&gt;`) {
 						return true
 					}
 				}
@@ -231,6 +231,22 @@ func TestConversation(t *testing.T) {
 			wait.For(t, "offer updated to closed", func() bool {
 				for _, c := range fake.callsOf("chat.update") {
 					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Chat closed") {
+						return true
+					}
+				}
+				return false
+			})
+
+			// The visitor rates it: the rating lands in the chat's thread.
+			if _, err := b.Rate(ctx, chat.ID, 3, "ok <!channel>"); err != nil {
+				t.Fatal(err)
+			}
+			wait.For(t, "the rating in the thread", func() bool {
+				for _, c := range fake.callsOf("chat.postMessage") {
+					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "rated this chat 3/5") {
+						if strings.Contains(blocksOf(c), "<!channel>") {
+							t.Errorf("the comment pinged the channel: %s", blocksOf(c))
+						}
 						return true
 					}
 				}

@@ -51,6 +51,10 @@ type root struct {
 // says the request itself is wrong, anything else is worth retrying.
 func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
 	err := a.deliver(ctx, d)
+	if rej, ok := rejected(botTokenKey, err); ok {
+		// Kept in the outbox (retried); the adapter stops until the token is fixed.
+		a.rejected.Set(rej)
+	}
 	if err != nil {
 		err = classify(err)
 		a.log.Debug("slack: delivery failed", "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "err", err)

@@ -63,7 +63,7 @@ func TestDeliverSharedChannel(t *testing.T) {
 
 	deliver(bridge.Delivery{ID: "d3", Kind: bridge.KindMessage, Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: "anyone?"}})
 	msg := hs.fake.waitCall(t, "chat.postMessage", 2)
-	if msg.Form.Get("thread_ts") != r.TS || msg.Form.Get("channel") != "C1" || !strings.Contains(blocksOf(msg), "*Visitor:* anyone?") {
+	if msg.Form.Get("thread_ts") != r.TS || msg.Form.Get("channel") != "C1" || !strings.Contains(blocksOf(msg), `*Visitor:*\n>anyone?`) {
 		t.Errorf("visitor message: %v", msg.Form)
 	}
 

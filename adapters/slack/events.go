@@ -143,7 +143,7 @@ func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
 	var ans *answer
 	queued := a.queue(w, r, func(ctx context.Context) error {
 		var err error
-		ans, err = a.onCommand(ctx, cmd, "")
+		ans, err = a.onCommand(ctx, cmd, commandKey(cmd, r.Header.Get("X-Slack-Signature"), ""))
 		return err
 	})
 	if !queued {

@@ -78,12 +78,24 @@ func escapedLen(r rune) int {
 // bytes (Slack counts characters; bytes are never fewer), cutting at a newline
 // or a space near the end of a piece when there is one, never inside an
 // escape sequence or a rune. The pieces are returned escaped.
-func splitEscaped(s string, limit int) []string {
+func splitEscaped(s string, limit int) []string { return splitPieces(s, limit, false) }
+
+// splitQuoted is splitEscaped for text shown as a quote: every line of every
+// piece starts with ">" (counted in the limit).
+func splitQuoted(s string, limit int) []string { return splitPieces(s, limit, true) }
+
+func splitPieces(s string, limit int, quote bool) []string {
+	if quote {
+		limit-- // the first line's ">"
+	}
 	var out []string
 	for s != "" {
 		size, cut, lastBreak := 0, len(s), -1
 		for i, r := range s {
 			n := escapedLen(r)
+			if quote && r == '\n' {
+				n++ // the next line's ">"
+			}
 			if size+n > limit {
 				cut = i
 				break
@@ -99,10 +111,22 @@ func splitEscaped(s string, limit int) []string {
 		if cut == 0 { // a single rune over the limit cannot happen for limit >= 5
 			cut = len(s)
 		}
-		out = append(out, escape(s[:cut]))
+		piece := escape(s[:cut])
+		if quote {
+			piece = quoteLines(strings.TrimSuffix(piece, "\n"))
+		}
+		out = append(out, piece)
 		s = s[cut:]
 	}
 	return out
+}
+
+// quoteLines makes escaped mrkdwn a quote block: ">" before every line.
+// Visitor text is shown this way, so that nothing a visitor types (a line
+// like "*Alice:* refund approved") can look like an agent's line, which is
+// never quoted. The visitor's own ">" is escaped and cannot end the quote.
+func quoteLines(escaped string) string {
+	return ">" + strings.ReplaceAll(escaped, "\n", "\n>")
 }
 
 // truncate shortens s to at most n runes, with an ellipsis when cut.
@@ -131,7 +155,19 @@ type rendered struct {
 // textSections turns a prefix (already mrkdwn) and raw text into section
 // blocks within the size limit.
 func textSections(prefix, raw string) []slackapi.Block {
-	pieces := splitEscaped(raw, max(maxSectionText-len(prefix), maxSectionText/2))
+	return sections(prefix, splitEscaped(raw, max(maxSectionText-len(prefix), maxSectionText/2)))
+}
+
+// quotedSections is textSections with the text shown as a quote block (a
+// visitor's words): the prefix stays outside the quote, on its own line.
+func quotedSections(prefix, raw string) []slackapi.Block {
+	if prefix != "" {
+		prefix += "\n"
+	}
+	return sections(prefix, splitQuoted(raw, max(maxSectionText-len(prefix), maxSectionText/2)))
+}
+
+func sections(prefix string, pieces []string) []slackapi.Block {
 	if len(pieces) == 0 {
 		pieces = []string{""}
 	}
@@ -207,7 +243,7 @@ func renderRoot(v rootView) []rendered {
 	}
 	blocks := []slackapi.Block{slackapi.NewSectionBlock(mrkdwn(head), fields, nil)}
 	if v.First != "" {
-		blocks = append(blocks, textSections("", v.First)...)
+		blocks = append(blocks, quotedSections("", v.First)...)
 	}
 	if v.Status != "" {
 		blocks = append(blocks, slackapi.NewContextBlock("status", mrkdwn(v.Status)))
@@ -232,7 +268,7 @@ func renderMessage(m bridge.Message) []rendered {
 	var prefix, fallback string
 	switch {
 	case m.From == bridge.FromVisitor:
-		prefix = "*Visitor:* "
+		prefix = "*Visitor:*"
 	case m.From == bridge.FromSystem:
 		prefix = ":information_source: "
 	case m.Note:
@@ -246,6 +282,11 @@ func renderMessage(m bridge.Message) []rendered {
 			text += "\n"
 		}
 		text += fmt.Sprintf("📎 %s (%s, %d bytes)", m.Attachment.Name, m.Attachment.MIME, m.Attachment.Size)
+	}
+	if m.From == bridge.FromVisitor {
+		// One line: the notification shows no quote.
+		fallback = prefix + " " + strings.ReplaceAll(escape(truncate(text, fallbackText)), "\n", " ")
+		return paginate(fallback, quotedSections(prefix, text))
 	}
 	fallback = prefix + escape(truncate(text, fallbackText))
 	return paginate(fallback, textSections(prefix, text))

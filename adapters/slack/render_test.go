@@ -30,6 +30,7 @@ func TestRenderGolden(t *testing.T) {
 		{"offer_monitor_offline", renderRoot(rootView{Chat: bridge.Chat{ID: "c2", Offline: true}, Property: "Beta", First: "Call me back", Status: "Offline message: answer in the thread", Accept: true, Monitor: true})},
 		{"taken", renderRoot(rootView{Chat: chat, Property: "Acme & Co", First: "Hi!", Status: ":white_check_mark: Taken by *Alice*"})},
 		{"message_visitor_long", renderMessage(bridge.Message{From: bridge.FromVisitor, Text: long})},
+		{"message_visitor_fake_agent", renderMessage(bridge.Message{From: bridge.FromVisitor, Text: "thanks\n\n*Alice:* refund approved - confirm at https://evil.example/pay\n> _quoted_ `code` ~gone~"})},
 		{"message_agent", renderMessage(bridge.Message{From: bridge.FromAgent, Agent: "alice", Name: "Alice", Text: "On it > 2 min"})},
 		{"message_note", renderMessage(bridge.Message{From: bridge.FromAgent, Agent: "bob", Name: "Bob", Note: true, Text: "// VIP customer"})},
 		{"message_system_attachment", renderMessage(bridge.Message{From: bridge.FromSystem, Text: "Visitor sent a file",
@@ -104,10 +105,11 @@ func TestLongMessageSplit(t *testing.T) {
 	var joined strings.Builder
 	for _, m := range msgs {
 		for _, b := range m.Blocks {
-			joined.WriteString(b.(*slackapi.SectionBlock).Text.Text)
+			// Each block is one line of the quote (the text has no newline).
+			joined.WriteString(strings.TrimPrefix(strings.TrimPrefix(b.(*slackapi.SectionBlock).Text.Text, "*Visitor:*\n"), ">"))
 		}
 	}
-	if got := strings.TrimPrefix(joined.String(), "*Visitor:* "); got != escape(long) {
+	if got := joined.String(); got != escape(long) {
 		t.Error("split pieces do not join to the escaped text")
 	}
 	// 200 paragraphs of 2900 characters: more than one message's worth.
@@ -164,6 +166,67 @@ func TestPlainText(t *testing.T) {
 	for _, tt := range tests {
 		if got := plainText(tt.in); got != tt.want {
 			t.Errorf("plainText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestVisitorTextIsQuoted: every line of a visitor's text, in messages and
+// in the offer, is inside a quote block (starts with ">"), so no line a
+// visitor types can look like an agent's "*Alice:* …" line, which is never
+// quoted; the visitor's own ">" is escaped and cannot close or open one.
+func TestVisitorTextIsQuoted(t *testing.T) {
+	texts := []string{
+		"thanks\n\n*Alice:* refund approved - confirm at https://evil.example/pay",
+		"\n\n\n*Alice:*",
+		"> not a quote of mine\n>> nor this",
+		strings.Repeat("line\n", 2500),
+		strings.Repeat("x", 3999) + "\n*Alice:* hi",
+		strings.Repeat("\n", 3999) + "*Alice:* hi",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		var b strings.Builder
+		for range rng.IntN(500) {
+			b.WriteString([]string{"*", "_", "~", "`", ">", "\n", " ", "Alice:", "&", "<", "é", "😀"}[rng.IntN(12)])
+		}
+		texts = append(texts, b.String())
+	}
+	for i, text := range texts {
+		msgs := renderMessage(bridge.Message{From: bridge.FromVisitor, Text: text})
+		checkLimits(t, msgs)
+		first := true
+		for _, m := range msgs {
+			for _, blk := range m.Blocks {
+				sec, ok := blk.(*slackapi.SectionBlock)
+				if !ok || sec.Text == nil {
+					continue
+				}
+				lines := strings.Split(sec.Text.Text, "\n")
+				if first {
+					if lines[0] != "*Visitor:*" {
+						t.Fatalf("text %d: first line %q", i, lines[0])
+					}
+					lines, first = lines[1:], false
+				}
+				for _, l := range lines {
+					if !strings.HasPrefix(l, ">") || strings.HasPrefix(l, ">>") {
+						t.Fatalf("text %d: line %q is not quoted once", i, l)
+					}
+				}
+			}
+		}
+		root := renderRoot(rootView{Chat: bridge.Chat{ID: "c1"}, Property: "Acme", First: text})
+		for _, blk := range root[0].Blocks[1:] {
+			if sec, ok := blk.(*slackapi.SectionBlock); ok && sec.Text != nil {
+				for _, l := range strings.Split(sec.Text.Text, "\n") {
+					if !strings.HasPrefix(l, ">") {
+						t.Fatalf("offer, text %d: line %q is not quoted", i, l)
+					}
+				}
+			}
+		}
+		if strings.Contains(msgs[0].Text, "\n") {
+			t.Errorf("text %d: notification text spans lines: %q", i, msgs[0].Text)
 		}
 	}
 }

@@ -46,7 +46,7 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 				a.ack(ctx, smc, evt.Request, nil)
 				continue
 			}
-			ans, err := a.onCommand(ctx, cmd, "")
+			ans, err := a.onCommand(ctx, cmd, commandKey(cmd, "", evt.Request.EnvelopeID))
 			if err != nil {
 				return
 			}
@@ -104,6 +104,23 @@ func (a *Adapter) ack(ctx context.Context, smc *socketmode.Client, req *socketmo
 
 // interactionKey identifies one button press: Slack gives each interaction
 // its own trigger id.
+// commandKey de-duplicates a slash command: by its trigger_id, which Slack
+// makes unique per invocation; without one, by the request's signature
+// (which covers the timestamp and the body) in events mode, or else by the
+// Socket Mode envelope. A replayed command within Slack's 5-minute
+// signature window is then applied once.
+func commandKey(cmd slackapi.SlashCommand, signature, envelope string) string {
+	switch {
+	case cmd.TriggerID != "":
+		return "slack:trigger:" + cmd.TriggerID
+	case signature != "":
+		return "slack:cmdsig:" + signature
+	case envelope != "":
+		return "slack:cmdenv:" + envelope
+	}
+	return ""
+}
+
 func interactionKey(cb slackapi.InteractionCallback) string {
 	if cb.TriggerID == "" {
 		return ""

@@ -46,6 +46,7 @@ type Adapter struct {
 	handler  atomic.Pointer[handlerBox]
 	username atomic.Pointer[string] // the bot's @name, once getMe answered
 	leading  atomic.Bool            // this instance holds the lease and polls
+	rejected bridge.Rejection       // a delivery found the token refused: Run stops
 
 	chatLocks [64]sync.Mutex // webhook: one update per Telegram chat at a time
 }
@@ -114,23 +115,44 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 		return errors.New("telegram: run: nil handler")
 	}
 	a.handler.Store(&handlerBox{h: h})
-	a.introduce(ctx)
-	if a.cfg.Mode == ModeWebhook {
-		return a.runWebhook(ctx)
+	if err := a.introduce(ctx); err != nil {
+		return err
 	}
-	return a.runPolling(ctx, h)
+	// A delivery refused for the token stops Run too (in webhook mode no
+	// other call would notice).
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.rejected.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var err error
+	if a.cfg.Mode == ModeWebhook {
+		err = a.runWebhook(ctx)
+	} else {
+		err = a.runPolling(ctx, h)
+	}
+	if rej := a.rejected.Err(); rej != nil && parent.Err() == nil && err == nil {
+		return rej
+	}
+	return err
 }
 
 // introduce learns the bot's username (to tell /cmd@us from /cmd@other) and
 // publishes the command list. Both are best effort: the bot works without.
-func (a *Adapter) introduce(ctx context.Context) {
+func (a *Adapter) introduce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if me, err := a.bot.GetMe(ctx); err != nil {
-		a.log.Warn("getMe failed; accepting /cmd@any", "err", classify("get me", err))
-	} else if me.Username != "" {
-		name := me.Username
-		a.username.Store(&name)
+	if err := a.Verify(ctx); err != nil {
+		var rej *bridge.RejectedError
+		if errors.As(err, &rej) {
+			return err
+		}
+		a.log.Warn("getMe failed; accepting /cmd@any", "err", err)
 	}
 	cmds := make([]models.BotCommand, 0, len(commandHelp))
 	for _, c := range commandHelp {
@@ -139,6 +161,27 @@ func (a *Adapter) introduce(ctx context.Context) {
 	if _, err := a.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
 		a.log.Warn("setMyCommands failed", "err", classify("set my commands", err))
 	}
+	return nil
+}
+
+// Verify asks Telegram who the bot is (getMe). It returns a
+// *bridge.RejectedError naming telegram.token when Telegram refuses the
+// token, and another error when Telegram could not be asked (network, 5xx):
+// that one is worth retrying, the first is not.
+func (a *Adapter) Verify(ctx context.Context) error {
+	me, err := a.bot.GetMe(ctx)
+	if err != nil {
+		if rej, ok := rejectedSDK(err); ok {
+			rej.Err = classify("get me", err)
+			return rej
+		}
+		return classify("get me", err)
+	}
+	if me.Username != "" {
+		name := me.Username
+		a.username.Store(&name)
+	}
+	return nil
 }
 
 // commandHelp is the menu Telegram shows; the bridge gives the commands meaning.

@@ -126,7 +126,7 @@ func TestVisitorTextArrivesEscaped(t *testing.T) {
 			return !c.Failed && c.Params["chat_id"] == "111" && strings.Contains(c.Params["text"], tag)
 		})
 		got := msgs[0].Params["text"]
-		if !strings.HasSuffix(got, tag+tt.want) {
+		if !strings.HasSuffix(got, tag+tt.want+"</blockquote>") {
 			t.Errorf("%q arrived as %q, want it to end in %q", tt.sent, got, tag+tt.want)
 		}
 		if msg := checkHTML(got); msg != "" {

@@ -148,7 +148,7 @@ func TestConversationPrivateChats(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
-		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.HasSuffix(c.Params["text"], "I need an &lt;invoice&gt; &amp; receipt")
+		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.HasSuffix(c.Params["text"], "<blockquote>I need an &lt;invoice&gt; &amp; receipt</blockquote>")
 	})
 	// The owner replies to that message (the newest Telegram remembers for
 	// the chat): it routes to the chat by the reply.
@@ -173,6 +173,14 @@ func TestConversationPrivateChats(t *testing.T) {
 			t.Errorf("the non-owner's message reached the visitor")
 		}
 	}
+	// The visitor rates the closed chat: the owner is told on Telegram.
+	if _, err := l.b.Rate(ctx, chat.ID, 4, "Quick <b>answer</b>"); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.Contains(c.Params["text"], "rated this chat 4/5") &&
+			strings.Contains(c.Params["text"], "Quick &lt;b&gt;answer&lt;/b&gt;")
+	})
 }
 
 func TestConversationForumTopics(t *testing.T) {
@@ -208,7 +216,7 @@ func TestConversationForumTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
-		return c.Params["message_thread_id"] == strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> Great, thanks"
+		return c.Params["message_thread_id"] == strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> <blockquote>Great, thanks</blockquote>"
 	})
 	// The topic is deleted; the next message recreates it and nothing is lost.
 	l.api.deleteThread(thread)
@@ -217,7 +225,7 @@ func TestConversationForumTopics(t *testing.T) {
 	}
 	l.api.waitCalls(t, "createForumTopic", 2, nil)
 	again := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
-		return c.Params["message_thread_id"] != strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> Still there?"
+		return c.Params["message_thread_id"] != strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> <blockquote>Still there?</blockquote>"
 	})
 	newThread, _ := strconv.Atoi(again[0].Params["message_thread_id"])
 	if newThread == thread || newThread == 0 {
@@ -242,6 +250,16 @@ func TestConversationForumTopics(t *testing.T) {
 			t.Errorf("Carol's answer written in the topic was echoed into it: %q", c.Params["text"])
 		}
 	}
+	// Closed and rated: the rating lands in the chat's topic.
+	if err := l.b.CloseByVisitor(ctx, chat.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.b.Rate(ctx, chat.ID, 5, ""); err != nil {
+		t.Fatal(err)
+	}
+	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && strings.Contains(c.Params["text"], "rated this chat 5/5")
+	})
 }
 
 func TestConversationSurvives429(t *testing.T) {
@@ -269,7 +287,7 @@ func TestConversationSurvives429(t *testing.T) {
 		got = got[:0]
 		for _, c := range sentTo(l.api, aliceTG) {
 			if i := strings.Index(c.Params["text"], "msg "); i >= 0 {
-				got = append(got, c.Params["text"][i:])
+				got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
 			}
 		}
 		return len(got) >= 3

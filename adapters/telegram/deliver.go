@@ -37,6 +37,15 @@ type document struct {
 
 // Deliver shows one outbox item on Telegram (see bridge.Adapter).
 func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
+	err := a.deliver(ctx, d)
+	if rej, ok := rejectedSDK(err); ok {
+		// Kept in the outbox (retried); the adapter stops until the token is fixed.
+		a.rejected.Set(rej)
+	}
+	return err
+}
+
+func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery) error {
 	switch d.Kind {
 	case bridge.KindTaken:
 		return a.editOffers(ctx, d, "taken by "+d.TakenBy)

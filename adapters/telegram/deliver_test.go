@@ -131,7 +131,7 @@ func TestReplyAndPlainTextRouting(t *testing.T) {
 		}
 	}
 	sent := sentTo(e.api, aliceTG)
-	if len(sent) != 2 || sent[1].Params["text"] != "<b>[Vera &lt;V&gt; · #chatY]</b> question chatY" {
+	if len(sent) != 2 || sent[1].Params["text"] != "<b>[Vera &lt;V&gt; · #chatY]</b> <blockquote>question chatY</blockquote>" {
 		t.Fatalf("sent %+v", sent)
 	}
 	// Message ids are 1001 (chatX) and 1002 (chatY).
@@ -208,7 +208,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 			inNew = append(inNew, c)
 		}
 	}
-	if len(inNew) != 1 || inNew[0].Params["text"] != "<b>Vera &lt;V&gt;:</b> are you there?" {
+	if len(inNew) != 1 || inNew[0].Params["text"] != "<b>Vera &lt;V&gt;:</b> <blockquote>are you there?</blockquote>" {
 		t.Fatalf("messages in the new topic %+v", inNew)
 	}
 	// The new topic is the chat's now, both ways.
@@ -261,8 +261,9 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 	}
 	var joined strings.Builder
 	for _, p := range pieces {
-		body, ok := strings.CutPrefix(p, "<b>[Vera &lt;V&gt; · #chatR1]</b> ")
-		if !ok {
+		body, ok := strings.CutPrefix(p, "<b>[Vera &lt;V&gt; · #chatR1]</b> <blockquote>")
+		body, ok2 := strings.CutSuffix(body, "</blockquote>")
+		if !ok || !ok2 {
 			t.Errorf("piece without the chat tag: %.60q", p)
 		}
 		joined.WriteString(body)

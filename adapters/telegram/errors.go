@@ -3,6 +3,7 @@ package telegram
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -32,6 +33,31 @@ func classify(op string, err error) error {
 		return &bridge.PermanentError{Err: wrapped}
 	}
 	return wrapped
+}
+
+// tokenKey is the setting a rejected token is fixed in.
+const tokenKey = "telegram.token (or TELEGRAM_BOT_TOKEN)"
+
+// rejected reports whether Telegram refused the token itself: 401
+// Unauthorized for a revoked or wrong token, 404 Not Found for one that is
+// not a token at all ("123456:replace-me"). It returns the error the
+// adapter stops with.
+func rejected(code int, err error) (*bridge.RejectedError, bool) {
+	if code != http.StatusUnauthorized && code != http.StatusNotFound {
+		return nil, false
+	}
+	return &bridge.RejectedError{Key: tokenKey, Reason: fmt.Sprintf("token rejected (%d)", code), Err: err}, true
+}
+
+// rejectedSDK is rejected for an error of the library.
+func rejectedSDK(err error) (*bridge.RejectedError, bool) {
+	switch {
+	case errors.Is(err, bot.ErrorUnauthorized):
+		return rejected(http.StatusUnauthorized, err)
+	case errors.Is(err, bot.ErrorNotFound):
+		return rejected(http.StatusNotFound, err)
+	}
+	return nil, false
 }
 
 func retryAfter(seconds int) time.Duration {

@@ -351,7 +351,7 @@ func checkMessage(text, parseMode string) string {
 }
 
 // checkHTML accepts what Telegram's HTML parse mode accepts of what we send:
-// <b> <i> tags, and & only as &lt; &gt; &amp; &quot; or a numeric entity.
+// <b> <i> <blockquote> tags, and & only as &lt; &gt; &amp; &quot; or a numeric entity.
 func checkHTML(s string) string {
 	var open []string
 	for i := 0; i < len(s); i++ {
@@ -363,7 +363,7 @@ func checkHTML(s string) string {
 			}
 			tag := s[i+1 : i+j]
 			switch {
-			case tag == "b" || tag == "i":
+			case tag == "b" || tag == "i" || tag == "blockquote":
 				open = append(open, tag)
 			case strings.HasPrefix(tag, "/"):
 				if len(open) == 0 || open[len(open)-1] != tag[1:] {

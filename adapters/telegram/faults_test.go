@@ -95,7 +95,7 @@ func TestPlatformOutage(t *testing.T) {
 				got = got[:0]
 				for _, c := range sentTo(e.api, aliceTG) {
 					if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-						got = append(got, c.Params["text"][i:])
+						got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
 					}
 				}
 				return len(got) >= n
@@ -123,11 +123,11 @@ func TestPlatformOutage(t *testing.T) {
 			if _, err := b.PostVisitorMessage(ctx, chat.ID, "visitor last", nil); err != nil {
 				t.Fatal(err)
 			}
-			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.HasSuffix(c.Params["text"], "visitor last") })
+			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.HasSuffix(c.Params["text"], "visitor last</blockquote>") })
 			got = got[:0]
 			for _, c := range sentTo(e.api, aliceTG) {
 				if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-					got = append(got, c.Params["text"][i:])
+					got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
 				}
 			}
 			if len(got) != n+1 {

@@ -29,7 +29,8 @@ end
 return 0`)
 
 // runPolling tries to take the polling lease every LeaseTTL/3; while held,
-// it polls. It returns when ctx is done, with the lease released.
+// it polls. It returns when ctx is done, with the lease released, or with
+// a *bridge.RejectedError once Telegram stops accepting the token.
 func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
 	every := a.cfg.LeaseTTL / 3
 	for {
@@ -40,7 +41,9 @@ func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
 		case err != nil:
 			a.log.Warn("polling lease: redis", "err", err)
 		case ok:
-			a.lead(ctx, h)
+			if err := a.lead(ctx, h); err != nil {
+				return err
+			}
 		}
 		if !sleep(ctx, every) {
 			return nil
@@ -49,8 +52,9 @@ func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
 }
 
 // lead polls while the lease holds: a renewal goroutine cancels the polling
-// the moment the lease is lost (or cannot be confirmed).
-func (a *Adapter) lead(ctx context.Context, h bridge.Handler) {
+// the moment the lease is lost (or cannot be confirmed). It returns poll's
+// error, the lease released.
+func (a *Adapter) lead(ctx context.Context, h bridge.Handler) error {
 	a.log.Info("polling lease taken; polling Telegram", "owner", a.owner)
 	a.leading.Store(true)
 	defer a.leading.Store(false)
@@ -66,7 +70,7 @@ func (a *Adapter) lead(ctx context.Context, h bridge.Handler) {
 	if _, err := a.bot.DeleteWebhook(term, &bot.DeleteWebhookParams{}); err != nil && term.Err() == nil {
 		a.log.Warn("deleteWebhook failed", "err", classify("delete webhook", err))
 	}
-	a.poll(term, h)
+	perr := a.poll(term, h)
 	cancel()
 	wg.Wait()
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -75,6 +79,7 @@ func (a *Adapter) lead(ctx context.Context, h bridge.Handler) {
 		a.log.Warn("polling lease: release", "err", err)
 	}
 	a.log.Info("polling stopped", "owner", a.owner)
+	return perr
 }
 
 // keepLease renews the lease every LeaseTTL/3 and returns when it is lost,

@@ -32,7 +32,10 @@ const allowedUpdates = `["message","callback_query"]`
 //
 // The library's own poller confirms updates before its handlers finish, so
 // the adapter makes this one request itself and uses the library for the rest.
-func (a *Adapter) poll(ctx context.Context, h bridge.Handler) {
+//
+// It returns a *bridge.RejectedError when Telegram stops accepting the
+// token (revoked while running); every other failure is retried.
+func (a *Adapter) poll(ctx context.Context, h bridge.Handler) error {
 	var offset int64
 	failures := 0
 	attempts := map[int64]int{}
@@ -40,7 +43,11 @@ func (a *Adapter) poll(ctx context.Context, h bridge.Handler) {
 		ups, err := a.getUpdates(ctx, offset)
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
+			}
+			var rej *bridge.RejectedError
+			if errors.As(err, &rej) {
+				return err
 			}
 			wait := a.retryWait(failures)
 			var ra *bridge.RetryAfterError
@@ -58,7 +65,7 @@ func (a *Adapter) poll(ctx context.Context, h bridge.Handler) {
 			u := &ups[i]
 			if err := a.handleUpdate(ctx, h, u); err != nil {
 				if ctx.Err() != nil {
-					return
+					return nil
 				}
 				attempts[u.ID]++
 				if attempts[u.ID] < maxUpdateAttempts || isStorageOutage(err) {
@@ -72,6 +79,7 @@ func (a *Adapter) poll(ctx context.Context, h bridge.Handler) {
 			offset = u.ID + 1
 		}
 	}
+	return nil
 }
 
 // apiResponse is the Bot API's answer envelope.
@@ -117,6 +125,9 @@ func (a *Adapter) getUpdates(ctx context.Context, offset int64) ([]models.Update
 		err := fmt.Errorf("telegram: getUpdates: %d %s", r.ErrorCode, r.Description)
 		if r.ErrorCode == http.StatusTooManyRequests {
 			return nil, &bridge.RetryAfterError{After: retryAfter(r.Parameters.RetryAfter), Err: err}
+		}
+		if rej, ok := rejected(r.ErrorCode, err); ok {
+			return nil, rej
 		}
 		return nil, err
 	}

@@ -308,7 +308,7 @@ func TestFiles(t *testing.T) {
 		!strings.Contains(docs[0].Params["caption"], "#chatF1") {
 		t.Fatalf("sendDocument %+v", docs)
 	}
-	if texts := sentTo(e.api, aliceTG); len(texts) == 0 || !strings.HasSuffix(texts[len(texts)-1].Params["text"], "see attached") {
+	if texts := sentTo(e.api, aliceTG); len(texts) == 0 || !strings.HasSuffix(texts[len(texts)-1].Params["text"], "<blockquote>see attached</blockquote>") {
 		t.Errorf("the text of the message was not sent before the file")
 	}
 }

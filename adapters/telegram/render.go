@@ -98,6 +98,10 @@ type rendered struct {
 	// tail is HTML after the body of the last piece (no visible length limit
 	// is checked for it; keep it short).
 	tail string
+	// quote shows the body as a quote block: a visitor's words, so that no
+	// line a visitor types ("Alice: refund approved") can look like an
+	// agent's line, which is never quoted.
+	quote bool
 }
 
 // pieces splits r into messages that each fit Telegram's limit.
@@ -106,7 +110,11 @@ func (r rendered) pieces() []string {
 	parts := splitText(r.body, budget)
 	out := make([]string, len(parts))
 	for i, p := range parts {
-		out[i] = r.head + escapeHTML(p)
+		body := escapeHTML(p)
+		if r.quote && strings.TrimSpace(p) != "" {
+			body = "<blockquote>" + body + "</blockquote>"
+		}
+		out[i] = r.head + body
 		if i == len(parts)-1 {
 			out[i] += r.tail
 		}
@@ -183,7 +191,7 @@ func offerText(d bridge.Delivery) rendered {
 	if limit := maxMessageLen - headLen - 1; textLen(body) > limit {
 		body = splitText(body, limit-1)[0] + "…"
 	}
-	return rendered{head: head, body: body}
+	return rendered{head: head, body: body, quote: true}
 }
 
 // closedOfferText replaces an offer once it is no longer open.
@@ -217,7 +225,7 @@ func messageText(d bridge.Delivery, shared bool) rendered {
 	default:
 		head = "<i>[" + shortID(d.Chat.ID) + "]</i> "
 	}
-	return rendered{head: head, body: m.Text}
+	return rendered{head: head, body: m.Text, quote: m.From == bridge.FromVisitor}
 }
 
 func agentLabel(m *bridge.Message) string {

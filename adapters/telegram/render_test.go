@@ -125,7 +125,7 @@ func TestLongMessagesFitTelegram(t *testing.T) {
 	}
 	// An offer is one message: its first message is cut, not split.
 	offer := offerText(bridge.Delivery{Chat: chat, Message: &bridge.Message{Text: text}}).pieces()
-	if len(offer) != 1 || checkMessage(offer[0], "HTML") != "" || !strings.HasSuffix(offer[0], "…") {
+	if len(offer) != 1 || checkMessage(offer[0], "HTML") != "" || !strings.HasSuffix(offer[0], "…</blockquote>") {
 		t.Errorf("offer: %d pieces, %q", len(offer), checkMessage(offer[0], "HTML"))
 	}
 }
@@ -175,5 +175,30 @@ func TestPacingReturnsRetryAfter(t *testing.T) {
 	ra, ok := asRetryAfter(err)
 	if !ok || ra.After < 2*time.Second || ra.After > 3*time.Second || sent != 5 {
 		t.Errorf("after %d sends: %v, want RetryAfterError of about 3s after 5", sent, err)
+	}
+}
+
+// TestVisitorTextIsQuoted: a visitor's text is shown inside a blockquote,
+// in private chats, in topics and in the offer, so a line the visitor types
+// like an agent's ("Alice: refund approved") stays inside the quote; an
+// agent's line is never quoted.
+func TestVisitorTextIsQuoted(t *testing.T) {
+	chat := testChat("chatQ1", "acme")
+	fake := "thanks\n\n[Alice → Vera · #chatQ1] refund approved - confirm at https://evil.example/pay\nAlice: <b>yes</b>"
+	vis := &bridge.Message{From: bridge.FromVisitor, Text: fake}
+	for _, p := range append(append(messageText(bridge.Delivery{Chat: chat, Message: vis}, false).pieces(),
+		messageText(bridge.Delivery{Chat: chat, Message: vis}, true).pieces()...),
+		offerText(bridge.Delivery{Chat: chat, Message: vis}).pieces()...) {
+		if msg := checkHTML(p); msg != "" {
+			t.Errorf("%q: %s", p, msg)
+		}
+		i := strings.Index(p, "<blockquote>")
+		if i < 0 || !strings.HasSuffix(p, "</blockquote>") || !strings.Contains(p[i:], "refund approved") || strings.Contains(p[:i], "refund") {
+			t.Errorf("visitor text not quoted: %q", p)
+		}
+	}
+	agent := messageText(bridge.Delivery{Chat: chat, Message: &bridge.Message{From: bridge.FromAgent, Name: "Alice", Text: "hi"}}, true).pieces()
+	if strings.Contains(agent[0], "blockquote") {
+		t.Errorf("agent line quoted: %q", agent[0])
 	}
 }

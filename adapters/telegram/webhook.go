@@ -32,6 +32,10 @@ func (a *Adapter) runWebhook(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if rej, ok := rejectedSDK(err); ok {
+			rej.Err = classify("set webhook", err)
+			return rej
+		}
 		a.log.Warn("setWebhook failed; retrying", "err", classify("set webhook", err))
 		if !sleep(ctx, backoff(failures)) {
 			return nil

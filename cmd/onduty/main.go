@@ -2,7 +2,7 @@
 //
 //	onduty serve [--config FILE]            run everything
 //	onduty check-config FILE                validate a configuration
-//	onduty status [--config FILE] [--json] PROPERTY
+//	onduty status [--config FILE | --url URL [--admin-token T]] [--json] PROPERTY
 //	                                        the widget status and why
 //	onduty loadtest [flags]                 measure a deployment (docs/PERFORMANCE.md)
 package main
@@ -20,7 +20,10 @@ import (
 const usage = `usage:
   onduty serve [--config FILE]                     run the service (no config: a demo on :8080)
   onduty check-config FILE                         validate a configuration and list every problem
-  onduty status [--config FILE] [--json] PROPERTY  print a property's widget status and why
+  onduty status [--config FILE] [--json] PROPERTY  print a property's widget status and why, from the Redis of FILE
+  onduty status --url URL [--admin-token T] [--json] PROPERTY
+                                                   the same, asked of a running server's admin API
+                                                   (token default $ONDUTY_ADMIN_TOKEN; flags may follow PROPERTY)
   onduty loadtest [--target URL --property P] [--quick] [--json FILE]
                                                    measure throughput, latency and capacity (see docs/PERFORMANCE.md)
 The configuration file may also be given as ONDUTY_CONFIG.

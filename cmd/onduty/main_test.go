@@ -67,6 +67,18 @@ telegram: {mode: webhook}
 	if code, out, _ := runCLI(t, "check-config", good); code != 0 || !strings.Contains(out, "OK (1 properties, 1 agents)") {
 		t.Errorf("good config: exit %d, %q", code, out)
 	}
+	warned := writeFile(t, "admin_token: change-me\nproperties: [{id: acme}, {id: beta}]\nagents: [{id: alice, properties: [acme]}]\n")
+	code, out, _ = runCLI(t, "check-config", warned)
+	for _, want := range []string{
+		"2 warning(s)",
+		warned + `: admin_token: looks like a placeholder (contains "change-me")`,
+		warned + ": properties[1] (beta): no agent serves this property",
+		"OK (2 properties, 1 agents)",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("warnings only: exit %d (want 0), output lacks %q:\n%s", code, want, out)
+		}
+	}
 	if code, _, errs := runCLI(t, "check-config"); code != 2 || !strings.Contains(errs, "usage") {
 		t.Errorf("no file: exit %d", code)
 	}
@@ -138,10 +150,64 @@ slack: {bot_token: "xoxb-1", app_token: "xapp-1"}
 	if code, _, errs := runCLI(t, "status", "--config", file, "nope"); code != 1 || !strings.Contains(errs, `unknown property "nope"`) {
 		t.Errorf("unknown property: exit %d %s", code, errs)
 	}
-	// The demo needs no configuration and no Redis.
+	// Flags after the property too.
+	if code, out, errs := runCLI(t, "status", "acme", "--config", file, "--json"); code != 0 || !strings.Contains(out, `"status": "away"`) {
+		t.Errorf("flags after the property: exit %d %s %s", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "status", "acme", "beta", "--config", file); code != 2 || !strings.Contains(errs, "usage") {
+		t.Errorf("two properties: exit %d %s", code, errs)
+	}
+}
+
+// TestStatusNeedsASource: with neither a configuration nor --url, status
+// says how to ask the running server instead of starting an embedded Redis
+// of its own (which would report a fresh, empty state); so does a
+// configuration whose server keeps its state in an embedded Redis.
+func TestStatusNeedsASource(t *testing.T) {
 	t.Setenv("ONDUTY_CONFIG", "")
-	if code, out, errs := runCLI(t, "status", "demo"); code != 0 || !strings.Contains(out, "demo: online") {
-		t.Errorf("demo: exit %d %s %s", code, out, errs)
+	code, out, errs := runCLI(t, "status", "demo")
+	if code != 1 || out != "" || !strings.Contains(errs, "--url") || !strings.Contains(errs, "--admin-token") || strings.Contains(errs, "embedded in-process Redis") {
+		t.Errorf("no source: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	embedded := writeFile(t, "properties: [{id: acme}]\nagents: [{id: alice, properties: [acme]}]\n")
+	code, out, errs = runCLI(t, "status", "--config", embedded, "acme")
+	if code != 1 || out != "" || !strings.Contains(errs, embedded+": redis_url: empty") || !strings.Contains(errs, "--url") {
+		t.Errorf("embedded Redis: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+}
+
+// TestStatusURL: --url asks a running server (here the demo) through its
+// admin API, with the token from --admin-token or ONDUTY_ADMIN_TOKEN, flags
+// before or after the property.
+func TestStatusURL(t *testing.T) {
+	base, _, _ := startDemo(t)
+	t.Setenv("ONDUTY_ADMIN_TOKEN", "")
+	tests := []struct {
+		name string
+		args []string
+		env  string
+		code int
+		want string
+	}{
+		{"flags first", []string{"--url", base, "--admin-token", demoAdminToken, "demo"}, "", 0, "demo: online (widget mode live)"},
+		{"flags after", []string{"demo", "--url", base + "/", "--admin-token", demoAdminToken}, "", 0, "chose online, always online"},
+		{"token from the environment", []string{"demo", "--url", base, "--json"}, demoAdminToken, 0, `"effective": "online"`},
+		{"no token", []string{"demo", "--url", base}, "", 1, "--admin-token TOKEN or ONDUTY_ADMIN_TOKEN"},
+		{"wrong token", []string{"demo", "--url", base, "--admin-token", "nope"}, "", 1, "refused the admin token (403)"},
+		{"unknown property", []string{"acme", "--url", base, "--admin-token", demoAdminToken}, "", 1, "404"},
+		{"nobody there", []string{"demo", "--url", "http://127.0.0.1:1", "--admin-token", "x"}, "", 1, "cannot reach the server"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("ONDUTY_ADMIN_TOKEN", tc.env)
+			code, out, errs := runCLI(t, append([]string{"status"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(out+errs, tc.want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, tc.want, out, errs)
+			}
+			if strings.Contains(out+errs, demoAdminToken) {
+				t.Errorf("the token is printed:\n%s%s", out, errs)
+			}
+		})
 	}
 }
 

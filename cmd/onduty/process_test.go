@@ -80,12 +80,24 @@ type process struct {
 // if still running.
 func startProcess(t *testing.T, name, file string, api *fakeBot) *process {
 	t.Helper()
+	return startProcessAt(t, name, file, api, freeAddr(t))
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcessAt is startProcess listening on addr, with extra environment
+// variables ("KEY=value").
+func startProcessAt(t *testing.T, name, file string, api *fakeBot, addr string, extraEnv ...string) *process {
+	t.Helper()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ONDUTY_") && !strings.HasPrefix(kv, "TELEGRAM_") && !strings.HasPrefix(kv, "SLACK_") {
@@ -93,6 +105,7 @@ func startProcess(t *testing.T, name, file string, api *fakeBot) *process {
 		}
 	}
 	env = append(env, asMain+"=1", "ONDUTY_LISTEN="+addr, "TELEGRAM_API_URL="+api.URL()+"/"+name)
+	env = append(env, extraEnv...)
 	p := &process{name: name, base: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "serve", "--config", file)
 	p.cmd.Env = env
@@ -160,6 +173,7 @@ type fakeBot struct {
 	nextUpd int64
 	nextMsg int
 	changed chan struct{}
+	revoked bool // every request answers 401, as after a token is revoked
 }
 
 func newFakeBot(t *testing.T) *fakeBot {
@@ -183,7 +197,10 @@ func (f *fakeBot) reply(w http.ResponseWriter, status int, v any) {
 func (f *fakeBot) serve(w http.ResponseWriter, r *http.Request) {
 	inst, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	method, ok := strings.CutPrefix(rest, "bot"+procToken+"/")
-	if !ok {
+	f.mu.Lock()
+	revoked := f.revoked
+	f.mu.Unlock()
+	if !ok || revoked {
 		f.reply(w, 401, map[string]any{"ok": false, "error_code": 401, "description": "Unauthorized"})
 		return
 	}

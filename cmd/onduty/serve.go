@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/onduty/onduty/adapters/console"
+	"github.com/onduty/onduty/adapters/email"
 	"github.com/onduty/onduty/adapters/slack"
 	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
@@ -35,20 +39,89 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, c.LogLevel)
+	for _, w := range c.Warnings() {
+		log.Warn("configuration: " + w.String())
+	}
+	// The port first: with it taken, nothing else starts and the demo
+	// prints no address or token that would not work.
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %q (listen, or ONDUTY_LISTEN): %w", c.Listen, err)
+	}
 	app, err := build(ctx, c, os.Stdin, log)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer app.close()
-	return app.run(ctx, nil)
+	if err := app.verify(ctx, log); err != nil {
+		ln.Close()
+		return err
+	}
+	app.announce(log)
+	return app.run(ctx, ln)
+}
+
+// verifier is an adapter that can check its credentials once.
+type verifier interface {
+	Name() string
+	// Verify returns a *bridge.RejectedError when the platform refuses the
+	// credentials, another error when it could not be asked.
+	Verify(ctx context.Context) error
+}
+
+// verify checks every platform's credentials before serving: a refused one
+// is an error naming its key (a typo should not look like a healthy
+// service); a platform that cannot be reached is only logged, its adapter
+// keeps trying with backoff once running.
+func (s *service) verify(ctx context.Context, log *slog.Logger) error {
+	for _, v := range s.verifiers {
+		vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+		err := v.Verify(vctx)
+		cancel()
+		var rej *bridge.RejectedError
+		switch {
+		case err == nil:
+			log.Info("credentials accepted", "adapter", v.Name())
+		case errors.As(err, &rej):
+			return fmt.Errorf("%s: %s: %s refused the credentials: %s", s.file, rej.Key, v.Name(), rej.Reason)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			log.Warn("cannot check credentials now; the adapter keeps trying", "adapter", v.Name(), "err", err)
+		}
+	}
+	return nil
+}
+
+// verifyTimeout bounds each platform's credential check at start.
+const verifyTimeout = 15 * time.Second
+
+// announce tells a demo's user where to go, once the listener is up.
+func (s *service) announce(log *slog.Logger) {
+	if !s.demo {
+		return
+	}
+	if s.demoToken != "" {
+		log.Info("demo: admin board at http://localhost"+s.port+"/admin; this run's admin token (set ONDUTY_ADMIN_TOKEN to choose one)",
+			"admin_token", s.demoToken)
+	}
+	log.Info("demo: open http://localhost" + s.port + "/ and start a chat; the demo agent's inbox is this log — type an answer here and press Enter, " +
+		"or answer through the admin API: POST /v1/admin/agents/demo/actions {\"text\":\"…\"}")
 }
 
 // service is everything serve runs, built from one configuration.
 type service struct {
-	watcher *presence.Watcher
-	bridge  *bridge.Bridge
-	server  *widget.Server
-	close   func()
+	watcher   *presence.Watcher
+	bridge    *bridge.Bridge
+	server    *widget.Server
+	verifiers []verifier
+	close     func()
+
+	file      string // the configuration file, for errors ("" in the demo)
+	demo      bool
+	demoToken string // the demo's admin token made for this run, if any
+	port      string // ":8080"
 }
 
 func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Logger) (*service, error) {
@@ -86,28 +159,52 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			slackChannels[id] = p.SlackChannel
 		}
 	}
-	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention}, rdb, store, watcher, log)
+	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention}, rdb, store, watcher, log)
 	if err != nil {
 		closeRedis()
 		return nil, err
 	}
+	svc := &service{bridge: b, watcher: watcher, close: closeRedis, file: c.File, demo: c.Demo, port: listenPort(c.Listen)}
+	if svc.file == "" {
+		svc.file = "(environment)"
+	}
 	adminToken := c.AdminToken.Reveal()
 	if c.Demo && adminToken == "" {
 		// The demo agent may also answer from the admin API, and the board
-		// should be there to look at: a token for this run only.
+		// should be there to look at: a token for this run only, printed
+		// by announce.
 		adminToken = randomToken()
-		log.Info("demo: admin board at http://localhost"+listenPort(c.Listen)+"/admin; this run's admin token (set ONDUTY_ADMIN_TOKEN to choose one)",
-			"admin_token", adminToken)
+		svc.demoToken = adminToken
 	}
+	proxies, err := c.TrustedProxyPrefixes()
+	if err != nil { // Validate has refused it already
+		closeRedis()
+		return nil, err
+	}
+	rl := c.RateLimits
 	server := widget.New(widget.Config{
-		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix, ProxyHeader: c.ProxyHeader,
-		RateLimits: widget.RateLimits{ChatsPerMinute: c.RateLimits.ChatsPerIPPerMinute, MessagesPerMinute: c.RateLimits.MessagesPerIPPerMinute},
+		Listen: c.Listen, AdminToken: adminToken, Properties: httpProps, Prefix: c.RedisPrefix,
+		TrustedProxies: proxies, ProxyHeader: c.ProxyHeader,
+		MetricsToken: c.MetricsToken.Reveal(), MetricsListen: c.MetricsListen,
+		RateLimits: widget.RateLimits{
+			ChatsPerMinute: rl.ChatsPerIPPerMinute, MessagesPerMinute: rl.MessagesPerIPPerMinute,
+			UploadsPerChat: rl.UploadsPerChat, UploadsPerIPPerHour: rl.UploadsPerIPPerHour, UploadsPerPropertyPerDay: rl.UploadsPerPropertyPerDay,
+		},
+		Limits:   widget.Limits{ConnectionsPerIP: c.Limits.ConnectionsPerIP, Streams: c.Limits.Streams, StreamsPerIP: c.Limits.StreamsPerIP},
+		Adapters: b.Adapters,
 	}, watcher, store, b, rdb, log)
 
+	svc.server = server
 	if c.Demo {
 		b.AddAdapter(console.New("demo", stdin, log))
-		log.Info("demo: open http://localhost" + listenPort(c.Listen) + "/ and start a chat; the demo agent's inbox is this log — type an answer here and press Enter, " +
-			"or answer through the admin API: POST /v1/admin/agents/demo/actions {\"text\":\"…\"}")
+	}
+	if e := c.Email; e != nil {
+		sender, err := email.New(email.Config{SMTPURL: e.SMTPURL.Reveal(), From: e.From}, log)
+		if err != nil {
+			closeRedis()
+			return nil, err
+		}
+		b.AddAdapter(sender)
 	}
 	if t := c.Telegram; t != nil {
 		tg, err := telegram.New(telegram.Config{
@@ -119,6 +216,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			return nil, err
 		}
 		b.AddAdapter(tg)
+		svc.verifiers = append(svc.verifiers, tg)
 		if t.Mode == "webhook" {
 			server.Mount("/telegram/webhook", tg.WebhookHandler())
 		}
@@ -133,13 +231,14 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			return nil, err
 		}
 		b.AddAdapter(sl)
+		svc.verifiers = append(svc.verifiers, sl)
 		if s.Mode == "events" {
 			for path, h := range sl.HTTPHandlers() {
 				server.Mount(path, h)
 			}
 		}
 	}
-	return &service{watcher: watcher, bridge: b, server: server, close: closeRedis}, nil
+	return svc, nil
 }
 
 // run serves until ctx is done, on ln if given, else on the configured address.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -43,15 +44,29 @@ type Config struct {
 	RedisPrefix string `yaml:"redis_prefix"`
 	// AdminToken enables the admin API; empty disables it.
 	AdminToken Secret `yaml:"admin_token"`
-	// ProxyHeader names the header carrying the client IP (e.g.
-	// "X-Forwarded-For") when onduty runs behind a reverse proxy that
-	// overwrites it. Empty: the TCP peer's address is the client IP.
+	// TrustedProxies are the networks (CIDR, or single addresses) of the
+	// reverse proxies in front of onduty. A request from one of them has
+	// its client IP taken from ProxyHeader: the rightmost entry that is not
+	// a trusted proxy. Empty: the TCP peer's address is the client IP.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyHeader names the header the trusted proxies append the client
+	// IP to. Default "X-Forwarded-For"; read only from trusted proxies.
 	ProxyHeader string `yaml:"proxy_header"`
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken Secret `yaml:"metrics_token"`
+	// MetricsListen, when set, serves /metrics on this address instead of
+	// listen (e.g. "127.0.0.1:9090").
+	MetricsListen string `yaml:"metrics_listen"`
+	// FileRetention is how long a visitor's file is kept. Default 168h (7 days).
+	FileRetention time.Duration `yaml:"file_retention"`
+	// Limits caps connections and event streams per instance.
+	Limits Limits `yaml:"limits"`
 	// ClosedChatRetention is how long a closed chat's transcript is kept in
 	// Redis. Default 720h (30 days).
 	ClosedChatRetention time.Duration `yaml:"closed_chat_retention"`
 	// PublicURL is where this server is reached from outside: links to files
-	// for agents' apps and continue links in emails. Required with email.
+	// for agents' apps and continue links in emails. Required with email
+	// (the demo takes http://localhost:PORT). Env ONDUTY_PUBLIC_URL.
 	PublicURL string `yaml:"public_url"`
 	// Email sends answers to visitors who left (SPEC §9); nil (no smtp_url)
 	// means nothing is emailed.
@@ -163,10 +178,27 @@ type Agent struct {
 	InitialStatus string `yaml:"initial_status"`
 }
 
-// RateLimits of the visitor API, per client IP.
+// RateLimits of the visitor API, counted across instances. For the upload
+// quotas, -1 turns one off.
 type RateLimits struct {
-	ChatsPerIPPerMinute    int `yaml:"chats_per_ip_per_minute"`    // default 20
-	MessagesPerIPPerMinute int `yaml:"messages_per_ip_per_minute"` // default 120
+	ChatsPerIPPerMinute      int `yaml:"chats_per_ip_per_minute"`      // default 20
+	MessagesPerIPPerMinute   int `yaml:"messages_per_ip_per_minute"`   // default 120
+	UploadsPerChat           int `yaml:"uploads_per_chat"`             // default 20
+	UploadsPerIPPerHour      int `yaml:"uploads_per_ip_per_hour"`      // default 30
+	UploadsPerPropertyPerDay int `yaml:"uploads_per_property_per_day"` // default 500
+}
+
+// Limits cap what one instance holds open; -1 turns one off.
+type Limits struct {
+	// ConnectionsPerIP: more from one TCP peer (an IPv6 /64 counts as one)
+	// are answered 429 and closed (trusted proxies are not capped). Default 256.
+	ConnectionsPerIP int `yaml:"connections_per_ip"`
+	// Streams: event streams held by the instance; more are answered 503.
+	// Default 10000.
+	Streams int `yaml:"streams"`
+	// StreamsPerIP: event streams of one client IP; more are answered 429.
+	// Default 32.
+	StreamsPerIP int `yaml:"streams_per_ip"`
 }
 
 // Telegram configures the Telegram adapter; nil means off.
@@ -220,6 +252,22 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// without returns the problems of more whose key is not already one of
+// ps's: a value the file got wrong is reported once, not again as missing.
+func (ps Problems) without(more Problems) Problems {
+	var out Problems
+next:
+	for _, m := range more {
+		for _, p := range ps {
+			if p.Key != "" && m.Key == p.Key {
+				continue next
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // Env is the environment lookup; tests pass their own.
 type Env func(string) (string, bool)
 
@@ -245,7 +293,7 @@ func Load(file string, env Env) (*Config, error) {
 		}
 		c.applyEnv(env)
 		c.applyDefaults()
-		probs = append(probs, c.Validate()...)
+		probs = append(probs, probs.without(c.Validate())...)
 		if len(probs) > 0 {
 			return nil, probs
 		}
@@ -259,25 +307,34 @@ func Load(file string, env Env) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes YAML, reporting unknown keys and type errors with their line.
-// It returns a nil config only if the document cannot be read at all.
+// Parse decodes YAML, reporting unknown keys and values of the wrong kind
+// with their key path. It returns a nil config only if the document cannot
+// be read at all.
 func Parse(file string, data []byte) (*Config, Problems) {
 	c := &Config{File: file}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(c)
-	if err == nil || errors.Is(err, io.EOF) { // an empty file is an empty configuration
+	var doc yaml.Node
+	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
+	if errors.Is(err, io.EOF) { // an empty file is an empty configuration
 		return c, nil
 	}
+	if err != nil {
+		return nil, Problems{{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	probs := checkNode(file, &doc, reflect.TypeFor[Config]())
+	// What checkNode found, the decoder leaves at its zero value and
+	// decodes the rest.
+	err = doc.Decode(c)
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var probs Problems
+	if err != nil && !errors.As(err, &te) {
+		return nil, append(probs, Problem{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+	}
+	if te != nil && len(probs) == 0 {
+		// Only if checkNode missed it: better the decoder's words than nothing.
 		for _, e := range te.Errors {
 			probs = append(probs, Problem{File: file, Why: e})
 		}
-		return c, probs
 	}
-	return nil, Problems{{File: file, Why: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	return c, probs
 }
 
 // DemoConfig is what `onduty serve` runs with no file: one property, one
@@ -310,6 +367,7 @@ func (c *Config) applyEnv(env Env) {
 		}
 	}
 	set("ONDUTY_LISTEN", &c.Listen)
+	set("ONDUTY_PUBLIC_URL", &c.PublicURL)
 	if v, ok := env("ONDUTY_SMTP_URL"); ok && v != "" && c.Email == nil {
 		c.Email = &Email{}
 	}
@@ -320,6 +378,7 @@ func (c *Config) applyEnv(env Env) {
 	setSecret("ONDUTY_REDIS_URL", &c.RedisURL)
 	set("ONDUTY_REDIS_PREFIX", &c.RedisPrefix)
 	setSecret("ONDUTY_ADMIN_TOKEN", &c.AdminToken)
+	setSecret("ONDUTY_METRICS_TOKEN", &c.MetricsToken)
 	if v, ok := env("TELEGRAM_BOT_TOKEN"); ok && v != "" && c.Telegram == nil {
 		c.Telegram = &Telegram{}
 	}
@@ -349,6 +408,8 @@ const (
 	DefaultCloseAfterIdle         = 24 * time.Hour
 	DefaultEmailAfter             = 2 * time.Minute
 	DefaultClosedChatRetention    = 30 * 24 * time.Hour
+	DefaultFileRetention          = 7 * 24 * time.Hour
+	DefaultProxyHeader            = "X-Forwarded-For"
 	DefaultChatsPerIPPerMinute    = 20
 	DefaultMessagesPerIPPerMinute = 120
 	DefaultTelegramAPIURL         = "https://api.telegram.org"
@@ -364,6 +425,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ClosedChatRetention == 0 {
 		c.ClosedChatRetention = DefaultClosedChatRetention
+	}
+	if c.FileRetention == 0 {
+		c.FileRetention = DefaultFileRetention
+	}
+	if c.ProxyHeader == "" && len(c.TrustedProxies) > 0 {
+		c.ProxyHeader = DefaultProxyHeader
 	}
 	if c.RateLimits.ChatsPerIPPerMinute == 0 {
 		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute
@@ -426,6 +493,13 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Email != nil && c.Email.SMTPURL == "" {
 		c.Email = nil // an email section without a server sends nothing
+	}
+	if c.Demo && c.Email != nil && c.Email.From == "" {
+		c.Email.From = "onduty demo <demo@onduty.localhost>"
+	}
+	if c.Demo && c.Email != nil && c.PublicURL == "" {
+		port := c.Listen[strings.LastIndexByte(c.Listen, ':')+1:]
+		c.PublicURL = "http://localhost:" + port
 	}
 	if t := c.Telegram; t != nil {
 		if t.Mode == "" {

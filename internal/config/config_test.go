@@ -76,6 +76,9 @@ func TestLoadGood(t *testing.T) {
 	if c.Telegram.APIURL != DefaultTelegramAPIURL || c.Slack.APIURL != DefaultSlackAPIURL {
 		t.Errorf("api urls: %q %q", c.Telegram.APIURL, c.Slack.APIURL)
 	}
+	if c.FileRetention != DefaultFileRetention || c.ProxyHeader != "" || c.Limits != (Limits{}) {
+		t.Errorf("file retention %v, proxy header %q, limits %+v", c.FileRetention, c.ProxyHeader, c.Limits)
+	}
 	d, err := c.Directory()
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +91,20 @@ func TestLoadGood(t *testing.T) {
 	if acme.Schedule == nil || acme.Greetings["online"] != "We're here!" ||
 		acme.Look != (presence.Look{Color: "#0F766E", Position: "left", Title: "Acme support", Language: "de"}) {
 		t.Errorf("acme: %+v", acme)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Load(write(t, good+"trusted_proxies: ['10.1.2.3/8', '192.0.2.1', '2001:db8::/32']\nmetrics_token: m\nmetrics_listen: '127.0.0.1:9091'\nlimits: {streams_per_ip: -1}\n"), env(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	ps, err := c.TrustedProxyPrefixes()
+	if err != nil || len(ps) != 3 || ps[0].String() != "10.0.0.0/8" || ps[1].String() != "192.0.2.1/32" || ps[2].String() != "2001:db8::/32" {
+		t.Errorf("%v %v", ps, err)
+	}
+	if c.ProxyHeader != DefaultProxyHeader || c.MetricsToken.Reveal() != "m" || c.Limits.StreamsPerIP != -1 {
+		t.Errorf("%q %q %+v", c.ProxyHeader, c.MetricsToken, c.Limits)
 	}
 }
 
@@ -138,6 +155,11 @@ properties:
 	if ps[1].Prechat != (presence.Prechat{Name: "optional", Email: "optional"}) || c.Properties[1].EmailAfter != 2*time.Minute || c.Properties[0].EmailAfter != 30*time.Second {
 		t.Errorf("defaults %+v %v", ps[1], c.Properties[1].EmailAfter)
 	}
+	// The demo with an SMTP server from the environment links to localhost.
+	c, err = Load("", env(map[string]string{"ONDUTY_SMTP_URL": "smtp://127.0.0.1:1025", "ONDUTY_EMAIL_FROM": "Demo <demo@localhost.example>", "ONDUTY_LISTEN": ":8181"}))
+	if err != nil || c.Email == nil || c.PublicURL != "http://localhost:8181" {
+		t.Fatalf("demo with email: %v %+v %q", err, c.Email, c.PublicURL)
+	}
 	// No smtp_url: no email, and the widget is told so.
 	c, err = Load(write(t, "email: {from: 'a@b.example'}\nproperties: [{id: a}]\n"), env(nil))
 	if err != nil || c.Email != nil || c.PresenceProperties()[0].Email {
@@ -176,8 +198,9 @@ func TestProblems(t *testing.T) {
 	}{
 		{"not yaml", "listen: [", nil, []string{"not valid YAML"}},
 		{"unknown keys", "listen: x\nlisten_port: 1\nproperties: [{id: a, colour: red}]\n", nil,
-			[]string{"field listen_port not found", "field colour not found"}},
-		{"bad duration", "properties: [{id: a, assignment: {accept_timeout: soon}}]\n", nil, []string{"soon"}},
+			[]string{"listen_port: unknown key", "properties[0] (a).colour: unknown key"}},
+		{"bad duration", "properties: [{id: a, assignment: {accept_timeout: soon}}]\n", nil,
+			[]string{`properties[0] (a).assignment.accept_timeout: "soon" is not a duration (e.g. 10m, 1h30m)`}},
 		{"no properties", "agents: []\n", nil, []string{"properties: at least one property"}},
 		{"agent names unknown property", "properties: [{id: a}]\nagents: [{id: x, properties: [b]}]\n", nil,
 			[]string{`agents[0] (x).properties[0]: unknown property "b"`}},
@@ -208,6 +231,12 @@ func TestProblems(t *testing.T) {
 			[]string{`telegram_user_id: 5 is also agent "x"'s`}},
 		{"widget look", "properties: [{id: a, widget: {color: blue, position: top, title: \"a\\nb\", language: it}}, {id: b, widget: {color: '#12345'}}, {id: c, widget: {color: '#abc', position: right, language: ru}}]\n", nil,
 			[]string{`properties[0] (a).widget.color: "blue"`, "properties[0] (a).widget.position", "properties[0] (a).widget.title", `properties[0] (a).widget.language: "it": want one of en, de, fr, es, ru`, "properties[1] (b).widget.color"}},
+		{"proxies, limits and metrics", "trusted_proxies: ['10.0.0.0/8', '192.0.2.1', 'proxy.example']\nmetrics_listen: '9090'\nfile_retention: -1h\nlimits: {streams: -2}\nrate_limits: {uploads_per_chat: -5}\nproperties: [{id: a}]\n", nil,
+			[]string{`trusted_proxies: [2] "proxy.example"`, "metrics_listen", "file_retention", "limits.streams: -2", "rate_limits.uploads_per_chat: -5"}},
+		{"proxy header without trusted proxies", "proxy_header: X-Forwarded-For\nproperties: [{id: a}]\n", nil,
+			[]string{"proxy_header: set, but trusted_proxies is empty"}},
+		{"metrics on the main address", "listen: ':8080'\nmetrics_listen: ':8080'\nproperties: [{id: a}]\n", nil,
+			[]string{"metrics_listen"}},
 		{"bad urls", "redis_url: 'http://x'\nproperties: [{id: a, allowed_origins: ['acme.example']}]\n", nil,
 			[]string{"redis_url", "allowed_origins[0]"}},
 		{"email needs from and public_url", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:25'}\n", nil,
@@ -216,6 +245,7 @@ func TestProblems(t *testing.T) {
 			[]string{"email.smtp_url", "email.from"}},
 		{"email from env", "public_url: 'https://chat.example'\nproperties: [{id: a}]\n", map[string]string{"ONDUTY_SMTP_URL": "smtps://u:p@mail:465", "ONDUTY_EMAIL_FROM": "Acme <s@acme.example>"}, nil},
 		{"bad public_url", "public_url: chat.example\nproperties: [{id: a}]\n", nil, []string{"public_url"}},
+		{"public_url from env", "properties: [{id: a}]\nemail: {smtp_url: 'smtp://mail:1025', from: 'a@b.example'}\n", map[string]string{"ONDUTY_PUBLIC_URL": "http://localhost:8080"}, nil},
 		{"bad prechat and email_after", "properties: [{id: a, email_after: -1m, prechat: {name: must, email: maybe}}]\n", nil,
 			[]string{"properties[0] (a).email_after", "properties[0] (a).prechat.name", "properties[0] (a).prechat.email"}},
 	}
@@ -245,6 +275,99 @@ func TestProblems(t *testing.T) {
 			for _, p := range ps {
 				if p.File != file {
 					t.Errorf("problem %q does not name the file", p)
+				}
+			}
+		})
+	}
+}
+
+// TestProblemWording: a value of the wrong kind is reported once, as
+// FILE: KEY.PATH: reason in the words of the file, never a Go type or the
+// decoder's "line 8: cannot unmarshal".
+func TestProblemWording(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "bogus_key: 1\nproperties: [{id: a}]\n", "bogus_key: unknown key"},
+		{"unknown nested key", "properties: [{id: a}]\ntelegram: {token: t, bogus: true}\n", "telegram.bogus: unknown key"},
+		{"duration", "properties: [{id: a}]\nagents: [{id: z, properties: [a], idle_away_after: soon}]\n",
+			`agents[0] (z).idle_away_after: "soon" is not a duration (e.g. 10m, 1h30m)`},
+		{"duration without a unit", "properties: [{id: a}]\nagents: [{id: z, properties: [a], idle_away_after: 30}]\n",
+			`agents[0] (z).idle_away_after: "30" is not a duration: add a unit (e.g. 30s, 30m)`},
+		{"duration, list item without id", "properties: [{id: a, assignment: {queue_timeout: [1]}}, {name: b}]\n",
+			"properties[0] (a).assignment.queue_timeout: want a duration (e.g. 10m, 1h30m), not a list"},
+		{"whole number", "properties: [{id: a, assignment: {max_chats: five}}]\n",
+			`properties[0] (a).assignment.max_chats: "five" is not a whole number`},
+		{"bool", "properties: [{id: a, slack_channel: C1}]\nslack: {bot_token: b, app_token: xapp-1, use_presence: maybe}\n",
+			`slack.use_presence: "maybe" is not true or false`},
+		{"list wanted", "properties: [{id: a}]\nagents: [{id: z, properties: a}]\n",
+			`agents[0] (z).properties: want a list ([a, b] or lines starting with -), not "a"`},
+		{"text wanted", "listen: [1, 2]\nproperties: [{id: a}]\n", "listen: want text, not a list"},
+		{"mapping wanted", "properties: [{id: a, assignment: fast}]\n", `properties[0] (a).assignment: want a mapping (key: value lines), not "fast"`},
+		{"hours of a day", "properties: [{id: a, schedule: {timezone: UTC, hours: {mon: '9-5'}}}]\n",
+			`properties[0] (a).schedule.hours.mon: want a list ([a, b] or lines starting with -), not "9-5"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			_, err := Load(file, env(nil))
+			if err == nil {
+				t.Fatal("no problem reported")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, file+": "+tt.want) {
+				t.Errorf("problems lack %q:\n%s", file+": "+tt.want, msg)
+			}
+			for _, never := range []string{"cannot unmarshal", "time.Duration", "config.", "!!str", "not found in type"} {
+				if strings.Contains(msg, never) {
+					t.Errorf("problems say %q:\n%s", never, msg)
+				}
+			}
+			if key, _, _ := strings.Cut(tt.want, ": "); strings.Count(msg, ": "+key+": ") != 1 {
+				t.Errorf("%s is reported more than once:\n%s", key, msg)
+			}
+		})
+	}
+}
+
+// TestWarnings: placeholder secrets and a property nobody serves are
+// warned about; a configuration without them has no warnings.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"clean", "admin_token: s3cr3t-Tok\nproperties: [{id: a}]\nagents: [{id: x, properties: [a]}]\n", nil},
+		{"placeholders", `admin_token: change-me
+properties: [{id: a, slack_channel: C1}]
+agents: [{id: x, properties: [a]}]
+telegram: {token: "123456:replace-me"}
+slack: {bot_token: xoxb-replace-me, app_token: xapp-REPLACE-ME}
+`, []string{
+			`admin_token: looks like a placeholder (contains "change-me")`,
+			`telegram.token: looks like a placeholder (contains "replace-me")`,
+			`slack.bot_token: looks like a placeholder`,
+			`slack.app_token: looks like a placeholder`,
+		}},
+		{"unserved property", "properties: [{id: a}, {id: b}]\nagents: [{id: x, properties: [a]}]\n",
+			[]string{"properties[1] (b): no agent serves this property"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			c, err := Load(file, env(nil))
+			if err != nil {
+				t.Fatalf("warnings must not be problems: %v", err)
+			}
+			ws := c.Warnings()
+			if len(ws) != len(tt.want) {
+				t.Errorf("%d warnings, want %d:\n%v", len(ws), len(tt.want), ws)
+			}
+			msg := ws.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, file+": "+w) {
+					t.Errorf("warnings lack %q:\n%s", w, msg)
 				}
 			}
 		})

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -27,6 +29,35 @@ func (c *Config) Validate() Problems {
 		add("redis_prefix", "%q: no braces or spaces (braces would break the hash tags)", c.RedisPrefix)
 	}
 	positive(add, "closed_chat_retention", c.ClosedChatRetention)
+	positive(add, "file_retention", c.FileRetention)
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		add("trusted_proxies", "%v", err)
+	}
+	if c.ProxyHeader != "" && len(c.TrustedProxies) == 0 {
+		add("proxy_header", "set, but trusted_proxies is empty: list the proxies' networks, or the header (which any client can write) would decide the client IP")
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			add("metrics_listen", "%q: want host:port, e.g. 127.0.0.1:9090", c.MetricsListen)
+		} else if c.MetricsListen == c.Listen {
+			add("metrics_listen", "%q is also listen: use another address, or leave it empty to serve /metrics on listen", c.MetricsListen)
+		}
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"rate_limits.uploads_per_chat", c.RateLimits.UploadsPerChat},
+		{"rate_limits.uploads_per_ip_per_hour", c.RateLimits.UploadsPerIPPerHour},
+		{"rate_limits.uploads_per_property_per_day", c.RateLimits.UploadsPerPropertyPerDay},
+		{"limits.connections_per_ip", c.Limits.ConnectionsPerIP},
+		{"limits.streams", c.Limits.Streams},
+		{"limits.streams_per_ip", c.Limits.StreamsPerIP},
+	} {
+		if l.v < -1 {
+			add(l.key, "%d: want a positive number, 0 for the default or -1 for no limit", l.v)
+		}
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -283,4 +314,23 @@ func hexColor(s string) bool {
 		}
 	}
 	return true
+}
+
+// TrustedProxyPrefixes parses trusted_proxies: CIDRs ("10.0.0.0/8") or
+// single addresses ("192.0.2.1", taken as /32 or /128).
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, s := range c.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("[%d] %q: want a network like 10.0.0.0/8 or an address", i, s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -1,5 +1,5 @@
 // Package loadtest is `onduty loadtest`: a load generator that measures
-// what issue 7 asks for and prints a table (Report.WriteTable) and JSON
+// the figures docs/PERFORMANCE.md reports and prints a table (Report.WriteTable) and JSON
 // (Report.WriteJSON).
 //
 // Against a running deployment (Config.Target) it needs only HTTP: the

@@ -215,6 +215,9 @@ func startEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 			Prefix: e.prefix, ShutdownTimeout: 5 * time.Second, AdminToken: adminToken,
 			// Counted as in production (one Redis round trip per message), never refusing.
 			RateLimits: widget.RateLimits{ChatsPerMinute: 1 << 30, MessagesPerMinute: 1 << 30},
+			// Every simulated visitor comes from 127.0.0.1, and the capacity
+			// figures go past the default stream cap: no caps.
+			Limits: widget.Limits{ConnectionsPerIP: -1, Streams: -1, StreamsPerIP: -1},
 		}, in.watcher, in.store, in.bridge, in.rdb, log)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

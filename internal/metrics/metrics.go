@@ -46,6 +46,21 @@ var (
 	AdapterUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "onduty_adapter_up", Help: "1 while the platform adapter runs, 0 after it stopped on an error.",
 	}, []string{"adapter"})
+	// AcceptErrors counts failed accepts of the HTTP listener (out of file
+	// descriptors, say); the server backs off and goes on.
+	AcceptErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onduty_accept_errors_total", Help: "Failed accepts of the HTTP listener (e.g. out of file descriptors); the server backs off and retries.",
+	})
+	// ConnectionsRefused counts connections answered 429 because their IP
+	// already held limits.connections_per_ip.
+	ConnectionsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onduty_connections_refused_total", Help: "Connections refused because their IP held limits.connections_per_ip.",
+	})
+	// Refused counts requests refused by a cap or quota, by which one
+	// (streams, streams_per_ip, uploads_per_chat, uploads_per_ip, uploads_per_property).
+	Refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_refused_total", Help: "Requests refused by a cap or quota, by limit.",
+	}, []string{"limit"})
 	// Emails counts emails to visitors by result: sent, retried (connection
 	// errors and 4xx, tried again later), failed (5xx or given up; recorded on the chat).
 	Emails = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -85,6 +100,11 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
+		AcceptErrors, ConnectionsRefused, Refused,
 		Emails, ChatRatings,
 	)
+	// Every result from the start, so that a dashboard sees zeros, not gaps.
+	for _, r := range []string{"sent", "retried", "failed"} {
+		Emails.WithLabelValues(r)
+	}
 }

@@ -8,7 +8,9 @@ import (
 )
 
 // Counter is a redis.Hook that counts round trips (a command, or a whole
-// pipeline), leaving out a new connection's own set-up (HELLO, CLIENT).
+// pipeline), leaving out a new connection's own set-up (HELLO, AUTH, SELECT
+// of a non-zero database, READONLY, CLIENT SETNAME/SETINFO/TRACKING), which
+// go-redis sends through the same hooks.
 // Round trips made with a context from Mark also count in Marked, so a test
 // can tell its own calls from background work.
 type Counter struct{ All, Marked atomic.Int64 }
@@ -20,8 +22,15 @@ type mark struct{}
 // Mark returns ctx with the mark Counter.Marked counts.
 func Mark(ctx context.Context) context.Context { return context.WithValue(ctx, mark{}, true) }
 
-func (c *Counter) count(ctx context.Context, first redis.Cmder) {
-	if first == nil || first.Name() == "hello" || first.Name() == "client" {
+// connSetup names the commands go-redis sends when it opens a connection.
+var connSetup = map[string]bool{"hello": true, "auth": true, "select": true, "readonly": true, "client": true}
+
+func (c *Counter) count(ctx context.Context, cmds ...redis.Cmder) {
+	setup := true
+	for _, cmd := range cmds {
+		setup = setup && connSetup[cmd.Name()]
+	}
+	if setup { // also an empty pipeline: nothing is sent
 		return
 	}
 	c.All.Add(1)
@@ -44,9 +53,7 @@ func (c *Counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // ProcessPipelineHook implements redis.Hook.
 func (c *Counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 {
-			c.count(ctx, cmds[0])
-		}
+		c.count(ctx, cmds...)
 		return next(ctx, cmds)
 	}
 }

@@ -65,6 +65,7 @@
     $('signout').hidden = true;
     $('login-error').textContent = msg || '';
     $('board').textContent = '';
+    $('adapters').hidden = true;
     props = {}; order = [];
     setConn('off', 'not connected');
     $('token').focus();
@@ -137,6 +138,7 @@
     if (!data.length) { return; }
     var msg;
     try { msg = JSON.parse(data.join('\n')); } catch (e) { return; }
+    if (name === 'adapters') { renderAdapters(msg.adapters || []); return; }
     var p = msg.property;
     if (!p) { return; }
     if (!props[p]) { props[p] = {}; order.push(p); }
@@ -152,6 +154,19 @@
       return;
     }
     render(p);
+  }
+
+  // renderAdapters shows each chat platform that stopped (a revoked token):
+  // its agents get nothing until onduty restarts with a working one.
+  function renderAdapters(list) {
+    var box = $('adapters');
+    box.textContent = '';
+    var down = list.filter(function (a) { return !a.up; });
+    box.hidden = !down.length;
+    down.forEach(function (a) {
+      add(box, el('p', 'adapter-down', a.name + ' stopped: ' + a.reason +
+        '. Its agents get nothing until onduty restarts with working credentials.', { adapter: a.name }));
+    });
   }
 
   function section(p) {
@@ -242,6 +257,7 @@
         var who = c.last.from === 'agent' ? (c.last.name || 'agent') + (c.last.note ? ' (note)' : '') : c.last.from;
         add(li, el('span', 'last', who + ': ' + c.last.text));
       }
+      if (c.email_error) { add(li, el('span', 'last email-error', 'Email to the visitor refused: ' + c.email_error)); }
       add(ul, li);
     });
     if (total > list.length) { add(ul, el('li', 'empty', (total - list.length) + ' more not shown')); }
