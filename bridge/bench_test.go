@@ -45,7 +45,7 @@ func BenchmarkVisitorMessageToAdapter(b *testing.B) {
 		settled <- struct{}{}
 	}}
 	in := e.startWith(ad, rdb)
-	in.b.cfg.PollEvery = 250 * time.Millisecond // production default for idle polling
+	in.b.cfg.PollEvery = 5 * time.Minute // production default of the safety poll
 	e.status(presence.Online, "alice")
 	ids := make([]ChatID, chats)
 	for i := range ids {

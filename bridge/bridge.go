@@ -86,9 +86,25 @@ type Config struct {
 	// GiveUpAfter moves a delivery that kept failing this long to the
 	// dead-letter stream so it stops holding up its chat. Zero means 1h.
 	GiveUpAfter time.Duration
-	// PollEvery is how often idle outbox workers and the timer loop look for
-	// work queued by other instances. Zero means 250ms.
+	// PollEvery is the safety poll: how often an idle outbox shard and the
+	// timer loop look for work whose wake-up was missed. Work is normally
+	// announced on a pub/sub channel, and the timer loop sleeps until the
+	// earliest timer. Zero means 5m.
 	PollEvery time.Duration
+	// LeaseTTL is how long an outbox shard's lease lasts without renewal.
+	// The instance working a shard renews it every LeaseTTL/3 and gives it
+	// back when the shard is empty; another instance takes over a dead
+	// one's shards after at most LeaseTTL plus LeaseTTL/3. Zero means 3s.
+	LeaseTTL time.Duration
+	// DeliverTimeout bounds each platform request of a delivery (not the
+	// pacing wait before it); a request that may have reached the platform
+	// without an answer is retried only after this. Zero means 10s.
+	DeliverTimeout time.Duration
+	// Instance names this process in outbox leases. An instance restarted
+	// with the same name takes over at once the shards it held when it
+	// died; two running instances must never share a name. Empty means a
+	// random name per start (a restart then waits up to LeaseTTL).
+	Instance string
 	// MaxFileBytes caps an attachment. Zero means 10 MiB.
 	MaxFileBytes int
 	// FileTTL is how long attachments are kept (config file_retention).
@@ -185,7 +201,16 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		cfg.GiveUpAfter = time.Hour
 	}
 	if cfg.PollEvery <= 0 {
-		cfg.PollEvery = 250 * time.Millisecond
+		cfg.PollEvery = 5 * time.Minute
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 3 * time.Second
+	}
+	if cfg.DeliverTimeout <= 0 {
+		cfg.DeliverTimeout = DefaultDeliverTimeout
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = randomString(9)
 	}
 	if cfg.MaxFileBytes <= 0 {
 		cfg.MaxFileBytes = 10 << 20
@@ -201,7 +226,7 @@ func New(cfg Config, rdb redis.UniversalClient, store *presence.Store, watcher *
 		log:       log.With("component", "bridge"),
 		keys:      newKeys(cfg.Prefix),
 		now:       cfg.Now,
-		instance:  randomString(9),
+		instance:  cfg.Instance,
 		kicks:     make(map[string][]chan struct{}),
 		stopped:   make(map[string]string),
 		timerKick: make(chan struct{}, 1),

@@ -67,10 +67,12 @@
 //	timers                       zset    "kind|property|target" → due (ms)          none
 //	                                     (kind email: a chat's unread replies)
 //	outbox:{adapter:N}           stream  field d = Delivery JSON, shard N           entries deleted when done
-//	outbox:{adapter:N}:lease     string  instance working the shard                 30s, renewed
+//	outbox:{adapter:N}:lease     string  instance working the shard (only while     LeaseTTL (3s), renewed
+//	                                     it has work)
 //	outbox:dead                  stream  adapter, d, err of failed deliveries       MAXLEN ~10000
 //	visitor-events               channel VisitorEvent JSON for every instance       -
-//	outbox-kick                  channel "adapter|shard …" that just got work       -
+//	outbox-kick                  channel "adapter|shard …" that just got work,      -
+//	                                     "timers" when a timer was set
 //
 // # Delivery and ordering
 //
@@ -78,15 +80,40 @@
 // writes its deliveries, visitor events and timer changes in one pipeline
 // (batch/flush). A chat's deliveries always land in the same shard stream of
 // each adapter, and one instance at a time (the lease holder) works a shard,
-// one entry after another, so a chat's deliveries are made in order. The
-// same pipeline publishes the shards it filled on the outbox-kick channel, so
-// the holder, on whichever instance, delivers at once rather than at its next
-// poll (Config.PollEvery, the fallback if a kick is lost). A
-// failing Deliver is retried with capped exponential backoff (honouring
-// *RetryAfterError) while later entries of the shard wait; *PermanentError,
-// or failing for Config.GiveUpAfter, moves it to the dead-letter stream.
-// Delivery is at least once: an instance dying after Deliver but before the
-// entry's removal delivers it again (adapters may dedupe by Delivery.ID).
+// so a chat's deliveries are made in order. The same pipeline publishes the
+// shards it filled on the outbox-kick channel; every instance's worker of
+// such a shard checks it (XLEN) and takes its lease (LeaseTTL, renewed every
+// third of it in the background, also during a Deliver call), drains it and
+// gives the lease back. An idle shard therefore costs nothing: no lease, no
+// renewal, no read, only a safety poll (Config.PollEvery, 5m) for a kick lost
+// otherwise than by a dropped subscription (after which every shard is
+// checked). A worker that saw work while another instance held the lease
+// asks again every LeaseTTL/3 until it gets it, so a dead holder's shards
+// are taken over within LeaseTTL plus a third; an instance restarted under
+// the same Config.Instance takes its own at once.
+//
+// Within a shard each chat (or, for notices, agent) has its own queue and
+// the worker serves the chats in turn, one delivery each: a chat waiting for
+// its retry or its platform's pacing does not hold up the others. Visitor
+// messages queued one after another in a chat are merged into one delivery
+// (one line each, within MaxTextRunes); a merged delivery the platform
+// refuses for good is tried message by message. An item of a chat that has
+// more queued, or had a delivery attempted in the last 10s, is marked
+// Delivery.Backlog: adapters make it leave the last send their pacing allows
+// to fresh chats and never sleep for its turn (RetryAfterError wrapping
+// ErrPaced, not a failure), so no chat's backlog delays another chat's first
+// message by more than one pacing interval.
+//
+// Deliver gets no deadline: adapters bound their pacing waits and run each
+// platform request through Call, which applies Config.DeliverTimeout (10s)
+// to the request alone. A request written out but never answered may have
+// been shown (UncertainError): it is retried only after another
+// DeliverTimeout, never at once. A failing Deliver is otherwise retried with
+// capped exponential backoff (honouring *RetryAfterError) while the chat's
+// later entries wait; *PermanentError, or failing for Config.GiveUpAfter,
+// moves it to the dead-letter stream. Delivery is at least once: an
+// instance dying after Deliver but before the entry's removal delivers it
+// again (adapters may dedupe by Delivery.ID).
 //
 // Visitor events are published on one channel every instance follows and
 // fanned out to the streams open there; the transcript is the durable copy.
@@ -111,9 +138,11 @@
 //
 // Timers (accept timeout, invisible fallback, queue timeout, idle close,
 // "Still on duty?" prompt) are members of one sorted set scored by due time
-// on the bridge's clock. claimTimersScript hands each due timer to one
-// instance by pushing its score a lease (30s) ahead; it is removed when
-// fired, unless rescheduled meanwhile. An instance that dies mid-fire leaves
+// on the bridge's clock. Every instance's timer loop sleeps until the
+// earliest one (or the safety poll), and is woken when any instance sets a
+// timer ("timers" on the outbox-kick channel). claimTimersScript hands each
+// due timer to one instance by pushing its score a lease (30s) ahead; it is
+// removed when fired, unless rescheduled meanwhile. An instance that dies mid-fire leaves
 // it to fire again after the lease. Handlers check the chat's state first,
 // so firing twice, or after the chat moved on, changes nothing.
 //
@@ -122,7 +151,8 @@
 // Bridge methods are safe for concurrent use from any number of goroutines
 // and instances; the atomic steps (accept, transfer, close, queue timeout,
 // append to an open chat, timer claims, shard leases) are Lua scripts.
-// Run starts one goroutine per adapter shard, one per adapter, one per
+// Run starts one goroutine per adapter shard (and, while a shard is worked,
+// one renewing its lease), one per adapter, one per
 // property (offering pending chats to agents who come online), the timer
 // loop and the visitor feed, and returns when all have stopped.
 package bridge

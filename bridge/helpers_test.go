@@ -90,6 +90,16 @@ func (f *fakeAdapter) setFail(fn func(call int, d Delivery) error) {
 	f.mu.Unlock()
 }
 
+// messageLines lists the lines of message deliveries in order: visitor
+// messages that queued up may arrive merged, one per line.
+func messageLines(ds []Delivery) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, strings.Split(d.Message.Text, "\n")...)
+	}
+	return out
+}
+
 // find lists deliveries matching all given conditions.
 func (f *fakeAdapter) find(match func(Delivery) bool) []Delivery {
 	f.mu.Lock()
@@ -144,6 +154,10 @@ type env struct {
 	closedTTL time.Duration
 	// extra adapters every instance gets besides its fakeAdapter.
 	extra []Adapter
+	// lease overrides the outbox lease (3s); instance names the next
+	// instance started (random if empty).
+	lease    time.Duration
+	instance string
 }
 
 // instance is one running Bridge with its own presence watcher and adapter.
@@ -191,7 +205,7 @@ func (e *env) startWith(ad *fakeAdapter, rdb redis.UniversalClient) *instance {
 	b, err := New(Config{
 		Prefix: e.r.Prefix, Properties: map[presence.PropertyID]Routing{"acme": e.route},
 		Now: e.clock.Now, Shards: 4, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond,
-		PollEvery: poll, ClosedChatTTL: e.closedTTL,
+		PollEvery: poll, ClosedChatTTL: e.closedTTL, LeaseTTL: e.lease, Instance: e.instance,
 	}, rdb, store, w, testlog.Logger())
 	if err != nil {
 		e.t.Fatal(err)

@@ -5,29 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
-
-// outboxLease is how long a worker's claim on a shard lasts without renewal;
-// a crashed instance's shards are taken over after at most this long. The
-// lease is renewed once a third of it is spent, and always before a Deliver
-// call, so two thirds (20s) remain: more than deliverTimeout, so no other
-// instance can start on the shard while a delivery is in flight.
-const outboxLease = 30 * time.Second
-
-// deliverTimeout bounds one Adapter.Deliver call.
-const deliverTimeout = 10 * time.Second
-
-// leaseRetry is how often a worker without its shard's lease asks for it
-// (it is also woken when this instance queues into the shard).
-const leaseRetry = 2 * time.Second
 
 type outItem struct {
 	adapter string
@@ -88,15 +77,26 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
-	if len(kicks) > 0 {
-		// The shard may be worked by another instance: wake it in the same
-		// round trip rather than leave the delivery to its next poll.
+	newTimer := false
+	for _, at := range o.timers {
+		newTimer = newTimer || !at.IsZero()
+	}
+	if len(kicks) > 0 || newTimer {
+		// The shard may be worked by another instance, and every instance's
+		// timer loop sleeps until the earliest timer it knows of: wake them
+		// in the same round trip rather than leave the work to a safety poll.
 		var msg strings.Builder
-		for i, k := range kicks {
-			if i > 0 {
+		for _, k := range kicks {
+			if msg.Len() > 0 {
 				msg.WriteByte(' ')
 			}
 			fmt.Fprintf(&msg, "%s|%d", k.adapter, k.shard)
+		}
+		if newTimer {
+			if msg.Len() > 0 {
+				msg.WriteByte(' ')
+			}
+			msg.WriteString(kickTimers)
 		}
 		pipe.Publish(ctx, b.keys.KickChannel(), msg.String())
 	}
@@ -120,11 +120,8 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 	for _, k := range kicks {
 		b.kick(k.adapter, k.shard)
 	}
-	if len(o.timers) > 0 {
-		select {
-		case b.timerKick <- struct{}{}:
-		default:
-		}
+	if newTimer {
+		b.kickTimerLoop()
 	}
 	return nil
 }
@@ -183,6 +180,13 @@ func (b *Bridge) agentDeliveries(o *batch, agent presence.AgentID, d Delivery) {
 	}
 }
 
+// kickTimers in a KickChannel message wakes every instance's timer loop.
+const kickTimers = "timers"
+
+// A shard lease names the instance working an outbox shard. It is taken
+// when the shard has work and given back when the shard is empty, so an idle
+// instance holds none and renews none; while held it is renewed every third
+// of Config.LeaseTTL, in the background, also during a Deliver call.
 var renewLeaseScript = redis.NewScript(`
 -- KEYS[1] lease   ARGV[1] instance   ARGV[2] ttl ms
 -- Takes or renews the lease; returns 1 if this instance holds it.
@@ -198,19 +202,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// shardWorker delivers one adapter's shard in stream order. Only the
-// instance holding the shard's lease works it, so a chat's deliveries are
-// never made concurrently or out of order, whatever the number of instances.
-type shardWorker struct {
-	b         *Bridge
-	a         Adapter
-	key       string
-	lease     string
-	kick      chan struct{}
-	held      bool
-	renewedAt time.Time
-}
-
 // kick wakes this instance's worker of an outbox shard, if it sleeps.
 func (b *Bridge) kick(adapter string, shard int) {
 	if ch := b.kicks[adapter]; ch != nil && shard >= 0 && shard < len(ch) {
@@ -221,9 +212,32 @@ func (b *Bridge) kick(adapter string, shard int) {
 	}
 }
 
+// kickAll wakes every outbox worker and the timer loop of this instance: at
+// start, and whenever the kick channel was (re)subscribed, since kicks
+// published while it was not are lost.
+func (b *Bridge) kickAll() {
+	for _, a := range b.adapterList() {
+		for s := range b.cfg.Shards {
+			b.kick(a.Name(), s)
+		}
+	}
+	b.kickTimerLoop()
+}
+
+func (b *Bridge) kickTimerLoop() {
+	select {
+	case b.timerKick <- struct{}{}:
+	default:
+	}
+}
+
 // kickFromChannel wakes the workers a KickChannel message names.
 func (b *Bridge) kickFromChannel(payload string) {
 	for _, f := range strings.Fields(payload) {
+		if f == kickTimers {
+			b.kickTimerLoop()
+			continue
+		}
 		adapter, n, ok := strings.Cut(f, "|")
 		if shard, err := strconv.Atoi(n); ok && err == nil {
 			b.kick(adapter, shard)
@@ -231,171 +245,529 @@ func (b *Bridge) kickFromChannel(payload string) {
 	}
 }
 
+// shardWorker delivers one adapter's outbox shard. Only the instance holding
+// the shard's lease works it, so a chat's deliveries are never made
+// concurrently or out of order, whatever the number of instances.
+//
+// Within the shard each chat (or, for notices, agent) has its own queue, and
+// the worker takes the chats in turn: a chat held back by the platform's
+// pacing waits without holding up the others. Consecutive visitor messages
+// waiting in one chat's queue are merged into one delivery, so a flooding
+// chat costs one platform message per turn.
+type shardWorker struct {
+	b     *Bridge
+	a     Adapter
+	shard int
+	key   string
+	lease string
+	kick  chan struct{}
+
+	// While the lease is held:
+	lastID string                // last stream id read
+	queues map[string]*chatQueue // by chat key
+	order  []string              // chat keys, oldest first
+	// recent is when each chat's last delivery was attempted: a chat that
+	// delivered within backlogMemory is not fresh.
+	recent map[string]time.Time
+}
+
+// chatQueue is one chat's deliveries in a shard, in stream order.
+type chatQueue struct {
+	key   string
+	items []*outEntry
+	// notBefore: the chat waits (pacing, or a retry's backoff) until then.
+	notBefore time.Time
+	backoff   time.Duration
+}
+
+// outEntry is one stream entry, or several merged visitor messages.
+type outEntry struct {
+	ids    []string
+	bodies []string
+	d      Delivery
+	queued time.Time
+	// tried: attempted at least once, so its merge is settled (a retry
+	// must repeat the same item, whose progress the adapter may have kept).
+	tried    bool
+	attempts int
+	// parts are the entries merged into this one, to be tried one by one
+	// if the platform refuses the merged item for good.
+	parts []*outEntry
+}
+
+// byKey is the queue a delivery belongs to: its chat, else its agent.
+func byKey(d Delivery) string {
+	if d.Chat.ID != "" {
+		return string(d.Chat.ID)
+	}
+	return "agent:" + string(d.Agent)
+}
+
 func (b *Bridge) outboxWorker(ctx context.Context, a Adapter, shard int) {
 	w := &shardWorker{
-		b: b, a: a,
+		b: b, a: a, shard: shard,
 		key: b.keys.Outbox(a.Name(), shard), lease: b.keys.OutboxLease(a.Name(), shard),
 		kick: b.kicks[a.Name()][shard],
 	}
-	defer func() {
-		if w.held {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			releaseLeaseScript.Run(rctx, b.rdb, []string{w.lease}, b.instance)
-			cancel()
-		}
-	}()
-	ticker := time.NewTicker(b.cfg.PollEvery)
-	defer ticker.Stop()
-	wait := func() {
-		select {
-		case <-ctx.Done():
-		case <-ticker.C:
-		case <-w.kick:
-		}
+	// Look once the kick channel is followed, so no kick is missed between.
+	select {
+	case <-ctx.Done():
+		return
+	case <-b.feedReady:
 	}
-	for ctx.Err() == nil {
-		if !w.renew(ctx, false) {
-			// Another instance works this shard (or Redis is away); kicks
-			// are for the holder, so only the retry timer matters here.
+	// Safety polls are spread over the interval, so that the shards of an
+	// idle instance do not all ask at once.
+	safety := time.NewTimer(jitter(b.cfg.PollEvery))
+	defer safety.Stop()
+	watching := false // the shard has work, but another instance held its lease
+	failing := false  // the last lease request failed (logged once)
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			var retry *time.Timer
+			var retryC <-chan time.Time
+			kick := w.kick
+			if watching {
+				// Kicks are for the holder, which delivers what they
+				// announce; this worker asks for the lease on its timer.
+				retry = time.NewTimer(b.leaseRetry())
+				retryC, kick = retry.C, nil
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(leaseRetry):
+			case <-kick:
+			case <-retryC:
+			case <-safety.C:
+				safety.Reset(jitter(b.cfg.PollEvery))
 			}
-			continue
+			if retry != nil {
+				retry.Stop()
+			}
+			if ctx.Err() != nil {
+				return
+			}
 		}
-		xs, err := b.rdb.XRangeN(ctx, w.key, "-", "+", 32).Result()
+		if !watching {
+			// One cheap command when nothing is queued, the usual case
+			// for a safety poll, and for a kick another instance took.
+			n, err := b.rdb.XLen(ctx, w.key).Result()
+			if err == nil && n == 0 {
+				continue
+			}
+		}
+		held, err := w.acquire(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				b.log.Warn("outbox read failed", "adapter", a.Name(), "err", err)
+			if ctx.Err() == nil && !failing {
+				b.log.Warn("outbox lease request failed; asking again every LeaseTTL/3", "adapter", a.Name(), "shard", shard, "err", err)
 			}
-			wait()
+			watching, failing = true, true
 			continue
 		}
-		if len(xs) == 0 {
-			wait()
-			continue
-		}
-		for _, x := range xs {
-			if !w.deliver(ctx, x) {
-				break
-			}
+		watching, failing = !held, false
+		if held && !w.work(ctx) {
+			// Stopped with work left (the lease lost or unconfirmed):
+			// no kick may come for it, so ask again on the timer.
+			watching = true
 		}
 	}
 }
 
-// renew takes or keeps the shard's lease; it talks to Redis only when the
-// lease is a third spent, unless force.
-func (w *shardWorker) renew(ctx context.Context, force bool) bool {
-	if w.held && !force && time.Since(w.renewedAt) < outboxLease/3 {
-		return true
+// leaseRetry is how often a worker asks for a lease another instance holds
+// while its shard has work.
+func (b *Bridge) leaseRetry() time.Duration { return max(b.cfg.LeaseTTL/3, 50*time.Millisecond) }
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
 	}
-	ok, err := renewLeaseScript.Run(ctx, w.b.rdb, []string{w.lease}, w.b.instance, outboxLease.Milliseconds()).Int()
-	if err != nil {
-		w.held = false
-		return false
-	}
-	w.held = ok == 1
-	if w.held {
-		w.renewedAt = time.Now()
-	}
-	return w.held
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)))
 }
 
-// deliver hands one entry to the adapter until it succeeds, fails for good
-// or is given up on, then removes it. It returns false when the worker must
-// stop (ctx done, or the lease was lost to another instance).
-func (w *shardWorker) deliver(ctx context.Context, x redis.XMessage) bool {
-	b, name := w.b, w.a.Name()
-	body, _ := x.Values["d"].(string)
-	var d Delivery
-	if err := json.Unmarshal([]byte(body), &d); err != nil {
-		b.deadLetter(ctx, name, body, err)
-		return w.remove(ctx, x.ID)
-	}
-	queued := streamTime(x.ID)
-	backoff := b.cfg.RetryMin
-	for attempt := 1; ; attempt++ {
-		if !w.renew(ctx, false) {
-			return false
-		}
-		dctx, cancel := context.WithTimeout(ctx, deliverTimeout)
-		err := w.a.Deliver(dctx, d)
-		cancel()
-		if err == nil {
-			metrics.Deliveries.WithLabelValues(name, "ok").Inc()
-			return w.remove(ctx, x.ID)
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		var perm *PermanentError
-		if errors.As(err, &perm) {
-			metrics.Deliveries.WithLabelValues(name, "failed").Inc()
-			b.log.Error("delivery failed for good", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "agent_id", d.Agent, "err", err)
-			b.deadLetter(ctx, name, body, err)
-			b.deliveryFailed(ctx, name, d, err)
-			return w.remove(ctx, x.ID)
-		}
-		if !queued.IsZero() && time.Since(queued) > b.cfg.GiveUpAfter {
-			metrics.Deliveries.WithLabelValues(name, "failed").Inc()
-			b.log.Error("delivery given up", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "attempts", attempt, "err", err)
-			b.deadLetter(ctx, name, body, err)
-			return w.remove(ctx, x.ID)
-		}
-		metrics.Deliveries.WithLabelValues(name, "retried").Inc()
-		pause := backoff
-		backoff = min(backoff*2, b.cfg.RetryMax)
-		var ra *RetryAfterError
-		if errors.As(err, &ra) && ra.After > pause {
-			pause = ra.After
-		}
-		if attempt == 1 || attempt%10 == 0 {
-			b.log.Warn("delivery failed; will retry", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "attempt", attempt, "retry_in", pause, "err", err)
-		}
-		if !w.sleep(ctx, pause) {
-			return false
-		}
-	}
+func (w *shardWorker) acquire(ctx context.Context) (bool, error) {
+	ok, err := renewLeaseScript.Run(ctx, w.b.rdb, []string{w.lease}, w.b.instance, w.b.cfg.LeaseTTL.Milliseconds()).Int()
+	return ok == 1, err
 }
 
-// sleep waits d, keeping the lease alive; false if ctx ended or the lease was lost.
-func (w *shardWorker) sleep(ctx context.Context, d time.Duration) bool {
-	deadline := time.Now().Add(d)
+// work drains the shard while this instance holds its lease, keeps it a
+// LeaseTTL longer for what may come next if it delivered anything, then
+// gives the lease back. A keeper renews the lease meanwhile; when it
+// cannot, the work stops (with the lease's own expiry still ahead), so two
+// instances never work the shard at once. It reports whether the shard
+// was left empty.
+func (w *shardWorker) work(ctx context.Context) bool {
+	b := w.b
+	wctx, stop := context.WithCancel(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		w.keepLease(wctx, stop)
+	}()
+	w.lastID, w.queues, w.order = "-", map[string]*chatQueue{}, nil
+	if w.recent == nil {
+		w.recent = map[string]time.Time{}
+	}
+	emptied := w.drain(wctx)
+	stop()
+	<-kept
+	w.queues, w.order = nil, nil
+	// Given back at once when drained or stopping, so that another instance
+	// (or this one restarted) need not wait for it to expire. Only the
+	// holder's own lease is deleted.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := releaseLeaseScript.Run(rctx, b.rdb, []string{w.lease}, b.instance).Err(); err != nil {
+		b.log.Warn("outbox lease release failed", "adapter", w.a.Name(), "shard", w.shard, "err", err)
+	}
+	return emptied
+}
+
+// keepLease renews the lease every third of its TTL until ctx ends. If the
+// lease is lost, or Redis cannot confirm it for two thirds of the TTL, it
+// calls stop.
+func (w *shardWorker) keepLease(ctx context.Context, stop func()) {
+	b := w.b
+	ttl := b.cfg.LeaseTTL
+	confirmed := time.Now()
+	t := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+	defer t.Stop()
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return w.renew(ctx, false)
-		}
-		t := time.NewTimer(min(left, outboxLease/4))
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return false
+			return
 		case <-t.C:
 		}
-		if !w.renew(ctx, false) {
-			return false
+		rctx, cancel := context.WithTimeout(ctx, ttl/3)
+		held, err := w.acquire(rctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil && held:
+			confirmed = time.Now()
+		case err == nil:
+			b.log.Warn("outbox lease lost to another instance", "adapter", w.a.Name(), "shard", w.shard)
+			stop()
+			return
+		case time.Since(confirmed) > ttl*2/3:
+			b.log.Warn("outbox lease not confirmed; stopping work on the shard", "adapter", w.a.Name(), "shard", w.shard, "err", err)
+			stop()
+			return
 		}
 	}
 }
 
-// remove deletes a handled entry, retrying while Redis is away: skipping it
-// would deliver it again, after later items.
-func (w *shardWorker) remove(ctx context.Context, id string) bool {
+// drain delivers until the shard is empty (true) or ctx ends (the lease
+// lost, or shutdown).
+func (w *shardWorker) drain(ctx context.Context) bool {
+	b := w.b
+	read, worked := true, false
+	for ctx.Err() == nil {
+		if read {
+			if err := w.read(ctx); err != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				b.log.Warn("outbox read failed", "adapter", w.a.Name(), "err", err)
+				if !sleepCtx(ctx, b.cfg.RetryMin) {
+					return false
+				}
+				continue
+			}
+			if len(w.order) == 0 {
+				if !worked {
+					return true
+				}
+				// Keep the lease a while for what comes next: under steady
+				// traffic a shard is not taken and given back per message.
+				worked = false
+				t := time.NewTimer(w.b.cfg.LeaseTTL)
+				select {
+				case <-ctx.Done():
+				case <-w.kick:
+				case <-t.C:
+					t.Stop()
+					return true
+				}
+				t.Stop()
+				continue
+			}
+		}
+		// One pass over the chats, each ready one gets one delivery.
+		next := time.Time{}
+		for _, k := range slices.Clone(w.order) {
+			q := w.queues[k]
+			if now := time.Now(); q.notBefore.After(now) {
+				if next.IsZero() || q.notBefore.Before(next) {
+					next = q.notBefore
+				}
+				continue
+			}
+			worked = true
+			if !w.deliverHead(ctx, q) {
+				return false
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			if len(q.items) == 0 {
+				delete(w.queues, k)
+				w.order = slices.DeleteFunc(w.order, func(s string) bool { return s == k })
+			} else if !q.notBefore.After(time.Now()) {
+				next = time.Now()
+			}
+		}
+		read = len(w.order) == 0
+		select {
+		case <-w.kick:
+			read = true
+		default:
+		}
+		if read || next.IsZero() {
+			read = true
+			continue
+		}
+		if d := time.Until(next); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			case <-w.kick:
+				read = true
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	return false
+}
+
+// read queues the entries added since the last read.
+func (w *shardWorker) read(ctx context.Context) error {
+	b := w.b
+	start := w.lastID
+	if start != "-" {
+		start = "(" + start
+	}
+	for {
+		xs, err := b.rdb.XRangeN(ctx, w.key, start, "+", 256).Result()
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			w.lastID = x.ID
+			body, _ := x.Values["d"].(string)
+			var d Delivery
+			if err := json.Unmarshal([]byte(body), &d); err != nil {
+				b.deadLetter(ctx, w.a.Name(), body, err)
+				w.remove(ctx, x.ID)
+				continue
+			}
+			k := byKey(d)
+			q := w.queues[k]
+			if q == nil {
+				q = &chatQueue{key: k, backoff: b.cfg.RetryMin}
+				w.queues[k] = q
+				w.order = append(w.order, k)
+			}
+			q.items = append(q.items, &outEntry{ids: []string{x.ID}, bodies: []string{body}, d: d, queued: streamTime(x.ID)})
+		}
+		if len(xs) < 256 {
+			return nil
+		}
+		start = "(" + w.lastID
+	}
+}
+
+// mergeable: a visitor's plain message, which may be shown together with
+// the next one of the same chat.
+func mergeable(e *outEntry) bool {
+	d := e.d
+	return !e.tried && d.Kind == KindMessage && d.Message != nil && d.Message.From == FromVisitor &&
+		d.Message.Attachment == nil && !d.Message.Note
+}
+
+// maxMerged bounds the messages merged into one delivery.
+const maxMerged = 50
+
+// head merges the visitor messages waiting at the front of q into one
+// item (text within MaxTextRunes), and returns it.
+func (q *chatQueue) head() *outEntry {
+	h := q.items[0]
+	if !mergeable(h) {
+		return h
+	}
+	runes := utf8.RuneCountInString(h.d.Message.Text)
+	n := 1
+	for n < len(q.items) && n < maxMerged && mergeable(q.items[n]) && q.items[n].d.Agent == h.d.Agent {
+		r := utf8.RuneCountInString(q.items[n].d.Message.Text)
+		if runes+1+r > MaxTextRunes {
+			break
+		}
+		runes += 1 + r
+		n++
+	}
+	if n == 1 {
+		return h
+	}
+	m := *h.d.Message
+	texts := make([]string, n)
+	merged := &outEntry{d: h.d, queued: h.queued, parts: slices.Clone(q.items[:n])}
+	for i, e := range q.items[:n] {
+		texts[i] = e.d.Message.Text
+		merged.ids = append(merged.ids, e.ids...)
+		merged.bodies = append(merged.bodies, e.bodies...)
+	}
+	m.Text = strings.Join(texts, "\n")
+	merged.d.Message = &m
+	// A new id: the adapter's progress records of the first item alone
+	// must not apply to the merged one.
+	merged.d.ID = h.d.ID + "+" + strconv.Itoa(n)
+	q.items = append([]*outEntry{merged}, q.items[n:]...)
+	return merged
+}
+
+// backlogged: the chat has more queued behind this item, or had a delivery
+// attempted lately (not counting waits for its pacing). Such items let fresh chats go first, so that one chat's
+// backlog never delays another chat's first message by more than a pacing
+// interval.
+func (w *shardWorker) backlogged(q *chatQueue, e *outEntry, now time.Time) bool {
+	last, ok := w.recent[q.key]
+	return len(e.ids) > 1 || len(q.items) > 1 || ok && now.Sub(last) < backlogMemory
+}
+
+// backlogMemory is how long after a delivery attempt a chat is not fresh.
+const backlogMemory = 10 * time.Second
+
+// attempted notes a delivery attempt of the chat that was not held back by
+// pacing (see backlogged).
+func (w *shardWorker) attempted(key string, now time.Time) {
+	if len(w.recent) > 10000 {
+		for k, t := range w.recent {
+			if now.Sub(t) >= backlogMemory {
+				delete(w.recent, k)
+			}
+		}
+	}
+	w.recent[key] = now
+}
+
+// deliverHead makes one attempt at the chat's first item. It returns false
+// when the worker must stop.
+func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
+	b, name := w.b, w.a.Name()
+	e := q.head()
+	e.tried = true
+	e.attempts++
+	now := time.Now()
+	d := e.d
+	d.Backlog = w.backlogged(q, e, now)
+	err := w.a.Deliver(withCallTimeout(ctx, b.cfg.DeliverTimeout), d)
+	var ra *RetryAfterError
+	paced := errors.As(err, &ra) && errors.Is(err, ErrPaced)
+	if !paced {
+		// A chat only held back by pacing stays fresh: its first message
+		// must not lose its place for having waited.
+		w.attempted(q.key, now)
+	}
+	if err == nil {
+		metrics.Deliveries.WithLabelValues(name, "ok").Inc()
+		if len(e.ids) > 1 {
+			metrics.Deliveries.WithLabelValues(name, "merged").Add(float64(len(e.ids) - 1))
+		}
+		q.items = q.items[1:]
+		q.backoff = b.cfg.RetryMin
+		return w.remove(ctx, e.ids...)
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if paced {
+		// Held back before anything was sent: not a failure.
+		q.notBefore = now.Add(max(ra.After, time.Millisecond))
+		e.attempts--
+		return true
+	}
+	var perm *PermanentError
+	if errors.As(err, &perm) && len(e.parts) > 0 {
+		// One of the merged messages may be what the platform refuses:
+		// try them one by one, so the others are not lost with it.
+		for _, p := range e.parts {
+			p.tried = true
+		}
+		q.items = append(slices.Clone(e.parts), q.items[1:]...)
+		return true
+	}
+	if errors.As(err, &perm) {
+		metrics.Deliveries.WithLabelValues(name, "failed").Inc()
+		b.log.Error("delivery failed for good", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "agent_id", d.Agent, "err", err)
+		b.deliveryFailed(ctx, name, d, err)
+		return w.giveUp(ctx, q, e, err)
+	}
+	if !e.queued.IsZero() && time.Since(e.queued) > b.cfg.GiveUpAfter {
+		metrics.Deliveries.WithLabelValues(name, "failed").Inc()
+		b.log.Error("delivery given up", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "attempts", e.attempts, "err", err)
+		return w.giveUp(ctx, q, e, err)
+	}
+	metrics.Deliveries.WithLabelValues(name, "retried").Inc()
+	pause := q.backoff
+	q.backoff = min(q.backoff*2, b.cfg.RetryMax)
+	if errors.As(err, &ra) && ra.After > pause {
+		pause = ra.After
+	}
+	var unsure *UncertainError
+	if errors.As(err, &unsure) {
+		// The platform may still act on the request it was sent: never
+		// send it again while that request could still land.
+		metrics.Deliveries.WithLabelValues(name, "uncertain").Inc()
+		pause = max(pause, b.cfg.DeliverTimeout)
+		b.log.Warn("delivery may have reached the platform without an answer; retrying after its window, which may show it twice",
+			"adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "retry_in", pause, "err", err)
+	} else if e.attempts == 1 || e.attempts%10 == 0 {
+		b.log.Warn("delivery failed; will retry", "adapter", name, "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "attempt", e.attempts, "retry_in", pause, "err", err)
+	}
+	q.notBefore = time.Now().Add(pause)
+	return true
+}
+
+func (w *shardWorker) giveUp(ctx context.Context, q *chatQueue, e *outEntry, cause error) bool {
+	for _, body := range e.bodies {
+		w.b.deadLetter(ctx, w.a.Name(), body, cause)
+	}
+	q.items = q.items[1:]
+	q.backoff = w.b.cfg.RetryMin
+	return w.remove(ctx, e.ids...)
+}
+
+// remove deletes handled entries, retrying while Redis is away: skipping
+// them would deliver them again, after later items.
+func (w *shardWorker) remove(ctx context.Context, ids ...string) bool {
 	pause := w.b.cfg.RetryMin
 	for {
-		err := w.b.rdb.XDel(ctx, w.key, id).Err()
+		err := w.b.rdb.XDel(ctx, w.key, ids...).Err()
 		if err == nil {
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		w.b.log.Warn("outbox remove failed; retrying", "key", w.key, "id", id, "err", err)
-		if !w.sleep(ctx, pause) {
+		w.b.log.Warn("outbox remove failed; retrying", "key", w.key, "ids", ids, "err", err)
+		if !sleepCtx(ctx, pause) {
 			return false
 		}
 		pause = min(pause*2, w.b.cfg.RetryMax)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

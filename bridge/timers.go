@@ -36,18 +36,35 @@ if s and tonumber(s) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1]
 return 0
 `)
 
+// timerLoop fires due timers. It sleeps until the earliest timer in Redis
+// (or the safety poll, Config.PollEvery), and is woken when any instance
+// sets a timer (the kick channel), so an idle instance asks Redis about
+// timers about once a PollEvery.
 func (b *Bridge) timerLoop(ctx context.Context) {
-	ticker := time.NewTicker(b.cfg.PollEvery)
-	defer ticker.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-b.feedReady:
+	}
 	for {
 		if _, err := b.fireDue(ctx); err != nil && ctx.Err() == nil {
 			b.log.Warn("timers", "err", err)
 		}
+		wait := b.cfg.PollEvery
+		next, err := b.rdb.ZRangeWithScores(ctx, b.keys.Timers(), 0, 0).Result()
+		if err == nil && len(next) == 1 {
+			wait = min(wait, max(time.UnixMilli(int64(next[0].Score)).Sub(b.now()), 0))
+		} else if err != nil && ctx.Err() == nil {
+			wait = min(wait, time.Second)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-ticker.C:
+		case <-t.C:
 		case <-b.timerKick:
+			t.Stop()
 		}
 	}
 }

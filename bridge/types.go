@@ -239,6 +239,22 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// ErrPaced is wrapped in a RetryAfterError by an adapter that held a
+// delivery back for the platform's pacing before sending anything: the
+// outbox tries again after After without counting a failure.
+var ErrPaced = errors.New("bridge: held back by the platform's pacing")
+
+// UncertainError is a failed platform call that may have reached the
+// platform: its request was written out but no answer came (a timeout, a
+// connection lost). The outbox retries it only after the call's window
+// (Config.DeliverTimeout) has passed, never at once. See Call.
+type UncertainError struct{ Err error }
+
+func (e *UncertainError) Error() string {
+	return "no answer, may have reached the platform: " + e.Err.Error()
+}
+func (e *UncertainError) Unwrap() error { return e.Err }
+
 // DeliveryKind says what a Delivery asks the adapter to show.
 type DeliveryKind string
 
@@ -317,6 +333,13 @@ type Delivery struct {
 	TakenBy string `json:"taken_by,omitempty"`
 	// Email is the message to send (KindEmail).
 	Email *Email `json:"email,omitempty"`
+
+	// Backlog is set by the outbox (never stored) when the chat's
+	// deliveries are queued up behind the platform's pacing. Adapters let
+	// items without it go first: a backlogged item should not take the last
+	// send the pacing allows now, and should return a RetryAfterError
+	// wrapping ErrPaced rather than sleep for its turn.
+	Backlog bool `json:"-"`
 }
 
 // Adapter connects the bridge to one chat platform used by agents.
@@ -334,9 +357,14 @@ type Adapter interface {
 	// Run receives agent actions and hands them to h until ctx is done.
 	Run(ctx context.Context, h Handler) error
 	// Deliver shows one outbox item on the platform. It returns
-	// *RetryAfterError when rate limited and *PermanentError when retrying
-	// cannot help; any other error is retried with backoff. Delivery is at
-	// least once: an adapter that can tell (by d.ID) should not post twice.
+	// *RetryAfterError when rate limited (wrapping ErrPaced when its own
+	// pacing held the item back), *PermanentError when retrying cannot help,
+	// and *UncertainError when a call may have reached the platform; any
+	// other error is retried with backoff. ctx has no deadline: Deliver
+	// bounds its pacing waits itself and runs each platform request through
+	// Call, which applies the delivery timeout to the request alone.
+	// Delivery is at least once: an adapter that can tell (by d.ID) should
+	// not post twice.
 	Deliver(ctx context.Context, d Delivery) error
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // visitorSub is one open visitor event stream on this instance.
@@ -74,16 +76,29 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if b.isFeedReady() {
+			// Resubscribed: kicks published meanwhile are lost.
+			b.kickAll()
+		}
 		b.markFeedReady()
-		ch := ps.Channel()
+		// go-redis pings an idle subscription to notice a dead connection
+		// (every 3s by default); every 30s is enough, since a kick lost
+		// meanwhile is made up for by kickAll once it resubscribes.
+		ch := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(feedHealthCheck))
 	loop:
 		for {
 			select {
 			case <-ctx.Done():
 				break loop
-			case m, ok := <-ch:
+			case msg, ok := <-ch:
 				if !ok {
 					break loop
+				}
+				m, isMsg := msg.(*redis.Message)
+				if !isMsg {
+					// go-redis subscribed again after a lost connection.
+					b.kickAll()
+					continue
 				}
 				if m.Channel == b.keys.KickChannel() {
 					b.kickFromChannel(m.Payload)
@@ -98,6 +113,19 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 			}
 		}
 		ps.Close()
+	}
+}
+
+// feedHealthCheck is how long the visitor feed's subscription may be
+// silent before go-redis pings it.
+const feedHealthCheck = 30 * time.Second
+
+func (b *Bridge) isFeedReady() bool {
+	select {
+	case <-b.feedReady:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -50,7 +50,7 @@ type root struct {
 // Errors: *bridge.RetryAfterError on 429, *bridge.PermanentError when Slack
 // says the request itself is wrong, anything else is worth retrying.
 func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
-	err := a.deliver(ctx, d)
+	err := a.deliver(withBacklog(ctx, d.Backlog), d)
 	if rej, ok := rejected(botTokenKey, err); ok {
 		// Kept in the outbox (retried); the adapter stops until the token is fixed.
 		a.rejected.Set(rej)
@@ -338,7 +338,11 @@ func (a *Adapter) send(ctx context.Context, channel, threadTS string, p rendered
 	if threadTS != "" {
 		opts = append(opts, slackapi.MsgOptionTS(threadTS))
 	}
-	ch, ts, err := a.api.PostMessageContext(ctx, channel, opts...)
+	var ch, ts string
+	err := bridge.Call(ctx, func(ctx context.Context) (err error) {
+		ch, ts, err = a.api.PostMessageContext(ctx, channel, opts...)
+		return err
+	})
 	if err != nil {
 		a.pace.penalize(channel, err)
 		return "", "", fmt.Errorf("slack: chat.postMessage: %w", err)
@@ -354,8 +358,11 @@ func (a *Adapter) update(ctx context.Context, r root, p rendered) error {
 	if err := a.pace.wait(ctx, r.Channel); err != nil {
 		return err
 	}
-	_, _, _, err := a.api.UpdateMessageContext(ctx, r.Channel, r.TS,
-		slackapi.MsgOptionText(p.Text, false), slackapi.MsgOptionBlocks(p.Blocks...))
+	err := bridge.Call(ctx, func(ctx context.Context) error {
+		_, _, _, err := a.api.UpdateMessageContext(ctx, r.Channel, r.TS,
+			slackapi.MsgOptionText(p.Text, false), slackapi.MsgOptionBlocks(p.Blocks...))
+		return err
+	})
 	if err != nil {
 		a.pace.penalize(r.Channel, err)
 		return fmt.Errorf("slack: chat.update: %w", err)

@@ -220,7 +220,7 @@ func TestPacer(t *testing.T) {
 	p.now = func() time.Time { return now }
 	var waits []time.Duration
 	for range 5 {
-		w, ok := p.reserve("C1", time.Minute)
+		w, ok := p.reserve("C1", time.Minute, false)
 		if !ok {
 			t.Fatal("not booked")
 		}
@@ -232,21 +232,53 @@ func TestPacer(t *testing.T) {
 			t.Fatalf("waits %v, want %v", waits, want)
 		}
 	}
-	if w, _ := p.reserve("C2", time.Minute); w != 0 {
+	if w, _ := p.reserve("C2", time.Minute, false); w != 0 {
 		t.Errorf("another channel waits %s", w)
 	}
 	now = now.Add(10 * time.Second) // the bucket refills
-	if w, _ := p.reserve("C1", time.Minute); w != 0 {
+	if w, _ := p.reserve("C1", time.Minute, false); w != 0 {
 		t.Errorf("after a pause: wait %s", w)
 	}
 	p.penalize("C1", wrapRateLimited(20*time.Second))
-	if w, ok := p.reserve("C1", maxPaceWait); ok || w < 19*time.Second {
+	if w, ok := p.reserve("C1", maxPaceWait, false); ok || w < 19*time.Second {
 		t.Errorf("after 429: wait %s ok %v, want about 20s and not booked", w, ok)
 	}
 	err := p.wait(context.Background(), "C1")
 	var ra *bridge.RetryAfterError
 	if !errors.As(err, &ra) || ra.After < 19*time.Second {
 		t.Errorf("wait after 429: %v", err)
+	}
+}
+
+// TestPacerLeavesAFreshChatItsTurn: backlogged sends to a channel leave the
+// last turn of the burst free, so a fresh chat's message goes at once
+// however long the backlog; a backlogged send is never booked ahead.
+func TestPacerLeavesAFreshChatItsTurn(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	p := newPacer(time.Second, 3)
+	p.now = func() time.Time { return now }
+	sent := 0
+	for range 40 { // a flood, 100ms apart, always backlogged
+		if w, ok := p.reserve("C1", 0, true); ok && w == 0 {
+			sent++
+		} else if ok {
+			t.Fatalf("a backlogged send was booked %s ahead", w)
+		}
+		now = now.Add(100 * time.Millisecond)
+	}
+	if sent < 4 || sent > 6 {
+		t.Errorf("the backlog sent %d in 4s, want about one a second", sent)
+	}
+	if w, ok := p.reserve("C1", maxPaceWait, false); !ok || w != 0 {
+		t.Errorf("a fresh chat behind the backlog waits %s (booked %v), want 0", w, ok)
+	}
+	if w, ok := p.reserve("C1", maxPaceWait, false); !ok || w > time.Second {
+		t.Errorf("a second fresh chat waits %s, want at most one interval", w)
+	}
+	err := p.wait(withBacklog(context.Background(), true), "C1")
+	var ra *bridge.RetryAfterError
+	if !errors.As(err, &ra) || !errors.Is(err, bridge.ErrPaced) {
+		t.Errorf("a backlogged wait: %v, want a RetryAfterError wrapping ErrPaced", err)
 	}
 }
 

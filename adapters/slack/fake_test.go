@@ -46,6 +46,7 @@ type upload struct {
 type apiCall struct {
 	Method string
 	Form   url.Values
+	At     time.Time // when the fake received it
 }
 
 type socketAck struct {
@@ -107,7 +108,7 @@ func (f *fakeSlack) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f.mu.Lock()
-	f.calls = append(f.calls, apiCall{Method: method, Form: form})
+	f.calls = append(f.calls, apiCall{Method: method, Form: form, At: time.Now()})
 	var fl *failure
 	if q := f.fail[method]; len(q) > 0 {
 		fl, f.fail[method] = &q[0], q[1:]

@@ -40,6 +40,13 @@ func newLiveSlack(t *testing.T, fake *fakeSlack, tweak ...func(*Config)) *liveSl
 // newLiveSlackDir is newLiveSlack with another directory.
 func newLiveSlackDir(t *testing.T, fake *fakeSlack, dir *presence.Directory, tweak ...func(*Config)) *liveSlack {
 	t.Helper()
+	return newLiveSlackWith(t, fake, dir, nil, tweak...)
+}
+
+// newLiveSlackWith is newLiveSlackDir with setup run on the adapter before
+// the bridge starts.
+func newLiveSlackWith(t *testing.T, fake *fakeSlack, dir *presence.Directory, setup func(*Adapter), tweak ...func(*Config)) *liveSlack {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := redistest.New(t)
 	log := testlog.Logger()
@@ -56,6 +63,9 @@ func newLiveSlackDir(t *testing.T, fake *fakeSlack, dir *presence.Directory, twe
 		t.Fatal(err)
 	}
 	a := newAdapter(t, fake, r, ModeEvents, dir, tweak...)
+	if setup != nil {
+		setup(a)
+	}
 	b.AddAdapter(a)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = watcher.Run(ctx) })

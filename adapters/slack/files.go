@@ -109,9 +109,12 @@ func (a *Adapter) uploadFile(ctx context.Context, chat bridge.ChatID, att bridge
 	if err := a.pace.wait(ctx, channel); err != nil {
 		return err
 	}
-	_, err = a.api.UploadFileContext(ctx, slackapi.UploadFileParameters{
-		Reader: bytes.NewReader(data), FileSize: len(data), Filename: name, Title: name,
-		Channel: channel, ThreadTimestamp: threadTS,
+	err = bridge.Call(ctx, func(ctx context.Context) error {
+		_, err := a.api.UploadFileContext(ctx, slackapi.UploadFileParameters{
+			Reader: bytes.NewReader(data), FileSize: len(data), Filename: name, Title: name,
+			Channel: channel, ThreadTimestamp: threadTS,
+		})
+		return err
 	})
 	if err != nil {
 		a.pace.penalize(channel, err)

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -28,8 +29,11 @@ func newPacer(every time.Duration, burst int) *pacer {
 }
 
 // reserve books a send to key and returns how long to wait before it. A wait
-// longer than limit is not booked and returned with ok false.
-func (p *pacer) reserve(key string, limit time.Duration) (wait time.Duration, ok bool) {
+// longer than limit is not booked and returned with ok false. A backlogged
+// send leaves the last turn of the burst to a fresh chat: it goes only when
+// two could, so that no chat's backlog delays another chat's first message
+// by more than one interval.
+func (p *pacer) reserve(key string, limit time.Duration, backlog bool) (wait time.Duration, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -37,7 +41,11 @@ func (p *pacer) reserve(key string, limit time.Duration) (wait time.Duration, ok
 	if tat.Before(now) {
 		tat = now
 	}
-	wait = max(tat.Sub(now)-time.Duration(p.burst-1)*p.every, 0)
+	burst := p.burst
+	if backlog && burst > 1 {
+		burst--
+	}
+	wait = max(tat.Sub(now)-time.Duration(burst-1)*p.every, 0)
 	if wait > limit {
 		return wait, false
 	}
@@ -52,12 +60,30 @@ func (p *pacer) reserve(key string, limit time.Duration) (wait time.Duration, ok
 	return wait, true
 }
 
-// wait sleeps for the channel's turn, or returns a RetryAfterError when the
-// turn is too far away to hold an outbox worker for.
+// backlogKey marks a ctx whose send belongs to a backlogged delivery
+// (bridge.Delivery.Backlog).
+type backlogKey struct{}
+
+func withBacklog(ctx context.Context, backlog bool) context.Context {
+	if !backlog {
+		return ctx
+	}
+	return context.WithValue(ctx, backlogKey{}, true)
+}
+
+// wait sleeps for the channel's turn, or returns a RetryAfterError wrapping
+// bridge.ErrPaced when the turn is too far away to hold an outbox worker
+// for. A backlogged delivery never sleeps: the outbox serves other chats
+// meanwhile.
 func (p *pacer) wait(ctx context.Context, key string) error {
-	d, ok := p.reserve(key, maxPaceWait)
+	limit := maxPaceWait
+	backlog, _ := ctx.Value(backlogKey{}).(bool)
+	if backlog {
+		limit = 0
+	}
+	d, ok := p.reserve(key, limit, backlog)
 	if !ok {
-		return &bridge.RetryAfterError{After: d, Err: errors.New("slack: pacing channel " + key)}
+		return &bridge.RetryAfterError{After: d, Err: fmt.Errorf("slack: pacing channel %s: %w", key, bridge.ErrPaced)}
 	}
 	if d <= 0 {
 		return nil

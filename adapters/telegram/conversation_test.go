@@ -284,12 +284,7 @@ func TestConversationSurvives429(t *testing.T) {
 	}
 	var got []string
 	wait.For(t, "all three messages", func() bool {
-		got = got[:0]
-		for _, c := range sentTo(l.api, aliceTG) {
-			if i := strings.Index(c.Params["text"], "msg "); i >= 0 {
-				got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
-			}
-		}
+		got = linesFrom(sentTo(l.api, aliceTG), "msg ")
 		return len(got) >= 3
 	})
 	if strings.Join(got, ",") != "msg 0,msg 1,msg 2" {

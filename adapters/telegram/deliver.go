@@ -37,7 +37,7 @@ type document struct {
 
 // Deliver shows one outbox item on Telegram (see bridge.Adapter).
 func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
-	err := a.deliver(ctx, d)
+	err := a.deliver(withBacklog(ctx, d.Backlog), d)
 	if rej, ok := rejectedSDK(err); ok {
 		// Kept in the outbox (retried); the adapter stops until the token is fixed.
 		a.rejected.Set(rej)
@@ -187,7 +187,11 @@ func (a *Adapter) createTopic(ctx context.Context, group int64, c bridge.Chat) (
 	if err := a.pace(ctx, group, maxDeliverWait); err != nil {
 		return 0, err
 	}
-	t, err := a.bot.CreateForumTopic(ctx, &bot.CreateForumTopicParams{ChatID: group, Name: topicTitle(c)})
+	var t *models.ForumTopic
+	err := bridge.Call(ctx, func(ctx context.Context) (err error) {
+		t, err = a.bot.CreateForumTopic(ctx, &bot.CreateForumTopicParams{ChatID: group, Name: topicTitle(c)})
+		return err
+	})
 	if err != nil {
 		return 0, classify("create forum topic", err)
 	}
@@ -220,6 +224,7 @@ func (a *Adapter) sendSteps(ctx context.Context, d bridge.Delivery, dest place, 
 		}
 		msg, err := a.sendStep(ctx, dest, steps[i])
 		if err != nil && dest.shared && dest.thread != 0 && isTopicGone(err) {
+			// Telegram answered: the step was not posted.
 			a.log.Warn("forum topic gone; recreating it", "chat", d.Chat.ID, "thread", dest.thread, "err", err)
 			thread, cerr := a.createTopic(ctx, dest.chat, d.Chat)
 			if cerr != nil {
@@ -246,7 +251,17 @@ func (a *Adapter) sendSteps(ctx context.Context, d bridge.Delivery, dest place, 
 	return nil
 }
 
-func (a *Adapter) sendStep(ctx context.Context, dest place, s step) (*models.Message, error) {
+// sendStep is one platform call, under the delivery timeout (bridge.Call):
+// the pacing wait before it is not counted.
+func (a *Adapter) sendStep(ctx context.Context, dest place, s step) (msg *models.Message, err error) {
+	err = bridge.Call(ctx, func(ctx context.Context) error {
+		msg, err = a.sendStepNow(ctx, dest, s)
+		return err
+	})
+	return msg, err
+}
+
+func (a *Adapter) sendStepNow(ctx context.Context, dest place, s step) (*models.Message, error) {
 	if s.doc == nil {
 		return a.sendHTML(ctx, dest, s.html, s.kb)
 	}
@@ -287,9 +302,12 @@ func (a *Adapter) editOffers(ctx context.Context, d bridge.Delivery, why string)
 			if err := a.pace(ctx, chat, maxDeliverWait); err != nil {
 				return err
 			}
-			_, err := a.bot.EditMessageText(ctx, &bot.EditMessageTextParams{
-				ChatID: chat, MessageID: msg, Text: text, ParseMode: models.ParseModeHTML,
-				ReplyMarkup: noKeyboard, LinkPreviewOptions: disabledPreview,
+			err := bridge.Call(ctx, func(ctx context.Context) error {
+				_, err := a.bot.EditMessageText(ctx, &bot.EditMessageTextParams{
+					ChatID: chat, MessageID: msg, Text: text, ParseMode: models.ParseModeHTML,
+					ReplyMarkup: noKeyboard, LinkPreviewOptions: disabledPreview,
+				})
+				return err
 			})
 			if err != nil && !isEditMoot(err) {
 				return classify("edit offer", err)

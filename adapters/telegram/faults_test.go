@@ -92,12 +92,7 @@ func TestPlatformOutage(t *testing.T) {
 			endedAt := time.Now()
 			var got []string
 			wait.Long(t, "every visitor message at the agent", func() bool {
-				got = got[:0]
-				for _, c := range sentTo(e.api, aliceTG) {
-					if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-						got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
-					}
-				}
+				got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
 				return len(got) >= n
 			})
 			var want []string
@@ -124,12 +119,7 @@ func TestPlatformOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.HasSuffix(c.Params["text"], "visitor last</blockquote>") })
-			got = got[:0]
-			for _, c := range sentTo(e.api, aliceTG) {
-				if i := strings.Index(c.Params["text"], "visitor "); i >= 0 {
-					got = append(got, strings.TrimSuffix(c.Params["text"][i:], "</blockquote>"))
-				}
-			}
+			got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
 			if len(got) != n+1 {
 				t.Errorf("agent got %d visitor messages, want %d: %q", len(got), n+1, got)
 			}
@@ -139,7 +129,7 @@ func TestPlatformOutage(t *testing.T) {
 }
 
 // startBridge runs the real bridge with adapter a on e's Redis.
-func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory) *bridge.Bridge {
+func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, tweak ...func(*bridge.Config)) *bridge.Bridge {
 	t.Helper()
 	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
 	w := presence.NewWatcher(store, testlog.Logger())
@@ -150,10 +140,14 @@ func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory) 
 	for _, p := range dir.Properties() {
 		routing[p] = bridge.Routing{Strategy: bridge.Broadcast}
 	}
-	b, err := bridge.New(bridge.Config{
+	cfg := bridge.Config{
 		Prefix: e.rdb.Prefix + "b:", Properties: routing,
 		Shards: 2, RetryMin: 10 * time.Millisecond, RetryMax: 300 * time.Millisecond, PollEvery: 20 * time.Millisecond,
-	}, e.rdb.Client, store, w, testlog.Logger())
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	b, err := bridge.New(cfg, e.rdb.Client, store, w, testlog.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

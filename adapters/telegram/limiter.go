@@ -51,8 +51,10 @@ func newLimiter(l limits, now func() time.Time) *limiter {
 	return &limiter{lim: l, now: now, chats: map[int64]*bucket{}, groups: map[int64]*bucket{}}
 }
 
-// wait returns how long until a token is available in b, after refilling it.
-func (s rateSpec) wait(b *bucket, now time.Time) time.Duration {
+// wait returns how long until need tokens are available in b (need is 1,
+// or 2 for a backlogged send, which leaves one for a fresh chat), after
+// refilling it.
+func (s rateSpec) wait(b *bucket, now time.Time, need float64) time.Duration {
 	if s.perSecond <= 0 {
 		return 0
 	}
@@ -63,15 +65,39 @@ func (s rateSpec) wait(b *bucket, now time.Time) time.Duration {
 		b.tokens = min(s.burst, b.tokens+el*s.perSecond)
 		b.last = now
 	}
-	if b.tokens >= 1 {
+	need = min(need, s.burst)
+	if b.tokens >= need {
 		return 0
 	}
-	return time.Duration((1 - b.tokens) / s.perSecond * float64(time.Second))
+	return time.Duration((need - b.tokens) / s.perSecond * float64(time.Second))
+}
+
+// backlogKey marks a ctx whose send belongs to a backlogged delivery.
+type backlogKey struct{}
+
+func withBacklog(ctx context.Context, backlog bool) context.Context {
+	if !backlog {
+		return ctx
+	}
+	return context.WithValue(ctx, backlogKey{}, true)
+}
+
+// need is the tokens a send must find in each bucket: a backlogged
+// delivery (bridge.Delivery.Backlog) leaves the last one to a fresh chat,
+// so that no chat's backlog delays another chat's first message by more
+// than one pacing interval. It still takes only one.
+func need(ctx context.Context) float64 {
+	if b, _ := ctx.Value(backlogKey{}).(bool); b {
+		return 2
+	}
+	return 1
 }
 
 // take consumes one send to chat (a group when chat < 0) if it may go now,
 // and otherwise returns how long to wait before asking again.
-func (l *limiter) take(chat int64) time.Duration {
+func (l *limiter) take(chat int64) time.Duration { return l.takeNeed(chat, 1) }
+
+func (l *limiter) takeNeed(chat int64, need float64) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -83,14 +109,14 @@ func (l *limiter) take(chat int64) time.Duration {
 		cb = &bucket{}
 		l.chats[chat] = cb
 	}
-	wait := max(l.lim.bot.wait(&l.bot, now), l.lim.chat.wait(cb, now))
+	wait := max(l.lim.bot.wait(&l.bot, now, need), l.lim.chat.wait(cb, now, need))
 	var gb *bucket
 	if chat < 0 {
 		if gb = l.groups[chat]; gb == nil {
 			gb = &bucket{}
 			l.groups[chat] = gb
 		}
-		wait = max(wait, l.lim.group.wait(gb, now))
+		wait = max(wait, l.lim.group.wait(gb, now, need))
 	}
 	if wait > 0 {
 		return wait
@@ -123,7 +149,9 @@ type pacer interface {
 	wait(ctx context.Context, chat int64) time.Duration
 }
 
-func (l *limiter) wait(_ context.Context, chat int64) time.Duration { return l.take(chat) }
+func (l *limiter) wait(ctx context.Context, chat int64) time.Duration {
+	return l.takeNeed(chat, need(ctx))
+}
 
 // sharedLimiter keeps the buckets in Redis, so that every instance sending
 // for the same bot shares Telegram's limits (30/s for the bot is one budget,
@@ -152,16 +180,16 @@ func newSharedLimiter(rdb redis.UniversalClient, k keys, l limits, now func() ti
 
 // takeScript is limiter.take over buckets in Redis hashes (t: tokens, l:
 // last refill in ms). KEYS are the buckets to draw from; ARGV[1] is the
-// time in ms, then the rate per second and burst of each key. It returns
-// {0, 0} and takes a token from each, or {ms to wait, ms until KEYS[1] has a
-// token} and takes nothing. The keys share a hash tag, so the script works
-// on a Redis Cluster too.
+// time in ms, ARGV[2] the tokens a send needs (see need), then the rate per
+// second and burst of each key. It returns {0, 0} and takes a token from
+// each, or {ms to wait, ms until KEYS[1] has a token} and takes nothing. The
+// keys share a hash tag, so the script works on a Redis Cluster too.
 var takeScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
+local now, need = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wait, first = 0, 0
 local tokens = {}
 for i, key in ipairs(KEYS) do
-  local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
+  local rate, burst = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])
   local v = redis.call('HMGET', key, 't', 'l')
   local t, last = tonumber(v[1]), tonumber(v[2])
   if t == nil or last == nil then t, last = burst, now end
@@ -169,15 +197,16 @@ for i, key in ipairs(KEYS) do
     t = math.min(burst, t + (now - last) / 1000 * rate)
   end
   tokens[i] = t
-  if t < 1 then
-    local w = math.ceil((1 - t) / rate * 1000)
+  local n = math.min(need, burst)
+  if t < n then
+    local w = math.ceil((n - t) / rate * 1000)
     if w > wait then wait = w end
-    if i == 1 then first = w end
   end
+  if i == 1 and t < 1 then first = math.ceil((1 - t) / rate * 1000) end
 end
 if wait > 0 then return {wait, first} end
 for i, key in ipairs(KEYS) do
-  local rate, burst = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
+  local rate, burst = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])
   redis.call('HSET', key, 't', tostring(tokens[i] - 1), 'l', now)
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
@@ -206,7 +235,8 @@ func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
 	if free := s.botFree.Load(); now < free {
 		return time.Duration(free-now) * time.Millisecond
 	}
-	args = append([]any{now}, args...)
+	n := need(ctx)
+	args = append([]any{now, n}, args...)
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("telegram: pacing script answered %v", res)
@@ -215,7 +245,7 @@ func (s *sharedLimiter) wait(ctx context.Context, chat int64) time.Duration {
 		if ctx.Err() == nil && !s.down.Swap(true) {
 			s.log.Warn("telegram: shared rate limits unavailable, pacing this instance alone", "err", err)
 		}
-		return s.local.take(chat)
+		return s.local.takeNeed(chat, n)
 	}
 	if s.down.Swap(false) {
 		s.log.Info("telegram: shared rate limits back")

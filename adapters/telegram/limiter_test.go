@@ -142,3 +142,37 @@ func TestSharedLimiterSparesRedisWhileTheBotWaits(t *testing.T) {
 		t.Errorf("%d round trips in all, want 2 (the refill asks Redis again)", asked)
 	}
 }
+
+// TestLimiterLeavesAFreshChatItsTurn: backlogged deliveries (need 2) drain
+// a forum group at Telegram's pace but always leave one send in the group's
+// buckets, so a fresh chat's first message goes at once however long the
+// backlog; locally and shared through Redis.
+func TestLimiterLeavesAFreshChatItsTurn(t *testing.T) {
+	var now time.Time
+	clock := func() time.Time { return now }
+	r := redistest.New(t)
+	for name, p := range map[string]pacer{
+		"local":  newLimiter(telegramLimits, clock),
+		"shared": newSharedLimiter(r.Client, keys{prefix: r.Prefix}, telegramLimits, clock, testlog.Logger()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			now = time.Unix(1_700_000_000, 0)
+			const group = int64(-100777)
+			backlog := withBacklog(t.Context(), true)
+			sent := 0
+			for range 600 { // a minute of sends offered ten a second
+				if p.wait(backlog, group) == 0 {
+					sent++
+				}
+				now = now.Add(100 * time.Millisecond)
+			}
+			// 20 a minute, plus the burst of 5 less the one kept back.
+			if sent < 20 || sent > 25 {
+				t.Errorf("the backlog sent %d in a minute, want about 20 (Telegram's group limit)", sent)
+			}
+			if w := p.wait(t.Context(), group); w != 0 {
+				t.Errorf("a fresh chat behind the backlog waits %s, want 0", w)
+			}
+		})
+	}
+}

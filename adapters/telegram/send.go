@@ -21,17 +21,23 @@ type place struct {
 }
 
 // errPaced: the rate limiter asked for a longer wait than a caller takes.
-var errPaced = errors.New("telegram: paced under Telegram's limits")
+var errPaced = fmt.Errorf("telegram: paced under Telegram's limits: %w", bridge.ErrPaced)
 
-// pace waits for the rate limiter (shared by the instances through Redis). A wait longer than maxWait is returned
-// as a RetryAfterError instead of slept.
+// pace waits for the rate limiter (shared by the instances through Redis).
+// If the wait, in all, would be longer than maxWait, it returns a
+// RetryAfterError wrapping bridge.ErrPaced instead. A backlogged delivery
+// (see need) never sleeps: the outbox serves other chats meanwhile.
 func (a *Adapter) pace(ctx context.Context, chat int64, maxWait time.Duration) error {
+	if need(ctx) > 1 {
+		maxWait = 0
+	}
+	deadline := time.Now().Add(maxWait)
 	for {
 		w := a.lim.wait(ctx, chat)
 		if w == 0 {
 			return nil
 		}
-		if w > maxWait {
+		if time.Now().Add(w).After(deadline) {
 			return &bridge.RetryAfterError{After: w, Err: errPaced}
 		}
 		if !sleep(ctx, w) {

@@ -41,7 +41,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	relayAgents := fs.Int("relay-agents", d.RelayAgents, "agents owning the relay chats, per path")
 	capacity := fs.String("capacity", joinInts(d.Capacity), "visitor streams held open, in steps")
 	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ","))
-	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' outbox poll interval (default: the bridge's own, as serve runs)")
+	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' safety poll for missed outbox and timer wake-ups (default: the bridge's own, as serve runs)")
 	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the largest capacity step to this file")

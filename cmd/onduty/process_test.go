@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,6 +63,16 @@ agents:
   - {id: bob, name: Bob, properties: [acme], telegram_user_id: %d, condition: always, initial_status: online}
 telegram: {token: %q, mode: polling}
 `, r.URL, r.Prefix, acceptTimeout, queueTimeout, procAlice, procBob, procToken))
+}
+
+// withInstanceID is a copy of the configuration file with outbox.instance_id set.
+func withInstanceID(t *testing.T, file, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, string(b)+fmt.Sprintf("outbox: {instance_id: %q}\n", id))
 }
 
 // process is one onduty serve process started from the test binary.
@@ -158,6 +169,7 @@ type botCall struct {
 	inst, method string
 	p            map[string]string
 	at           time.Time
+	refused      bool // answered 429 (fakeBot.refuse)
 }
 
 // fakeBot is a small Bot API for whole processes: /INSTANCE/bot<token>/METHOD,
@@ -174,6 +186,8 @@ type fakeBot struct {
 	nextMsg int
 	changed chan struct{}
 	revoked bool // every request answers 401, as after a token is revoked
+	// refuse answers every sendMessage with 429 (retry after 1s) while set.
+	refuse atomic.Bool
 }
 
 func newFakeBot(t *testing.T) *fakeBot {
@@ -230,6 +244,14 @@ func (f *fakeBot) serve(w http.ResponseWriter, r *http.Request) {
 	case "getUpdates":
 		f.getUpdates(w, r, p)
 	case "sendMessage", "editMessageText":
+		if method == "sendMessage" && f.refuse.Load() {
+			f.mu.Lock()
+			f.calls[len(f.calls)-1].refused = true
+			f.mu.Unlock()
+			f.reply(w, 429, map[string]any{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
+				"parameters": map[string]any{"retry_after": 1}})
+			return
+		}
 		chat, _ := strconv.ParseInt(p["chat_id"], 10, 64)
 		f.mu.Lock()
 		f.nextMsg++
@@ -384,8 +406,9 @@ const queueTimeoutText = "Sorry, nobody could answer right away"
 // after a chat's first offer went out, and checks that the survivor takes
 // over: it polls Telegram, fires the accept timeout (the offer to the second
 // agent) and the queue timeout (the visitor told, the chat offered as an
-// offline message), each exactly once. The dead instance's outbox shards
-// wait for their 30s lease, so this test takes about 31s.
+// offline message), each exactly once. It takes about 10s, the Telegram
+// polling lease; A's outbox shards hold no lease once drained, so B delivers
+// what it queues at once.
 func TestProcessKilledMidConversation(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
@@ -420,8 +443,7 @@ func TestProcessKilledMidConversation(t *testing.T) {
 	t.Logf("B polls %s after the kill", time.Since(killedAt).Round(time.Millisecond))
 	api.ask(t, "B", procAlice, "/status")
 
-	// The accept timeout and the queue timeout fire on B; their deliveries
-	// wait for A's outbox leases (30s) and then go out from B.
+	// The accept timeout and the queue timeout fire on B, which delivers them.
 	wait.Within(t, 60*time.Second, "the offer to the second agent", func() bool { return len(api.offers(chat.ChatID, "New chat")) == 2 })
 	t.Logf("second offer %s after the kill", time.Since(killedAt).Round(time.Millisecond))
 	wait.Within(t, 30*time.Second, "the queue timeout told to the visitor", func() bool {
@@ -487,7 +509,7 @@ func rawPost(t *testing.T, base, path, token, body string) (finish func() int) {
 // TestProcessSIGTERM stops the instance that polls Telegram with SIGTERM
 // while a visitor's request is half sent: the request still completes (and
 // its message is kept), the process exits 0, and it releases the Telegram
-// polling lease and its outbox leases, so the other instance polls well
+// polling lease and any outbox lease, so the other instance polls well
 // before the lease (10s) would have run out.
 func TestProcessSIGTERM(t *testing.T) {
 	t.Parallel()
@@ -496,16 +518,15 @@ func TestProcessSIGTERM(t *testing.T) {
 	file := procConfig(t, r, 30*time.Second, 5*time.Minute)
 	ctx := context.Background()
 
-	c := startProcess(t, "C", file, api)
+	c := startProcess(t, "C", withInstanceID(t, file, "C"), api)
 	wait.Within(t, 15*time.Second, "C to poll Telegram", func() bool { return api.polledBy("C") > 0 })
-	d := startProcess(t, "D", file, api)
+	d := startProcess(t, "D", withInstanceID(t, file, "D"), api)
 
 	lease := r.Prefix + "tg:lease"
 	ownerC, err := r.Client.Get(ctx, lease).Result()
 	if err != nil {
 		t.Fatalf("polling lease: %v", err)
 	}
-	// C has held every outbox shard since before D started.
 	outboxLeases := func(holder string) []string {
 		keys, err := r.Client.Keys(ctx, r.Prefix+"outbox:*:lease").Result()
 		if err != nil {
@@ -524,12 +545,6 @@ func TestProcessSIGTERM(t *testing.T) {
 		t.Fatalf("start chat: %d", code)
 	}
 	wait.Within(t, 15*time.Second, "the offer", func() bool { return len(api.offers(chat.ChatID, "New chat")) == 1 })
-	keys, _ := r.Client.Keys(ctx, r.Prefix+"outbox:*:lease").Result()
-	if len(keys) == 0 {
-		t.Fatal("no outbox leases in Redis")
-	}
-	instanceC, _ := r.Client.Get(ctx, keys[0]).Result()
-	heldByC := outboxLeases(instanceC)
 
 	finish := rawPost(t, c.base, "/v1/chats/"+chat.ChatID+"/messages", chat.VisitorToken, `{"text":"sent while stopping"}`)
 	time.Sleep(100 * time.Millisecond) // let C start reading the POST (nothing tells when it has)
@@ -548,8 +563,8 @@ func TestProcessSIGTERM(t *testing.T) {
 	if v, _ := r.Client.Get(ctx, lease).Result(); v == ownerC {
 		t.Errorf("C still holds the polling lease after exiting")
 	}
-	if held := outboxLeases(instanceC); len(held) != 0 {
-		t.Errorf("C still holds %d of its %d outbox leases after exiting: %v", len(held), len(heldByC), held)
+	if held := outboxLeases("C"); len(held) != 0 {
+		t.Errorf("C still holds %d outbox leases after exiting: %v", len(held), held)
 	}
 	wait.Within(t, 10*time.Second, "D to poll Telegram", func() bool { return api.polledBy("D") > 0 })
 	t.Logf("D polls %s after C exited (lease TTL 10s)", time.Since(exitedAt).Round(time.Millisecond))
@@ -563,4 +578,81 @@ func TestProcessSIGTERM(t *testing.T) {
 			return c.method == "sendMessage" && strings.Contains(c.p["text"], "sent while stopping")
 		})) == 1
 	})
+}
+
+// TestProcessKill9ResumesDeliveries SIGKILLs the instance working the outbox
+// shard of a chat whose offer Telegram keeps refusing (429), and measures
+// the time from the kill to the offer's delivery: by a second instance
+// already running (it takes the shard when the dead one's 3s lease runs
+// out), by the instance restarted under the same outbox.instance_id (it
+// takes its own shard at once), and restarted without one (it waits for the
+// lease).
+func TestProcessKill9ResumesDeliveries(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		second bool   // a second instance runs before the kill
+		id     string // the restarted instance's outbox.instance_id
+	}{
+		{"second instance running", true, ""},
+		{"restarted with its instance_id", false, "A"},
+		{"restarted without instance_id", false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := redistest.New(t)
+			api := newFakeBot(t)
+			base := procConfig(t, r, time.Hour, time.Hour)
+			fileA := withInstanceID(t, base, "A")
+			a := startProcess(t, "A", fileA, api)
+			var b *process
+			if tt.second {
+				b = startProcess(t, "B", withInstanceID(t, base, "B"), api)
+			}
+			api.refuse.Store(true)
+			var chat startedChat
+			if code := postJSON(t, a.base+"/v1/properties/acme/chats", "", map[string]string{"name": "Ida", "message": "queued before the kill"}, &chat); code != 201 {
+				t.Fatalf("start chat: %d", code)
+			}
+			// Kill whichever instance works the chat's outbox shard.
+			var holder string
+			wait.Within(t, 15*time.Second, "an instance working the chat's shard", func() bool {
+				refused := api.callsWhere(func(c botCall) bool { return c.refused && strings.Contains(c.p["reply_markup"], chat.ChatID) })
+				if len(refused) == 0 {
+					return false
+				}
+				holder = refused[len(refused)-1].inst
+				return true
+			})
+			victim := a
+			if holder == "B" {
+				victim = b
+			}
+			api.refuse.Store(false)
+			killedAt := time.Now()
+			if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			victim.exited(t, 10*time.Second)
+			if !tt.second {
+				file := base
+				if tt.id != "" {
+					file = withInstanceID(t, base, tt.id)
+				}
+				startProcess(t, "A2", file, api)
+				t.Logf("restarted instance ready %s after the kill", time.Since(killedAt).Round(time.Millisecond))
+			}
+			var first time.Time
+			wait.Within(t, 20*time.Second, "the offer delivered after the kill", func() bool {
+				got := api.callsWhere(func(c botCall) bool {
+					return c.method == "sendMessage" && !c.refused && c.at.After(killedAt) && strings.Contains(c.p["reply_markup"], chat.ChatID)
+				})
+				if len(got) > 0 {
+					first = got[0].at
+				}
+				return len(got) > 0
+			})
+			t.Logf("first delivery %s after kill -9", first.Sub(killedAt).Round(time.Millisecond))
+		})
+	}
 }

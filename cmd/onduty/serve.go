@@ -159,7 +159,10 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			slackChannels[id] = p.SlackChannel
 		}
 	}
-	b, err := bridge.New(bridge.Config{Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention}, rdb, store, watcher, log)
+	b, err := bridge.New(bridge.Config{
+		Prefix: c.RedisPrefix, Properties: routing, PublicURL: c.PublicURL, ClosedChatTTL: c.ClosedChatRetention, FileTTL: c.FileRetention,
+		LeaseTTL: c.Outbox.Lease, PollEvery: c.Outbox.SafetyPoll, DeliverTimeout: c.Outbox.DeliverTimeout, Instance: c.Outbox.InstanceID,
+	}, rdb, store, watcher, log)
 	if err != nil {
 		closeRedis()
 		return nil, err

@@ -77,6 +77,7 @@ type Config struct {
 	RateLimits RateLimits `yaml:"rate_limits"`
 	Telegram   *Telegram  `yaml:"telegram"`
 	Slack      *Slack     `yaml:"slack"`
+	Outbox     Outbox     `yaml:"outbox"`
 
 	// File is where the configuration came from ("" for the demo).
 	File string `yaml:"-"`
@@ -222,6 +223,34 @@ type Slack struct {
 	// UsePresence counts Slack's own "active" presence as activity.
 	UsePresence bool `yaml:"use_presence"`
 }
+
+// Outbox tunes the delivery of chat events to the agents' platforms.
+type Outbox struct {
+	// Lease is how long an instance's claim on an outbox shard lasts
+	// without renewal; it is renewed every third of it while the shard has
+	// work and given back when empty. After a kill -9, another instance
+	// resumes the deliveries within about Lease plus a third. Default 3s.
+	Lease time.Duration `yaml:"lease"`
+	// SafetyPoll is how often an idle instance looks for deliveries and
+	// timers whose wake-up (pub/sub) it missed. Default 5m.
+	SafetyPoll time.Duration `yaml:"safety_poll"`
+	// DeliverTimeout bounds one request to a platform, not the pacing wait
+	// before it; a request that may have arrived without an answer is sent
+	// again only after it. Default 10s.
+	DeliverTimeout time.Duration `yaml:"deliver_timeout"`
+	// InstanceID names this instance in outbox leases, so that, restarted
+	// with the same name, it takes over at once the deliveries it held.
+	// Two running instances must never share it. Default: a random name per
+	// start (a restart then waits for the lease, at most Lease).
+	InstanceID string `yaml:"instance_id"`
+}
+
+// Default outbox settings.
+const (
+	DefaultOutboxLease          = 3 * time.Second
+	DefaultOutboxSafetyPoll     = 5 * time.Minute
+	DefaultOutboxDeliverTimeout = 10 * time.Second
+)
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
@@ -431,6 +460,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ProxyHeader == "" && len(c.TrustedProxies) > 0 {
 		c.ProxyHeader = DefaultProxyHeader
+	}
+	if c.Outbox.Lease == 0 {
+		c.Outbox.Lease = DefaultOutboxLease
+	}
+	if c.Outbox.SafetyPoll == 0 {
+		c.Outbox.SafetyPoll = DefaultOutboxSafetyPoll
+	}
+	if c.Outbox.DeliverTimeout == 0 {
+		c.Outbox.DeliverTimeout = DefaultOutboxDeliverTimeout
 	}
 	if c.RateLimits.ChatsPerIPPerMinute == 0 {
 		c.RateLimits.ChatsPerIPPerMinute = DefaultChatsPerIPPerMinute

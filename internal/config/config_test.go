@@ -73,6 +73,9 @@ func TestLoadGood(t *testing.T) {
 	if c.RateLimits.ChatsPerIPPerMinute != 5 || c.RateLimits.MessagesPerIPPerMinute != DefaultMessagesPerIPPerMinute {
 		t.Errorf("rate limits: %+v", c.RateLimits)
 	}
+	if o := c.Outbox; o.Lease != DefaultOutboxLease || o.SafetyPoll != DefaultOutboxSafetyPoll || o.DeliverTimeout != DefaultOutboxDeliverTimeout || o.InstanceID != "" {
+		t.Errorf("outbox defaults: %+v", o)
+	}
 	if c.Telegram.APIURL != DefaultTelegramAPIURL || c.Slack.APIURL != DefaultSlackAPIURL {
 		t.Errorf("api urls: %q %q", c.Telegram.APIURL, c.Slack.APIURL)
 	}
@@ -215,6 +218,9 @@ func TestProblems(t *testing.T) {
 			[]string{"idle_offline_after: 10m0s must be longer"}},
 		{"negative durations", "closed_chat_retention: -1h\nproperties: [{id: a, close_after_idle: -1h, assignment: {invisible_fallback_after: -1s}}]\n", nil,
 			[]string{"closed_chat_retention", "close_after_idle", "invisible_fallback_after"}},
+		{"outbox out of range", "properties: [{id: a}]\noutbox: {lease: 100ms, safety_poll: 0.5s, deliver_timeout: 1h, instance_id: 'two words'}\n", nil,
+			[]string{"outbox.lease: 100ms: want between", "outbox.safety_poll: 500ms", "outbox.deliver_timeout: 1h0m0s", "outbox.instance_id"}},
+		{"outbox set", "properties: [{id: a}]\noutbox: {lease: 5s, safety_poll: 1m, deliver_timeout: 20s, instance_id: web-1}\n", nil, nil},
 		{"telegram without token", "properties: [{id: a}]\ntelegram: {mode: polling}\n", nil, []string{"telegram.token: required"}},
 		{"telegram token from env", "properties: [{id: a}]\ntelegram: {mode: polling}\n", map[string]string{"TELEGRAM_BOT_TOKEN": "1:a"}, nil},
 		{"telegram webhook needs url and secret", "properties: [{id: a}]\ntelegram: {token: t, mode: webhook}\n", nil,

@@ -63,6 +63,17 @@ func (c *Config) Validate() Problems {
 	default:
 		add("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 	}
+	between := func(key string, d, lo, hi time.Duration) {
+		if d < lo || d > hi {
+			add(key, "%s: want between %s and %s", d, lo, hi)
+		}
+	}
+	between("outbox.lease", c.Outbox.Lease, 500*time.Millisecond, 5*time.Minute)
+	between("outbox.safety_poll", c.Outbox.SafetyPoll, time.Second, 24*time.Hour)
+	between("outbox.deliver_timeout", c.Outbox.DeliverTimeout, 500*time.Millisecond, 10*time.Minute)
+	if id := c.Outbox.InstanceID; len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		add("outbox.instance_id", "%q: at most 64 characters, no spaces or control characters", id)
+	}
 	if c.RateLimits.ChatsPerIPPerMinute < 0 {
 		add("rate_limits.chats_per_ip_per_minute", "must not be negative")
 	}

@@ -62,9 +62,9 @@ type Config struct {
 	RelayAgents int
 	// Capacity are the held visitor stream counts. Default 1000, 10000.
 	Capacity []int
-	// BridgePollEvery is the bridges' bridge.Config.PollEvery (how soon an
-	// outbox worker sees work queued by the other instance). Zero: the
-	// bridge's default, as onduty serve runs it.
+	// BridgePollEvery is the bridges' bridge.Config.PollEvery (the safety
+	// poll for work whose pub/sub wake-up was missed). Zero: the bridge's
+	// default, as onduty serve runs it.
 	BridgePollEvery time.Duration
 	// Only limits the run to these phases (PhaseStatus…). Empty: all.
 	Only []string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,17 +99,24 @@ func (b *relayBook) arrive(kind byte, text string, at time.Time) (*relayRun, int
 	return r, seq, true
 }
 
+// Visitor messages that queued up behind pacing arrive merged, one per
+// line: each line's marker is an arrival.
+
 func (b *relayBook) telegramSent(at time.Time, _ int64, msgID int, text string) {
-	if r, seq, ok := b.arrive('m', text, at); ok {
-		b.tgMu.Lock()
-		b.tgMsg[r.chat[seq]] = msgID
-		b.tgMu.Unlock()
+	for _, line := range strings.Split(text, "\n") {
+		if r, seq, ok := b.arrive('m', line, at); ok {
+			b.tgMu.Lock()
+			b.tgMsg[r.chat[seq]] = msgID
+			b.tgMu.Unlock()
+		}
 	}
 }
 
 func (b *relayBook) probeDelivered(at time.Time, d bridge.Delivery) {
 	if d.Kind == bridge.KindMessage && d.Message != nil {
-		b.arrive('m', d.Message.Text, at)
+		for _, line := range strings.Split(d.Message.Text, "\n") {
+			b.arrive('m', line, at)
+		}
 	}
 }
 

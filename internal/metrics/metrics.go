@@ -32,9 +32,11 @@ var (
 	OpenStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "onduty_open_streams", Help: "Open server-sent event streams, by kind.",
 	}, []string{"kind"})
-	// Deliveries counts outbox deliveries per platform and result (ok, retried, failed).
+	// Deliveries counts outbox deliveries per platform and result: ok,
+	// retried, failed, uncertain (a retried call that may have reached the
+	// platform), merged (visitor messages shown as part of another delivery).
 	Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "onduty_deliveries_total", Help: "Outbox deliveries by platform and result (ok, retried, failed).",
+		Name: "onduty_deliveries_total", Help: "Outbox deliveries by platform and result (ok, retried, failed, uncertain, merged).",
 	}, []string{"platform", "result"})
 	// FirstResponse is the time from a chat's start to its first agent reply.
 	FirstResponse = prometheus.NewHistogramVec(prometheus.HistogramOpts{
