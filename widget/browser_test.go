@@ -68,9 +68,18 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 }
 
 // waitJS polls a JavaScript expression in the page until it is true.
+// A poll that starts while a reload replaces the page can lose its
+// JavaScript context; it is asked again in the new one.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(browserWait)))
+	poll := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(browserWait))
+	err := chromedp.Do(ctx, poll)
+	if err != nil && strings.Contains(err.Error(), "Cannot find context with specified id") {
+		err = chromedp.Do(ctx, poll)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
 
 func TestBrowserWidget(t *testing.T) {

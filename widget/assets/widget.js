@@ -126,7 +126,7 @@
   // ---- DOM -----------------------------------------------------------------
   var css =
     ".onduty-root{--c:#1f6feb;--t:#fff;position:fixed;right:20px;bottom:20px;z-index:2147483000;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111827;text-align:start}" +
-    ".onduty-root.onduty-left{right:auto;left:20px}" +
+    ".onduty-root.onduty-left{right:auto;left:20px}.onduty-root[dir=rtl] .onduty-send svg{transform:scaleX(-1)}" +
     ".onduty-root *{box-sizing:border-box}.onduty-root [hidden]{display:none!important}" +
     ".onduty-root button,.onduty-root input,.onduty-root textarea{font:inherit}.onduty-root input,.onduty-root textarea,.onduty-icon{color:inherit}" +
     ".onduty-root svg{width:20px;height:20px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;flex:none}" +
