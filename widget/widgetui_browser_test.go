@@ -234,6 +234,7 @@ func TestBrowserNoSoundBeforeInteraction(t *testing.T) {
 	// The chat is handed over as the continue link does, without a click.
 	run(t, ctx, "open the chat without touching the page", chromedp.Navigate(base+"/c/"+id+"#"+token))
 	wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(bridge.ChatID(id)) == 1 })
+	waitJS(t, ctx, "the panel opened by the link", `!document.getElementById('onduty-panel').hidden`)
 	run(t, ctx, "close the panel by script", chromedp.Evaluate[chromedp.Void](`document.getElementById('onduty-close').dispatchEvent(new MouseEvent('click'))`))
 	e.chats.Reply(bridge.ChatID(id), agentAlice, "Alice", "Hi!", false)
 	waitJS(t, ctx, "one unread", `window.onduty.unread() === 1`)
