@@ -427,6 +427,7 @@
     openStatusStream(function () { streamed = true; });
   }
   function openStatusStream(spoke) {
+    if (statusES) statusES.close(); // one stream, also after a return from the back/forward cache
     var es = statusES = new EventSource(api + "/properties/" + P + "/status/stream");
     es.addEventListener("status", function (e) {
       if (spoke) spoke();
