@@ -472,7 +472,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 	defer hb.Stop()
 	var st statusSent
 	for {
-		changed, err := st.send(s.watcher, w, chat.Property)
+		changed, err := st.send(s, w, chat.Property)
 		if err != nil {
 			return
 		}

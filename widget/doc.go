@@ -54,10 +54,17 @@
 // TCP peer, or behind Config.TrustedProxies the rightmost forwarded entry
 // that is not a trusted proxy; per-IP limits count an IPv6 /64 as one IP.
 //
-// Concurrency: every server-sent event stream runs in exactly one goroutine
-// (the connection is hijacked from fasthttp, so the request worker is
-// released). Streams are told to stop before the HTTP server shuts down, and
-// Run waits for them. Rate limits are counted in Redis (fixed one-minute
+// Concurrency: a status stream has no goroutine of its own. Its connection
+// is hijacked from fasthttp and kept after the handler returns
+// (KeepHijackedConns), and the status hub (hub.go) holds it in its
+// property's list: one goroutine per property writes each change of the
+// widget status, encoded once, to every held connection with a few writer
+// goroutines and a write deadline (a connection that does not take it is
+// closed; the client reconnects with Last-Event-ID, its last status's
+// ETag), and one ticker writes every stream's heartbeat. Visitor and admin
+// streams each run in exactly one goroutine. Streams are told to stop (held
+// ones are closed) before the HTTP server shuts down, and Run waits for
+// them. Rate limits are counted in Redis (fixed one-minute
 // windows per client IP) so they hold across instances.
 //
 // Redis keys (under Config.Prefix; the only ones this package writes):

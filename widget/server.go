@@ -83,6 +83,10 @@ type Config struct {
 	// MetricsListen, when set, is the address /metrics is served on instead
 	// of Listen (e.g. "127.0.0.1:9090"); Listen then answers it 404.
 	MetricsListen string
+	// StreamWriteTimeout bounds one write to a held status stream: a client
+	// that does not take its event (or heartbeat) in time is dropped and
+	// reconnects. Zero means 2s.
+	StreamWriteTimeout time.Duration
 	// ShutdownTimeout bounds Run's graceful shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration
 	// Adapters reports the chat platforms' health (bridge.Bridge.Adapters):
@@ -169,6 +173,7 @@ type Server struct {
 
 	js, demo           asset
 	adminHTML, adminJS asset
+	hub                *statusHub  // held status streams
 	board              *boardCache // nil unless the VisitorService has Board
 	reg                *prometheus.Registry
 	coll               *collector
@@ -209,6 +214,9 @@ func New(cfg Config, watcher *presence.Watcher, store *presence.Store, chats bri
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 20 * time.Second
 	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = 2 * time.Second
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
@@ -247,6 +255,7 @@ func New(cfg Config, watcher *presence.Watcher, store *presence.Store, chats bri
 	for _, p := range s.dir.Properties() {
 		s.hot[p] = new(atomic.Pointer[hot])
 	}
+	s.hub = newStatusHub(s, s.dir.Properties())
 	if cfg.AdminToken != "" {
 		s.adminOn = true
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
@@ -272,6 +281,10 @@ func New(cfg Config, watcher *presence.Watcher, store *presence.Store, chats bri
 		// Event streams are long responses: no write timeout (they set their own deadlines).
 	})
 	s.app.Server().HeaderReceived = s.headerReceived
+	// A held status stream is only its connection: fasthttp frees the
+	// request's buffers when the hijack handler returns and leaves the
+	// connection open (goroutine streams close theirs themselves).
+	s.app.Server().KeepHijackedConns = true
 	s.routes()
 	return s
 }
@@ -361,6 +374,11 @@ func (s *Server) serve(ctx context.Context, ln, mln net.Listener) error {
 	s.log.Info("widget server listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	ln = &trackingListener{Listener: newGuardedListener(ln, s.cfg.Limits.ConnectionsPerIP, s.trustedProxy, s.log), set: &s.conns}
+	s.mu.Lock()
+	if !s.stopping {
+		s.hub.start(s.stop, &s.streams)
+	}
+	s.mu.Unlock()
 	go func() { errc <- s.app.Listener(ln) }()
 	var msrv *http.Server
 	mdone := make(chan struct{})
@@ -437,6 +455,7 @@ func (s *Server) stopStreams() {
 		s.stopping = true
 		close(s.stop)
 		s.stopAll()
+		s.hub.close()
 	}
 }
 

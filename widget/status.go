@@ -40,7 +40,7 @@ func (s *Server) status(c *fiber.Ctx) error {
 		return nil
 	}
 	h.SetContentTypeBytes(valJSON)
-	return c.Send(hs.snap.Body)
+	return c.Send(hs.body)
 }
 
 // Canonical header keys and values of the hot path, set without Fiber's
@@ -54,10 +54,28 @@ var (
 	valJSON         = []byte(fiber.MIMEApplicationJSON)
 )
 
-// hot is a property's current snapshot with its ETag as bytes.
+// hot is a property's current snapshot with what is sent of it, encoded
+// once per snapshot: the ETag as bytes, the status body (GET .../status and
+// the visitor stream's status event) and the status stream's event.
 type hot struct {
-	snap *presence.Snapshot
-	etag []byte
+	snap  *presence.Snapshot
+	etag  []byte
+	body  []byte
+	event []byte
+}
+
+// newHot encodes snap once for every client: the status body is the one
+// place that decides what a widget status looks like on the wire.
+func newHot(snap *presence.Snapshot) *hot {
+	body := snap.Body
+	return &hot{snap: snap, etag: []byte(snap.ETag), body: body, event: statusEvent(snap.ETag, body)}
+}
+
+// statusEvent is the status stream's event for body: its id is the ETag,
+// so a reconnecting EventSource sends it back as Last-Event-ID and is not
+// sent a status it has.
+func statusEvent(etag string, body []byte) []byte {
+	return appendEvent(nil, "status", etag, body)
 }
 
 // hotStatus returns p's current snapshot, refreshing the cached ETag bytes
@@ -73,7 +91,7 @@ func (s *Server) hotStatus(p presence.PropertyID) *hot {
 	}
 	h := ptr.Load()
 	if h == nil || h.snap != snap {
-		h = &hot{snap: snap, etag: []byte(snap.ETag)}
+		h = newHot(snap)
 		ptr.Store(h)
 	}
 	return h
@@ -97,7 +115,9 @@ func etagMatch(header, etag string) bool {
 }
 
 // statusStream answers GET /v1/properties/{p}/status/stream: a status event
-// now and at every change, heartbeats in between.
+// now (unless Last-Event-ID, last_event_id or If-None-Match names the
+// current ETag) and at every change, heartbeats in between. The stream is
+// held by the status hub, with no goroutine of its own.
 func (s *Server) statusStream(c *fiber.Ctx) error {
 	p := presence.PropertyID(strings.Clone(c.Params("p")))
 	if snap, ok := s.watcher.Snapshot(p); !ok || snap == nil {
@@ -107,48 +127,50 @@ func (s *Server) statusStream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.hijackStream(c, "status", cr, func(w *sseConn) {
-		s.followStatus(w, p)
-	})
-}
-
-// followStatus writes status events for p until the client goes or the
-// server stops.
-func (s *Server) followStatus(w *sseConn, p presence.PropertyID) {
-	hb := time.NewTicker(s.cfg.Heartbeat)
-	defer hb.Stop()
-	var st statusSent
-	for {
-		changed, err := st.send(s.watcher, w, p)
-		if err != nil {
-			return
-		}
-		select {
-		case <-changed:
-		case <-hb.C:
-			if w.comment() != nil {
-				return
-			}
-		case <-s.stop:
-			return
-		}
+	last := c.Get("Last-Event-ID")
+	if last == "" {
+		last = c.Query("last_event_id")
 	}
+	last = strings.Clone(last)
+	inm := strings.Clone(c.Get(fiber.HeaderIfNoneMatch))
+	resume := func(etag string) bool { return etagMatch(last, etag) || etagMatch(inm, etag) }
+	ip, err := s.streamIP(c)
+	if err != nil {
+		return err
+	}
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(conn net.Conn) {
+		if err := s.streamRoom(ip, true); err != nil {
+			writeRefusal(conn, err, cr)
+			_ = conn.Close()
+			return
+		}
+		// The hub keeps the connection itself: fasthttp's wrapper would
+		// read through a buffer it frees when this handler returns.
+		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
+			conn = u.UnsafeConn()
+		}
+		if !s.hub.hold(conn, p, ip, []byte(sseHead(cr)), resume) {
+			_ = conn.Close()
+			s.streamDone(ip)
+		}
+	})
+	return nil
 }
 
-// statusSent is the widget status a stream last sent (its ETag); status
-// and visitor streams share it.
+// statusSent is the widget status a visitor stream last sent (its ETag).
 type statusSent struct{ etag string }
 
 // send writes p's status event unless the stream already has it, and returns
 // the channel closed at the next change of the widget status. The channel is
 // taken before the snapshot, so no change falls in between.
-func (st *statusSent) send(watcher *presence.Watcher, w *sseConn, p presence.PropertyID) (<-chan struct{}, error) {
-	changed := watcher.StatusChanged(p)
-	if snap, _ := watcher.Snapshot(p); snap != nil && snap.ETag != st.etag {
-		if err := w.event("status", "", snap.Body); err != nil {
+func (st *statusSent) send(s *Server, w *sseConn, p presence.PropertyID) (<-chan struct{}, error) {
+	changed := s.watcher.StatusChanged(p)
+	if hs := s.hotStatus(p); hs != nil && hs.snap.ETag != st.etag {
+		if err := w.event("status", "", hs.body); err != nil {
 			return nil, err
 		}
-		st.etag = snap.ETag
+		st.etag = hs.snap.ETag
 	}
 	return changed, nil
 }
@@ -174,31 +196,28 @@ func sseHead(cr corsResult) string {
 // 503 when the instance holds its maximum, 429 when the client's IP does,
 // both with Retry-After, so a client falls back to polling.
 func (s *Server) hijackStream(c *fiber.Ctx, kind string, cr corsResult, run func(w *sseConn)) error {
-	ip, err := s.clientIP(c)
+	ip, err := s.streamIP(c)
 	if err != nil {
-		return err
-	}
-	ip = limitKey(ip)
-	// A first check answers most refusals as an ordinary error; the one
-	// that counts is taken on the hijacked connection.
-	if err := s.streamRoom(ip, false); err != nil {
 		return err
 	}
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(conn net.Conn) {
+		// fasthttp keeps hijacked connections (for the status hub): close it.
+		defer conn.Close()
 		if err := s.streamRoom(ip, true); err != nil {
 			writeRefusal(conn, err, cr)
 			return
 		}
-		defer s.streamDone(ip)
 		if !s.streamStart() {
+			s.streamDone(ip)
 			return
 		}
 		defer s.streams.Done()
 		g := metrics.OpenStreams.WithLabelValues(kind)
 		g.Inc()
 		s.open.Add(1)
-		defer func() { g.Dec(); s.open.Add(-1) }()
+		// The slot is free before the stream stops counting as open.
+		defer func() { _ = conn.Close(); s.streamDone(ip); g.Dec(); s.open.Add(-1) }()
 		w := &sseConn{conn: conn}
 		if w.write([]byte(sseHead(cr))) != nil {
 			return
@@ -206,6 +225,21 @@ func (s *Server) hijackStream(c *fiber.Ctx, kind string, cr corsResult, run func
 		run(w)
 	})
 	return nil
+}
+
+// streamIP is the key of c's client IP in the stream caps. A first check
+// of the caps answers most refusals as an ordinary error; the one that
+// counts is taken on the hijacked connection.
+func (s *Server) streamIP(c *fiber.Ctx) (string, error) {
+	ip, err := s.clientIP(c)
+	if err != nil {
+		return "", err
+	}
+	ip = limitKey(ip)
+	if err := s.streamRoom(ip, false); err != nil {
+		return "", err
+	}
+	return ip, nil
 }
 
 // Retry-After of a refused stream, in seconds.
@@ -299,7 +333,13 @@ func (w *sseConn) write(b []byte) error {
 
 // event writes one event; data must not contain newlines (compact JSON).
 func (w *sseConn) event(name, id string, data []byte) error {
-	b := w.buf[:0]
+	w.buf = appendEvent(w.buf[:0], name, id, data)
+	return w.write(w.buf)
+}
+
+// appendEvent appends one server-sent event to b; data must not contain
+// newlines (compact JSON).
+func appendEvent(b []byte, name, id string, data []byte) []byte {
 	if id != "" {
 		b = append(b, "id: "...)
 		b = append(b, id...)
@@ -309,9 +349,7 @@ func (w *sseConn) event(name, id string, data []byte) error {
 	b = append(b, name...)
 	b = append(b, "\ndata: "...)
 	b = append(b, data...)
-	b = append(b, "\n\n"...)
-	w.buf = b
-	return w.write(b)
+	return append(b, "\n\n"...)
 }
 
 func (w *sseConn) comment() error { return w.write([]byte(": keep-alive\n\n")) }

@@ -40,11 +40,14 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tgDur := fs.Duration("telegram-duration", d.TelegramDuration, "how long each relay rate is sent through the Telegram adapter")
 	relayAgents := fs.Int("relay-agents", d.RelayAgents, "agents owning the relay chats, per path")
 	capacity := fs.String("capacity", joinInts(d.Capacity), "visitor streams held open, in steps")
+	statusStreams := fs.String("status-streams", joinInts(d.StatusStreams), "status streams held open, in steps (as many as the open-file limit allows)")
+	streamHolders := fs.Int("stream-holders", d.StreamHolders, "child processes holding the status streams' client ends")
+	sourceAddrs := fs.String("source-addrs", "127.0.0.2-9", "local addresses the status streams are opened from: a list, or 127.0.0.A-B")
 	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ","))
 	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' safety poll for missed outbox and timer wake-ups (default: the bridge's own, as serve runs)")
 	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	memProfile := fs.String("memprofile", "", "write a heap profile at the largest capacity step to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile at the largest capacity step to this file (the largest status-stream step with --only streams)")
 	logLevel := fs.String("log-level", "error", "level of the onduty components' logs on stderr (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return errUsage
@@ -80,6 +83,12 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			cfg.RelayAgents = *relayAgents
 		case "capacity":
 			cfg.Capacity, err = parseInts("capacity", *capacity)
+		case "status-streams":
+			cfg.StatusStreams, err = parseInts("status-streams", *statusStreams)
+		case "stream-holders":
+			cfg.StreamHolders = *streamHolders
+		case "source-addrs":
+			cfg.SourceAddrs, err = parseAddrs(*sourceAddrs)
 		}
 	})
 	if err != nil {
@@ -156,6 +165,33 @@ func parseInts(name, s string) ([]int, error) {
 			return nil, fmt.Errorf("--%s: %q is not a number", name, f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseAddrs reads "127.0.0.2,127.0.0.3" or "127.0.0.2-9" (the last
+// number's range).
+func parseAddrs(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		dot := strings.LastIndexByte(f, '.')
+		lo, hi, isRange := strings.Cut(f[dot+1:], "-")
+		if !isRange {
+			out = append(out, f)
+			continue
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if dot < 0 || err1 != nil || err2 != nil || a > b || b > 255 {
+			return nil, fmt.Errorf("--source-addrs: %q is not a range like 127.0.0.2-9", f)
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, f[:dot+1]+strconv.Itoa(i))
+		}
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"time"
 )
@@ -14,10 +15,11 @@ const (
 	PhasePropagation = "propagation"
 	PhaseRelay       = "relay"
 	PhaseCapacity    = "capacity"
+	PhaseStreams     = "streams"
 )
 
 // Phases lists every phase in the order they run.
-var Phases = []string{PhaseStatus, PhasePropagation, PhaseRelay, PhaseCapacity}
+var Phases = []string{PhaseStatus, PhasePropagation, PhaseRelay, PhaseCapacity, PhaseStreams}
 
 // Config says what to measure and how hard. The zero value of a field means
 // its default, given in its comment (see Defaults and Quick).
@@ -62,6 +64,18 @@ type Config struct {
 	RelayAgents int
 	// Capacity are the held visitor stream counts. Default 1000, 10000.
 	Capacity []int
+	// StatusStreams are the held status stream counts of the status-stream
+	// capacity phase, as far as the server process's RLIMIT_NOFILE allows
+	// (the largest that fits is measured too). Default 1000, 10000, 100000.
+	StatusStreams []int
+	// StreamHolders is how many child processes hold the client ends of the
+	// status streams (with HolderCommand). Default 2.
+	StreamHolders int
+	// SourceAddrs are the local addresses the status streams are opened
+	// from, shared out among the holders (one address and port range
+	// serves about 28,000 connections to one server port). Default
+	// 127.0.0.2 to 127.0.0.9; empty after defaults: the system's choice.
+	SourceAddrs []string
 	// BridgePollEvery is the bridges' bridge.Config.PollEvery (the safety
 	// poll for work whose pub/sub wake-up was missed). Zero: the bridge's
 	// default, as onduty serve runs it.
@@ -88,8 +102,18 @@ func Defaults() Config {
 		Conns: []int{64, 256, 1024}, Duration: 5 * time.Second,
 		Streams: 1000, Changes: 10,
 		Rates: []int{100, 500}, TelegramRates: []int{20, 100, 500}, RelayDuration: 2 * time.Second, TelegramDuration: time.Second, RelayAgents: 64,
-		Capacity: []int{1000, 10000},
+		Capacity:      []int{1000, 10000},
+		StatusStreams: []int{1000, 10000, 100000}, StreamHolders: 2, SourceAddrs: loopbackAddrs(2, 9),
 	}
+}
+
+// loopbackAddrs is 127.0.0.from to 127.0.0.to.
+func loopbackAddrs(from, to int) []string {
+	var out []string
+	for i := from; i <= to; i++ {
+		out = append(out, fmt.Sprintf("127.0.0.%d", i))
+	}
+	return out
 }
 
 // Quick is a tiny run that produces every figure in seconds (tests, smoke).
@@ -98,7 +122,8 @@ func Quick() Config {
 		Conns: []int{2, 8, 32}, Duration: 200 * time.Millisecond,
 		Streams: 20, Changes: 3,
 		Rates: []int{20, 50}, TelegramRates: []int{20, 50}, RelayDuration: 400 * time.Millisecond, TelegramDuration: 400 * time.Millisecond, RelayAgents: 8,
-		Capacity: []int{20, 100},
+		Capacity:      []int{20, 100},
+		StatusStreams: []int{20, 60}, StreamHolders: 2, SourceAddrs: loopbackAddrs(2, 3),
 	}
 }
 
@@ -134,6 +159,15 @@ func (c *Config) applyDefaults() {
 	if len(c.Capacity) == 0 {
 		c.Capacity = d.Capacity
 	}
+	if len(c.StatusStreams) == 0 {
+		c.StatusStreams = d.StatusStreams
+	}
+	if c.StreamHolders <= 0 {
+		c.StreamHolders = d.StreamHolders
+	}
+	if c.SourceAddrs == nil {
+		c.SourceAddrs = d.SourceAddrs
+	}
 	if c.Property == "" {
 		c.Property = "demo"
 	}
@@ -154,6 +188,19 @@ func (c *Config) Validate() error {
 	for _, n := range c.Capacity {
 		if n <= 0 || n > 100000 {
 			return fmt.Errorf("loadtest: capacity: %d is not in 1..100000", n)
+		}
+	}
+	for _, n := range c.StatusStreams {
+		if n <= 0 || n > 1000000 {
+			return fmt.Errorf("loadtest: status streams: %d is not in 1..1000000", n)
+		}
+	}
+	if c.StreamHolders > 64 {
+		return fmt.Errorf("loadtest: stream holders: %d is over 64", c.StreamHolders)
+	}
+	for _, a := range c.SourceAddrs {
+		if net.ParseIP(a) == nil {
+			return fmt.Errorf("loadtest: source addrs: %q is not an IP address", a)
 		}
 	}
 	for _, p := range c.Only {

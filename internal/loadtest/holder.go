@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,17 +19,27 @@ import (
 // share its RLIMIT_NOFILE.
 const HolderEnv = "ONDUTY_LOADTEST_HOLDER"
 
-// holdRequest asks the holder to open more streams.
+// holdRequest asks the holder to open more streams (Op empty: visitor
+// streams, held unread), or works its status streams (followed, see
+// follower): Op "status" opens Count streams of Paths[0] from the Local
+// source addresses, "arm" starts noting arrivals of the widget status
+// Target, "collect" answers the arrivals, waiting up to WaitMS for the last.
 type holdRequest struct {
+	Op      string   `json:"op,omitempty"`
 	Addr    string   `json:"addr"`
 	Host    string   `json:"host"`
 	Paths   []string `json:"paths"`
 	Headers []string `json:"headers"` // one per path, "Name: value\r\n" lines
+	Count   int      `json:"count,omitempty"`
+	Local   []string `json:"local,omitempty"`
+	Target  string   `json:"target,omitempty"`
+	WaitMS  int64    `json:"wait_ms,omitempty"`
 }
 
 type holdAnswer struct {
-	Held  int    `json:"held"`
-	Error string `json:"error,omitempty"`
+	Held     int     `json:"held"`
+	Arrivals []int64 `json:"arrivals,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // Hold is the stream holder's main loop: for each JSON request read from
@@ -39,6 +50,8 @@ func Hold(ctx context.Context, r io.Reader, w io.Writer) error {
 	raiseNoFile(1 << 20)
 	h := &localHolder{}
 	defer h.close()
+	f := &follower{}
+	defer f.close()
 	dec := json.NewDecoder(r)
 	enc := json.NewEncoder(w)
 	for {
@@ -49,8 +62,27 @@ func Hold(ctx context.Context, r io.Reader, w io.Writer) error {
 			}
 			return fmt.Errorf("loadtest: holder: %w", err)
 		}
-		held, err := h.open(ctx, endpoint{addr: req.Addr, host: req.Host}, req.Paths, req.Headers)
-		a := holdAnswer{Held: held}
+		var a holdAnswer
+		var err error
+		ep := endpoint{addr: req.Addr, host: req.Host}
+		switch req.Op {
+		case "":
+			a.Held, err = h.open(ctx, ep, req.Paths, req.Headers)
+		case "status":
+			if len(req.Paths) != 1 {
+				err = errors.New("loadtest: holder: status streams need one path")
+				break
+			}
+			a.Held, err = f.open(ctx, ep, req.Paths[0], req.Count, req.Local)
+		case "arm":
+			f.arm(req.Target)
+			a.Held = f.held()
+		case "collect":
+			a.Arrivals = f.collect(time.Duration(req.WaitMS) * time.Millisecond)
+			a.Held = len(a.Arrivals)
+		default:
+			err = fmt.Errorf("loadtest: holder: unknown op %q", req.Op)
+		}
 		if err != nil {
 			a.Error = err.Error()
 		}
@@ -95,17 +127,23 @@ func startChildHolder(command []string) (*childHolder, error) {
 }
 
 func (h *childHolder) open(_ context.Context, ep endpoint, paths, headers []string) (int, error) {
-	if err := h.enc.Encode(holdRequest{Addr: ep.addr, Host: ep.host, Paths: paths, Headers: headers}); err != nil {
-		return 0, fmt.Errorf("loadtest: stream holder: %w", err)
-	}
+	a, err := h.ask(holdRequest{Addr: ep.addr, Host: ep.host, Paths: paths, Headers: headers})
+	return a.Held, err
+}
+
+// ask sends one request and reads its answer.
+func (h *childHolder) ask(req holdRequest) (holdAnswer, error) {
 	var a holdAnswer
+	if err := h.enc.Encode(req); err != nil {
+		return a, fmt.Errorf("loadtest: stream holder: %w", err)
+	}
 	if err := h.out.Decode(&a); err != nil {
-		return 0, fmt.Errorf("loadtest: stream holder: %w", err)
+		return a, fmt.Errorf("loadtest: stream holder: %w", err)
 	}
 	if a.Error != "" {
-		return a.Held, fmt.Errorf("loadtest: stream holder: %s", a.Error)
+		return a, fmt.Errorf("loadtest: stream holder: %s", a.Error)
 	}
-	return a.Held, nil
+	return a, nil
 }
 
 func (h *childHolder) close() {

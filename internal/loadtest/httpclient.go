@@ -201,7 +201,12 @@ type sseStream struct {
 // openSSE connects, asks for path and reads the response head; the stream
 // is ready for next. headers are extra header lines ("Name: value\r\n").
 func openSSE(ctx context.Context, ep endpoint, path, headers string) (*sseStream, error) {
-	c, err := dialer.DialContext(ctx, "tcp", ep.addr)
+	return openSSEVia(ctx, &dialer, ep, path, headers)
+}
+
+// openSSEVia is openSSE with d (a source address, say).
+func openSSEVia(ctx context.Context, d *net.Dialer, ep endpoint, path, headers string) (*sseStream, error) {
+	c, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: stream: connect: %w", err)
 	}

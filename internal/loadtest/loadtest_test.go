@@ -114,6 +114,16 @@ func TestQuickRunProducesEveryFigure(t *testing.T) {
 		}
 	}
 
+	if len(rep.StatusStreams) != len(cfg.StatusStreams) {
+		t.Fatalf("status stream rows = %d, want %d (limit: %q)", len(rep.StatusStreams), len(cfg.StatusStreams), rep.StatusStreamsLimit)
+	}
+	for i, c := range rep.StatusStreams {
+		if c.Streams != cfg.StatusStreams[i] || c.Held < int64(c.Streams) || c.RSSMB <= 0 || c.Goroutines <= 0 ||
+			c.Missed != 0 || c.PerStream.Count != uint64(c.Streams*cfg.Changes) || c.LastStream.Count != uint64(cfg.Changes) || c.LastStream.MaxMs <= 0 || c.FanOutMs <= 0 || c.FanOutAloneMs <= 0 {
+			t.Errorf("status stream row %+v: want %d streams held, each seeing all %d changes, RSS and goroutines", c, cfg.StatusStreams[i], cfg.Changes)
+		}
+	}
+
 	rt := rep.RedisRoundTrips
 	if rt == nil || rt.PerStatusRequest == nil {
 		t.Fatal("no Redis round-trip figures")
@@ -136,13 +146,38 @@ func TestQuickRunProducesEveryFigure(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Widget status", "bare_fiber", "Status propagation", "Relay latency", "Capacity", "Redis round trips"} {
+	for _, want := range []string{"Widget status", "bare_fiber", "Status propagation", "Relay latency", "Capacity", "Status streams", "Redis round trips"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
 	}
 	if testing.Verbose() {
 		t.Log("\n" + table.String())
+	}
+}
+
+// TestFitLine: the extrapolation of the change-to-last-stream p99 is the
+// least-squares line through the levels of 1000 streams or more.
+func TestFitLine(t *testing.T) {
+	row := func(n int, p99 float64) StatusStreamsRow {
+		return StatusStreamsRow{Streams: n, LastStream: Latency{P99ms: p99}}
+	}
+	for _, tc := range []struct {
+		name string
+		rows []StatusStreamsRow
+		want *StreamsFit
+	}{
+		{"one level", []StatusStreamsRow{row(100, 1), row(1000, 10)}, nil},
+		{"exact line", []StatusStreamsRow{row(100, 99), row(1000, 12), row(10000, 102)},
+			&StreamsFit{MsPer1000: 10, InterceptMs: 2, At100kP99ms: 1002, FromStreams: 1000, UpToStreams: 10000, LevelsFitted: 2}},
+		{"same level twice", []StatusStreamsRow{row(1000, 10), row(1000, 12)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := fitLine(tc.rows)
+			if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+				t.Errorf("fitLine = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 

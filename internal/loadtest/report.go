@@ -28,8 +28,16 @@ type Report struct {
 	Relay       []RelayRow         `json:"relay,omitempty"`
 	Capacity    []CapacityRow      `json:"capacity,omitempty"`
 	// CapacityLimit says what stopped the capacity phase short, if anything.
-	CapacityLimit   string      `json:"capacity_limit,omitempty"`
-	RedisRoundTrips *RoundTrips `json:"redis_round_trips,omitempty"`
+	CapacityLimit string `json:"capacity_limit,omitempty"`
+	// StatusStreams is the status-stream capacity phase, one row per level.
+	StatusStreams []StatusStreamsRow `json:"status_streams,omitempty"`
+	// StatusStreamsLimit says what stopped that phase short, if anything;
+	// StatusStreamsFiles is the server process's RLIMIT_NOFILE in force.
+	StatusStreamsLimit string `json:"status_streams_limit,omitempty"`
+	StatusStreamsFiles int    `json:"status_streams_files,omitempty"`
+	// StatusStreamsFit extrapolates the change-to-last-stream p99.
+	StatusStreamsFit *StreamsFit `json:"status_streams_fit,omitempty"`
+	RedisRoundTrips  *RoundTrips `json:"redis_round_trips,omitempty"`
 	// Targets compares the figures with the goals of docs/PERFORMANCE.md (reported, never enforced).
 	Targets []Target `json:"targets,omitempty"`
 }
@@ -66,6 +74,19 @@ func (r *Report) checkTargets() {
 		if c.Streams == 10000 {
 			add("RSS MB with 10000 visitor streams", "<= 300", c.RSSMB, c.RSSMB <= 300)
 		}
+	}
+	if n := len(r.StatusStreams); n > 0 {
+		top := r.StatusStreams[n-1]
+		add(fmt.Sprintf("status streams: RSS KB per stream at %d", top.Streams), "<= 4", top.RSSPerStreamKB, top.RSSPerStreamKB <= 4)
+		for _, s := range r.StatusStreams {
+			if s.Streams == 10000 {
+				add("status streams: change to last of 10000, p99 ms", "<= 100", s.LastStream.P99ms, s.LastStream.P99ms <= 100 && s.Missed == 0)
+			}
+		}
+		add(fmt.Sprintf("status streams: change to last of %d, p99 ms", top.Streams), "<= 1000", top.LastStream.P99ms, top.LastStream.P99ms <= 1000 && top.Missed == 0)
+	}
+	if f := r.StatusStreamsFit; f != nil {
+		add("status streams: change to last of 100000, p99 ms, extrapolated", "<= 1000", f.At100kP99ms, f.At100kP99ms <= 1000)
 	}
 }
 
@@ -165,6 +186,56 @@ type CapacityRow struct {
 	OpenedPerSecond     float64 `json:"opened_per_second"`
 }
 
+// StatusStreamsRow is status streams held on one instance, their client
+// ends in other processes: what they cost the server process and how long
+// a change of the widget status takes to reach them.
+type StatusStreamsRow struct {
+	Streams int   `json:"streams"`
+	Held    int64 `json:"held"` // the server's count of open streams
+	// RSSMB is the resident memory of the server process (both instances,
+	// the bare Fiber server, the fake Telegram, an embedded Redis if used),
+	// after a full collection.
+	RSSMB float64 `json:"rss_mb"`
+	// RSSPerStreamKB is the growth of RSS from no streams, per stream.
+	RSSPerStreamKB float64 `json:"rss_per_stream_kb"`
+	// HeapPerStreamKB is Go heap and stacks in use, per stream.
+	HeapPerStreamKB     float64 `json:"heap_per_stream_kb"`
+	Goroutines          int     `json:"goroutines"`
+	GoroutinesPerStream float64 `json:"goroutines_per_stream"`
+	OpenedPerSecond     float64 `json:"opened_per_second"`
+	Changes             int     `json:"changes"`
+	// PerStream is each stream's delay from the change (the SetStatus call)
+	// to its event; LastStream, per change, the delay until the last one.
+	PerStream  Latency `json:"per_stream"`
+	LastStream Latency `json:"last_stream"`
+	// Missed counts stream events that did not arrive within 30s.
+	Missed int `json:"missed"`
+	// FanOutMs is the server's mean time to write one change to all the
+	// streams (metrics.StatusFanOut): its part of LastStream.
+	FanOutMs float64 `json:"fanout_ms"`
+	// FanOutAloneMs is the same with the client processes stopped while
+	// the server writes (the events wait in the socket buffers): the
+	// server's fan-out with the CPUs to itself.
+	FanOutAloneMs float64 `json:"fanout_alone_ms"`
+	// ServerCPUPerStreamUs and ClientCPUPerStreamUs are the CPU time the
+	// server process and the client processes used during the changes, per
+	// stream and change: what the two cores are shared out between.
+	ServerCPUPerStreamUs float64 `json:"server_cpu_per_stream_us"`
+	ClientCPUPerStreamUs float64 `json:"client_cpu_per_stream_us"`
+}
+
+// StreamsFit is a least-squares line through the change-to-last-stream
+// p99 of the levels of 1000 streams or more, and where it reaches at
+// 100,000 streams (same design, more streams: no more than that).
+type StreamsFit struct {
+	MsPer1000    float64 `json:"ms_per_1000_streams"`
+	InterceptMs  float64 `json:"intercept_ms"`
+	At100kP99ms  float64 `json:"at_100k_p99_ms"`
+	FromStreams  int     `json:"from_streams"`
+	UpToStreams  int     `json:"up_to_streams"`
+	LevelsFitted int     `json:"levels_fitted"`
+}
+
 // RoundTrips counts Redis round trips (a command, or a whole pipeline).
 type RoundTrips struct {
 	// PerStatusRequest is in GET /status handlers (target: zero).
@@ -258,6 +329,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 		tw.Flush()
 		if r.CapacityLimit != "" {
 			fmt.Fprintln(w, "limit:", r.CapacityLimit)
+		}
+	}
+	if len(r.StatusStreams) > 0 {
+		fmt.Fprintln(w, "\nStatus streams  held on one instance, clients in other processes; latency from the change to each stream's event and to the last one's")
+		fmt.Fprintln(tw, "streams\theld\tRSS MB\tRSS KB/stream\theap+stacks KB/stream\tgoroutines\tgoroutines/stream\topened/s\tchanges\teach p50 ms\teach p99 ms\tlast p50 ms\tlast p99 ms\tlast max ms\tmissed\tserver fan-out ms\tfan-out, clients stopped, ms\tserver CPU µs/stream\tclient CPU µs/stream\t")
+		for _, c := range r.StatusStreams {
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", c.Streams, c.Held, c.RSSMB, c.RSSPerStreamKB, c.HeapPerStreamKB, c.Goroutines, c.GoroutinesPerStream, c.OpenedPerSecond, c.Changes,
+				c.PerStream.P50ms, c.PerStream.P99ms, c.LastStream.P50ms, c.LastStream.P99ms, c.LastStream.MaxMs, c.Missed, c.FanOutMs, c.FanOutAloneMs, c.ServerCPUPerStreamUs, c.ClientCPUPerStreamUs)
+		}
+		tw.Flush()
+		if f := r.StatusStreamsFit; f != nil {
+			fmt.Fprintf(w, "last-stream p99 fitted over %d levels (%d to %d streams): %.2f ms + %.2f ms per 1000 streams; at 100,000: %.0f ms\n", f.LevelsFitted, f.FromStreams, f.UpToStreams, f.InterceptMs, f.MsPer1000, f.At100kP99ms)
+		}
+		if r.StatusStreamsLimit != "" {
+			fmt.Fprintln(w, "limit:", r.StatusStreamsLimit)
 		}
 	}
 	if rt := r.RedisRoundTrips; rt != nil {

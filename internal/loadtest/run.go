@@ -33,7 +33,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer e.stop()
+	defer func() {
+		if e != nil { // the capacity phases replace e
+			e.stop()
+		}
+	}()
 	rep.Redis = e.redisDesc
 	if cfg.runs(PhaseStatus) {
 		if err := statusLoad(ctx, &cfg, e.inst[0].ep, &e.bare, string(propStatus), e.roundTrips, rep); err != nil {
@@ -56,16 +60,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if cfg.runs(PhaseCapacity) {
-		// A fresh deployment: nothing left over from the other phases
-		// (streams a server has not noticed are gone, garbage) in the figures.
+	// The capacity phases each run on a fresh deployment: nothing left over
+	// from the other phases (streams a server has not noticed are gone,
+	// garbage) in the figures.
+	for _, ph := range []struct {
+		name string
+		run  func(*env, context.Context, *Config, *Report) error
+	}{{PhaseCapacity, (*env).capacity}, {PhaseStreams, (*env).statusStreams}} {
+		if !cfg.runs(ph.name) {
+			continue
+		}
 		e.stop()
-		c, err := startEnv(ctx, &cfg)
-		if err != nil {
+		if e, err = startEnv(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		defer c.stop()
-		if err := c.capacity(ctx, &cfg, rep); err != nil {
+		if err := ph.run(e, ctx, &cfg, rep); err != nil {
 			return nil, err
 		}
 	}

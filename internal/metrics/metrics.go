@@ -74,6 +74,18 @@ var (
 		Name: "onduty_chat_ratings", Help: "Visitors' ratings (1-5) of closed chats.",
 		Buckets: []float64{1, 2, 3, 4, 5},
 	}, []string{"property"})
+	// StreamsDropped counts held status streams closed because a write
+	// failed or did not finish within its deadline (a client that stopped
+	// reading, or is gone); the widget reconnects.
+	StreamsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onduty_streams_dropped_total", Help: "Status streams closed because a write failed or timed out (slow or gone client).",
+	})
+	// StatusFanOut is how long one change of a property's widget status
+	// took to be written to all of its held status streams.
+	StatusFanOut = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "onduty_status_fanout_seconds", Help: "Time to write one widget status change to every held status stream of the property.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+	})
 	// MissedChats counts chats nobody accepted within queue_timeout.
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
@@ -102,7 +114,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
-		AcceptErrors, ConnectionsRefused, Refused,
+		AcceptErrors, ConnectionsRefused, Refused, StreamsDropped, StatusFanOut,
 		Emails, ChatRatings,
 	)
 	// Every result from the start, so that a dashboard sees zeros, not gaps.
