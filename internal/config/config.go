@@ -153,6 +153,20 @@ type Property struct {
 	Prechat    Prechat       `yaml:"prechat"`
 	// Canned replies by name: "/reply NAME" sends the text as the agent.
 	Canned map[string]string `yaml:"canned"`
+	// Widget is the widget's look; empty fields keep its defaults.
+	Widget Widget `yaml:"widget"`
+}
+
+// Widget is a property's widget appearance.
+type Widget struct {
+	// Color: "#rrggbb" or "#rgb"; default the widget's blue.
+	Color string `yaml:"color"`
+	// Position: right (default) or left.
+	Position string `yaml:"position"`
+	// Title of the open panel; default "Chat" in the visitor's language.
+	Title string `yaml:"title"`
+	// Language: en, de, fr, es or ru; default the page's lang (else en).
+	Language string `yaml:"language"`
 }
 
 // Agent is one support agent.

@@ -16,6 +16,7 @@ func (c *Config) PresenceProperties() []presence.Property {
 			Greetings: map[presence.Status]string{
 				presence.Online: p.Greetings.Online, presence.Away: p.Greetings.Away, presence.Offline: p.Greetings.Offline,
 			},
+			Look:  presence.Look{Color: p.Widget.Color, Position: p.Widget.Position, Title: p.Widget.Title, Language: p.Widget.Language},
 			Email: c.Email != nil,
 			Prechat: presence.Prechat{Name: presence.FieldRule(p.Prechat.Name), Email: presence.FieldRule(p.Prechat.Email),
 				Consent: p.Prechat.Consent}.WithDefaults(),

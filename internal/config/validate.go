@@ -117,6 +117,7 @@ func (c *Config) Validate() Problems {
 				add(k, "the text must be 1 to 4000 characters")
 			}
 		}
+		checkWidget(add, key+".widget", p.Widget)
 		a := p.Assignment
 		if a.Strategy != "least_loaded" && a.Strategy != "broadcast" {
 			add(key+".assignment.strategy", "%q: want least_loaded or broadcast", a.Strategy)
@@ -304,6 +305,37 @@ func validWebhookSecret(s string) bool {
 func validIDChars(s string) bool {
 	for _, r := range s {
 		if !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxWidgetTitle bounds widget.title: it is one line in the panel's header.
+const maxWidgetTitle = 60
+
+func checkWidget(add func(key, format string, args ...any), key string, w Widget) {
+	if w.Color != "" && !hexColor(w.Color) {
+		add(key+".color", "%q: want a colour like #1f6feb or #16a", w.Color)
+	}
+	if w.Position != "" && w.Position != "right" && w.Position != "left" {
+		add(key+".position", "%q: want right or left", w.Position)
+	}
+	if n := utf8.RuneCountInString(w.Title); n > maxWidgetTitle || strings.ContainsAny(w.Title, "\r\n") {
+		add(key+".title", "want one line of at most %d characters", maxWidgetTitle)
+	}
+	if w.Language != "" && !slices.Contains(presence.WidgetLanguages, w.Language) {
+		add(key+".language", "%q: want one of %s", w.Language, strings.Join(presence.WidgetLanguages, ", "))
+	}
+}
+
+// hexColor reports whether s is "#rgb" or "#rrggbb".
+func hexColor(s string) bool {
+	if len(s) != 4 && len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
 	}
