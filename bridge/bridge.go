@@ -44,6 +44,9 @@ type Routing struct {
 	// emailed (with an email sender, to a visitor who gave an address), at
 	// most one email per chat per EmailAfter. Zero means 2m.
 	EmailAfter time.Duration
+	// Canned holds the property's canned replies by name (lower case):
+	// "/reply NAME" sends one as the agent. Nil means none.
+	Canned map[string]string
 }
 
 func (r Routing) withDefaults() Routing {

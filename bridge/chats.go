@@ -132,6 +132,7 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 	if n, err := strconv.Atoi(f["returning"]); err == nil {
 		cv.Visitor.Returning = n
 	}
+	cv.Visitor.ID = f["vid"] // not in the visitor JSON: never shown to agents
 	for _, m := range mon.Val() {
 		cv.Monitors = append(cv.Monitors, presence.AgentID(m))
 	}
@@ -141,28 +142,53 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 	return cv, nil
 }
 
-// addMessageScript appends a message to an open chat's transcript.
+// addMessageScript appends a message to an open chat's transcript. A
+// visitor's message (KEYS[3] given) is refused while the chat, the address
+// it was started from or its visitor id is blocked (see block.go); the two
+// latter keys are built from ARGV[3], ARGV[4] and the chat's fields, and
+// carry the chat's hash tag, so they are in the chat's slot. One script for
+// both senders: whichever comes first loads it for the other.
 var addMessageScript = redis.NewScript(`
 -- KEYS[1] chat hash   KEYS[2] transcript stream
+-- KEYS[3] the chat's block mark (visitor messages only)
 -- ARGV[1] message JSON   ARGV[2] now, unix ms
--- Returns the stream id, or 'missing' / 'closed'.
+-- ARGV[3] address block key prefix, ARGV[4] visitor id block key prefix
+-- (visitor messages only)
+-- Returns the stream id, or 'missing' / 'closed' / 'blocked'.
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
 if st == 'closed' then return 'closed' end
+if #KEYS == 3 then
+  local function inforce(v)
+    if not v then return false end
+    local u = tonumber(string.match(v, '|(%d+)$'))
+    return u ~= nil and u > tonumber(ARGV[2])
+  end
+  if inforce(redis.call('GET', KEYS[3])) then return 'blocked' end
+  local who = redis.call('HMGET', KEYS[1], 'ip', 'vid')
+  if who[1] and who[1] ~= '' and inforce(redis.call('GET', ARGV[3] .. who[1])) then return 'blocked' end
+  if who[2] and who[2] ~= '' and inforce(redis.call('GET', ARGV[4] .. who[2])) then return 'blocked' end
+end
 local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
 redis.call('HSET', KEYS[1], 'last', ARGV[2])
 return id
 `)
 
 // appendMessage stores m in the chat's transcript and returns it with its id.
+// A visitor's message is refused (ErrBlocked) while the visitor is blocked.
 func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Message) (Message, error) {
 	m.ID = ""
 	body, err := json.Marshal(m)
 	if err != nil {
 		return Message{}, fmt.Errorf("bridge: encode message: %w", err)
 	}
-	res, err := addMessageScript.Run(ctx, b.rdb,
-		[]string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}, body, ms(m.At)).Text()
+	keys := []string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}
+	args := []any{body, ms(m.At)}
+	if m.From == FromVisitor {
+		keys = append(keys, b.keys.BlockChat(p, m.Chat))
+		args = append(args, b.keys.BlockIP(p, ""), b.keys.BlockVisitor(p, ""))
+	}
+	res, err := addMessageScript.Run(ctx, b.rdb, keys, args...).Text()
 	if err != nil {
 		return Message{}, unavailable("store message", err)
 	}
@@ -171,6 +197,9 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 		return Message{}, ErrUnknownChat
 	case "closed":
 		return Message{}, ErrChatClosed
+	case "blocked":
+		metrics.BlockedRequests.WithLabelValues(string(p), "message").Inc()
+		return Message{}, ErrBlocked
 	}
 	m.ID = res
 	return m, nil
@@ -231,6 +260,19 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 			v.Email = id.Email
 		}
 	}
+	if !ValidVisitorID(v.ID) {
+		v.ID = ""
+	}
+	if err := b.blockedVisitor(ctx, p, v); err != nil {
+		if errors.Is(err, ErrBlocked) {
+			kind := "chat"
+			if offline {
+				kind = "offline_message"
+			}
+			metrics.BlockedRequests.WithLabelValues(string(p), kind).Inc()
+		}
+		return chatView{}, Message{}, "", err
+	}
 	now := b.now()
 	id, token := newChatID(), newToken()
 	cv := chatView{Chat: Chat{
@@ -250,7 +292,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	pipe := b.rdb.Pipeline()
 	pipe.Set(ctx, b.keys.ChatProperty(id), string(p), 0)
 	fields := []any{"state", string(Pending), "offline", off,
-		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token}
+		"created", ms(now), "last", ms(now), "visitor", vis, "token", cv.token, "ip", blockKey(v.IP), "vid", v.ID}
 	if v.Email != "" && b.emailOn() {
 		cv.link = token
 		fields = append(fields, "link", token)

@@ -27,6 +27,8 @@ const helpText = `Commands:
 /close — close the current chat
 /transfer NAME — hand the current chat to a teammate
 /monitor — watch the current chat without taking it
+/reply NAME — send a canned reply in the current chat; /reply alone lists them
+/block [DURATION] — block the current chat's visitor (default 30 days); /unblock lifts it
 Reply to a visitor's message to answer it. Start with // for a note only the team sees.`
 
 // Handle takes one agent action from an adapter. Every action counts as
@@ -165,6 +167,12 @@ func (b *Bridge) command(ctx context.Context, agent presence.Agent, act Action) 
 		return b.transfer(ctx, agent, act, args)
 	case "monitor":
 		return b.monitor(ctx, agent, act)
+	case "reply":
+		return b.cannedReply(ctx, agent, act, args)
+	case "block":
+		return b.blockCommand(ctx, agent, act, args)
+	case "unblock":
+		return b.unblockCommand(ctx, agent, act)
 	case "help", "":
 		return Reply{Text: helpText, Private: true}, nil
 	}

@@ -15,6 +15,7 @@
 //	active    /transfer NAME by the owner             active    transferScript (new owner)
 //	any open  /close (owner; anyone while unowned)    closed    closeScript
 //	any open  CloseByVisitor                          closed    closeScript
+//	any open  /block (owner; anyone while unowned)    closed    closeScript; visitor blocked (block.go)
 //	active    close_after_idle without messages       closed    idle timer → closeScript
 //
 // pending* is a pending chat with Offline set: an offline message.
@@ -50,8 +51,11 @@
 //	                                     read (last message id the visitor saw),
 //	                                     emailed (last reply id emailed),
 //	                                     mailed_at, email_error (a 5xx answer);
-//	                                     rating (JSON) once rated; returning
-//	                                     (chats the visitor started before)
+//	                                     rating (JSON) once rated; always ip
+//	                                     (the client address, an IPv6 one as
+//	                                     its /64), vid (the widget's visitor id);
+//	                                     returning (chats the visitor started
+//	                                     before)
 //	{p}:msgs:ID                  stream  transcript, field m = Message JSON        ClosedChatTTL after close
 //	                                     (notes included, marked Note)
 //	{p}:offered:ID               set     agents the chat was offered to            ClosedChatTTL after close
@@ -65,6 +69,11 @@
 //	{p}:seen:HASH                string  chats started by one visitor identifier    365d after the last
 //	                                     (hashed widget visitor id, verified user
 //	                                     id or email): "returning visitor"
+//	{p}:block:ID                 string  a block's record (Block JSON)              when the block ends
+//	{p}:blocks                   zset    block ids by end (ms)                     none (ended ones pruned on read)
+//	{p}:blocked:chat:ID          string  "blockid|until-ms": the chat is blocked   when the block ends
+//	{p}:blocked:ip:ADDR          string  "blockid|until-ms": the address is blocked when the block ends
+//	{p}:blocked:vid:VID          string  "blockid|until-ms": the visitor id is blocked when the block ends
 //	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
 //	dedup:KEY                    string  handled platform event                     24h

@@ -171,8 +171,8 @@ const seenTTL = 365 * 24 * time.Hour
 // their next chat: the widget's visitor id, the verified user id, the email.
 func visitorMarks(v Visitor) []string {
 	var out []string
-	if v.VisitorID != "" {
-		out = append(out, "v|"+v.VisitorID)
+	if v.ID != "" {
+		out = append(out, "v|"+v.ID)
 	}
 	if v.Identity != nil && v.Identity.Verified && v.Identity.UserID != "" {
 		out = append(out, "u|"+v.Identity.UserID)

@@ -37,7 +37,7 @@ func BenchmarkStartChat(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				v := tc.v
-				v.VisitorID = fmt.Sprintf("vid-%d", i%50) // some return
+				v.ID = fmt.Sprintf("visitor-id-%06d", i%50) // some return
 				i++
 				if _, _, err := in.b.StartChat(ctx, "acme", v, "hello"); err != nil {
 					b.Fatal(err)

@@ -91,13 +91,13 @@ func TestReturningVisitor(t *testing.T) {
 		v    Visitor
 		want int
 	}{
-		{Visitor{VisitorID: "vid-a"}, 0},
-		{Visitor{VisitorID: "vid-a"}, 1},
-		{Visitor{VisitorID: "vid-b", Identity: verified}, 0},
+		{Visitor{ID: "vid-aaaaaaaaaaaaaaaa"}, 0},
+		{Visitor{ID: "vid-aaaaaaaaaaaaaaaa"}, 1},
+		{Visitor{ID: "vid-bbbbbbbbbbbbbbbb", Identity: verified}, 0},
 		{Visitor{Identity: verified}, 1},
 		{Visitor{Identity: &Identity{UserID: "u-1"}}, 0},
 		{Visitor{Email: "Ann@Example.com"}, 0},
-		{Visitor{Email: "ann@example.com", VisitorID: "vid-a"}, 2},
+		{Visitor{Email: "ann@example.com", ID: "vid-aaaaaaaaaaaaaaaa"}, 2},
 	}
 	for i, s := range steps {
 		if got := start(s.v); got != s.want {
@@ -117,7 +117,7 @@ func TestEraseVisitor(t *testing.T) {
 	const addr = "erase.me@example.com"
 	start := func(email, text string) ChatID {
 		t.Helper()
-		c, _, err := in.b.StartChat(ctx, "acme", Visitor{Name: "E", Email: email, VisitorID: "vid-" + email}, text)
+		c, _, err := in.b.StartChat(ctx, "acme", Visitor{Name: "E", Email: email, ID: "vid-" + strings.NewReplacer("@", "-", ".", "-").Replace(email)}, text)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,6 +65,27 @@ func (k keys) File(p presence.PropertyID, id ChatID, key string) string {
 // which tells a returning visitor.
 func (k keys) Seen(p presence.PropertyID, hash string) string { return k.tag(p) + "seen:" + hash }
 
+// Block is one block's record (JSON), expiring when the block ends.
+func (k keys) Block(p presence.PropertyID, id string) string { return k.tag(p) + "block:" + id }
+
+// Blocks is the sorted set of a property's block ids by end (unix ms).
+func (k keys) Blocks(p presence.PropertyID) string { return k.tag(p) + "blocks" }
+
+// BlockChat marks a blocked chat: "blockid|until-ms".
+func (k keys) BlockChat(p presence.PropertyID, id ChatID) string {
+	return k.tag(p) + "blocked:chat:" + string(id)
+}
+
+// BlockIP marks a blocked client address (IPv4, or an IPv6 /64): "blockid|until-ms".
+func (k keys) BlockIP(p presence.PropertyID, ip string) string {
+	return k.tag(p) + "blocked:ip:" + ip
+}
+
+// BlockVisitor marks a blocked visitor id (the widget's): "blockid|until-ms".
+func (k keys) BlockVisitor(p presence.PropertyID, vid string) string {
+	return k.tag(p) + "blocked:vid:" + vid
+}
+
 // ChatProperty maps a chat id to its property (a chat id alone names no slot).
 func (k keys) ChatProperty(id ChatID) string { return k.prefix + "chatp:" + string(id) }
 

@@ -61,14 +61,28 @@ type Visitor struct {
 	// Browser and OS come from the User-Agent ("Chrome 118", "Windows").
 	Browser string `json:"browser,omitempty"`
 	OS      string `json:"os,omitempty"`
-	// VisitorID is the random id the widget keeps in the browser; with the
-	// verified user id and the email it tells a returning visitor.
-	VisitorID string `json:"visitor_id,omitempty"`
 	// Returning is how many chats this visitor started before (set by the
 	// bridge when the chat starts).
 	Returning int `json:"returning,omitempty"`
 	// Identity is what the site said about the visitor (window.onduty.identify).
 	Identity *Identity `json:"identity,omitempty"`
+	// ID is the widget's random id of the visitor's browser, if it sent one
+	// (ValidVisitorID; not shown to agents). Blocks follow it.
+	ID string `json:"-"`
+}
+
+// ValidVisitorID reports whether s may be a visitor id: 16 to 64 of
+// [A-Za-z0-9_-] (the widget sends 32 hex digits).
+func ValidVisitorID(s string) bool { return len(s) >= 16 && len(s) <= 64 && validIDChars(s) }
+
+func validIDChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Chat is a conversation between one visitor and the property's agents.

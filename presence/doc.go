@@ -43,6 +43,18 @@
 // The bot asks "Still on duty?" at PromptAt, shortly before an activity agent
 // would count as offline; any activity restores S.
 //
+// # Schedule
+//
+// A property's Schedule holds weekly hours, closed days and special days in
+// its time zone (wall clock, so DST moves nothing). A closed day is closed
+// from its midnight to the next, whatever the weekly hours and a special day
+// say; a special day's hours replace its weekday's. Nothing is precomputed:
+// Widget asks Schedule.Open at the time it is given, and the Watcher
+// recomputes every property each Tick (1s), so the widget goes offline at a
+// closed day's midnight, and back, within a second and without any request
+// or activity. Report.Closed names the closed day, and Reason says
+// "closed: holiday DATE (ZONE)".
+//
 // # Concurrency
 //
 // Store and Watcher are safe for concurrent use. Watcher.Snapshot is lock-free.

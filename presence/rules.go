@@ -108,6 +108,8 @@ type Property struct {
 	OfflineMode Mode
 	// Schedule limits the hours the widget can be live; nil means always.
 	Schedule *Schedule
+	// Look is how the widget presents itself; the zero value is its defaults.
+	Look Look
 	// Email is true when the server sends email (SPEC §9): only then may the
 	// widget promise an answer by email.
 	Email bool
@@ -149,6 +151,24 @@ func (p Prechat) WithDefaults() Prechat {
 	return p
 }
 
+// Look is a property's widget appearance (config key widget). Empty fields
+// leave the widget's own defaults: its blue, the right corner, "Chat" in the
+// visitor's language, the page's lang.
+type Look struct {
+	// Color is "#rrggbb" or "#rgb": the launcher, the header and the
+	// visitor's bubbles.
+	Color string `json:"color,omitempty"`
+	// Position is "right" or "left".
+	Position string `json:"position,omitempty"`
+	// Title is the panel's heading.
+	Title string `json:"title,omitempty"`
+	// Language is one of WidgetLanguages; it overrides the page's lang.
+	Language string `json:"language,omitempty"`
+}
+
+// WidgetLanguages are the languages the widget ships labels for.
+var WidgetLanguages = []string{"en", "de", "fr", "es", "ru"}
+
 // DefaultGreetings are used where a property sets none.
 var DefaultGreetings = map[Status]string{
 	Online:  "We're online. How can we help?",
@@ -180,6 +200,8 @@ type WidgetStatus struct {
 	Email bool `json:"email"`
 	// Prechat is the pre-chat form the widget shows.
 	Prechat Prechat `json:"prechat"`
+	// Widget is the property's Look, omitted when it sets none.
+	Widget Look `json:"widget,omitzero"`
 }
 
 // AgentView is one agent with its stored state.
@@ -204,9 +226,12 @@ type AgentReport struct {
 // Report is a widget status with the reasons behind it.
 type Report struct {
 	WidgetStatus
-	InSchedule bool          `json:"in_schedule"`
-	Reason     string        `json:"reason"`
-	Agents     []AgentReport `json:"agents"`
+	InSchedule bool `json:"in_schedule"`
+	// Closed is the closed day (schedule.closed, YYYY-MM-DD) the property is
+	// in now, if any.
+	Closed string        `json:"closed,omitempty"`
+	Reason string        `json:"reason"`
+	Agents []AgentReport `json:"agents"`
 }
 
 // Widget computes a property's widget status (SPEC §3) from its agents.
@@ -236,7 +261,12 @@ func Widget(p Property, agents []AgentView, now time.Time) Report {
 	switch {
 	case !r.InSchedule:
 		r.Reason = "outside the schedule"
-		if p.Schedule != nil {
+		if d, ok := p.Schedule.ClosedOn(now); ok {
+			r.Closed = d.String()
+			r.Reason = fmt.Sprintf("closed: holiday %s (%s)", d, p.Schedule.Location)
+		} else if d, ok := p.Schedule.SpecialOn(now); ok {
+			r.Reason = fmt.Sprintf("outside the special hours of %s (%s)", d, p.Schedule.Location)
+		} else if p.Schedule != nil {
 			r.Reason = fmt.Sprintf("outside the schedule (%s)", p.Schedule.Location)
 		}
 	case len(online) > 0:
@@ -249,7 +279,7 @@ func Widget(p Property, agents []AgentView, now time.Time) Report {
 		r.Reason = "nobody online or away"
 	}
 	r.WidgetStatus = WidgetStatus{Property: p.ID, Status: st, Mode: ModeLive, Greeting: p.greeting(st),
-		Email: p.Email, Prechat: p.Prechat.WithDefaults()}
+		Email: p.Email, Prechat: p.Prechat.WithDefaults(), Widget: p.Look}
 	if st == Offline {
 		r.Mode = p.offlineMode()
 	}

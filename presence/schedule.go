@@ -9,12 +9,46 @@ import (
 
 // Schedule is a property's weekly opening hours in its time zone. Hours are
 // wall-clock times, so a DST change moves them with the clock. A span whose end
-// is not after its start runs past midnight into the next day.
+// is not after its start runs past midnight into the next day. Closed days and
+// special days (see AddClosures) override the weekly hours for whole dates.
 type Schedule struct {
 	Location *time.Location
 	// Days holds the spans of each weekday, indexed by time.Weekday.
 	Days [7][]Span
+	// Closed lists whole days, in Location, when the property is closed.
+	Closed []DateRange
+	// Special replaces the weekly hours of a date (nil or empty spans: closed).
+	Special map[Date][]Span
 }
+
+// Date is a calendar day as a number YYYYMMDD, so dates compare as numbers.
+type Date int
+
+// DateOf is the calendar day of t in its own location.
+func DateOf(t time.Time) Date {
+	y, m, d := t.Date()
+	return Date(y*10000 + int(m)*100 + d)
+}
+
+// String writes the date as YYYY-MM-DD.
+func (d Date) String() string {
+	return fmt.Sprintf("%04d-%02d-%02d", int(d)/10000, int(d)/100%100, int(d)%100)
+}
+
+// ParseDate reads "YYYY-MM-DD" (a real date of the calendar).
+func ParseDate(s string) (Date, error) {
+	t, err := time.Parse("2006-01-02", strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a date YYYY-MM-DD", s)
+	}
+	return DateOf(t), nil
+}
+
+// DateRange is an inclusive range of days.
+type DateRange struct{ From, To Date }
+
+// Contains reports whether d is within the range.
+func (r DateRange) Contains(d Date) bool { return d >= r.From && d <= r.To }
 
 // Span is one opening interval in minutes after midnight: [Start, End).
 // End may be 1440 ("24:00"); End <= Start means it ends the next day.
@@ -38,7 +72,13 @@ func ParseSchedule(tz string, hours map[string][]string) (*Schedule, []error) {
 			s.Location = loc
 		}
 	} else {
-		errs = append(errs, fmt.Errorf("timezone: required with hours"))
+		errs = append(errs, fmt.Errorf("timezone: required (hours and dates are in the property's time zone)"))
+	}
+	if len(hours) == 0 {
+		// No weekly hours (only closures, say): open all day, every day.
+		for d := range s.Days {
+			s.Days[d] = []Span{{Start: 0, End: 1440}}
+		}
 	}
 	days := make([]string, 0, len(hours))
 	for d := range hours {
@@ -98,14 +138,117 @@ func parseClock(s string) (int, error) {
 	return h*60 + m, nil
 }
 
-// Open reports whether t falls within the schedule. A nil schedule is always open.
+// AddClosures adds closed days ("2026-12-25" or an inclusive range
+// "2026-12-31..2027-01-01") and special days (date → "HH:MM-HH:MM" spans that
+// replace that day's weekly hours; an empty list closes the day). It returns
+// every problem found, each naming the key below "schedule".
+func (s *Schedule) AddClosures(closed []string, special map[string][]string) []error {
+	var errs []error
+	for i, txt := range closed {
+		a, b, isRange := strings.Cut(txt, "..")
+		from, err := ParseDate(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("closed[%d]: %w (or a range YYYY-MM-DD..YYYY-MM-DD)", i, err))
+			continue
+		}
+		to := from
+		if isRange {
+			if to, err = ParseDate(b); err != nil {
+				errs = append(errs, fmt.Errorf("closed[%d]: %w (or a range YYYY-MM-DD..YYYY-MM-DD)", i, err))
+				continue
+			}
+			if to < from {
+				errs = append(errs, fmt.Errorf("closed[%d]: %q: the range ends before it starts", i, txt))
+				continue
+			}
+		}
+		s.Closed = append(s.Closed, DateRange{From: from, To: to})
+	}
+	dates := make([]string, 0, len(special))
+	for d := range special {
+		dates = append(dates, d)
+	}
+	sort.Strings(dates)
+	for _, txt := range dates {
+		d, err := ParseDate(txt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("special.%s: %w", txt, err))
+			continue
+		}
+		if s.Special == nil {
+			s.Special = make(map[Date][]Span)
+		}
+		spans := []Span{}
+		for i, sp := range special[txt] {
+			parsed, err := parseSpan(sp)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("special.%s[%d]: %w", txt, i, err))
+				continue
+			}
+			spans = append(spans, parsed)
+		}
+		s.Special[d] = spans
+	}
+	return errs
+}
+
+// ClosedOn reports whether the day of t (in the schedule's time zone) is a
+// closed day, and which.
+func (s *Schedule) ClosedOn(t time.Time) (Date, bool) {
+	if s == nil {
+		return 0, false
+	}
+	d := DateOf(t.In(s.Location))
+	return d, s.closed(d)
+}
+
+func (s *Schedule) closed(d Date) bool {
+	for _, r := range s.Closed {
+		if r.Contains(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// spansOn is the opening hours of a date: none on a closed day, a special
+// day's own hours, else the weekly hours of its weekday.
+func (s *Schedule) spansOn(day time.Time) []Span {
+	d := DateOf(day)
+	if s.closed(d) {
+		return nil
+	}
+	if sp, ok := s.Special[d]; ok {
+		return sp
+	}
+	return s.Days[day.Weekday()]
+}
+
+// SpecialOn reports whether the day of t has special hours.
+func (s *Schedule) SpecialOn(t time.Time) (Date, bool) {
+	if s == nil {
+		return 0, false
+	}
+	d := DateOf(t.In(s.Location))
+	_, ok := s.Special[d]
+	return d, ok && !s.closed(d)
+}
+
+// Open reports whether t falls within the schedule. A nil schedule is always
+// open. A closed day is closed from its midnight to the next, even for a span
+// of the day before that runs past midnight.
 func (s *Schedule) Open(t time.Time) bool {
 	if s == nil {
 		return true
 	}
 	lt := t.In(s.Location)
 	m := lt.Hour()*60 + lt.Minute()
-	for _, sp := range s.Days[lt.Weekday()] {
+	y, mo, d := lt.Date()
+	today := time.Date(y, mo, d, 12, 0, 0, 0, time.UTC) // the civil day only
+	if s.closed(DateOf(today)) {
+		return false
+	}
+	for _, sp := range s.spansOn(today) {
 		if sp.End > sp.Start && m >= sp.Start && m < sp.End {
 			return true
 		}
@@ -113,8 +256,7 @@ func (s *Schedule) Open(t time.Time) bool {
 			return true
 		}
 	}
-	yesterday := (lt.Weekday() + 6) % 7
-	for _, sp := range s.Days[yesterday] {
+	for _, sp := range s.spansOn(today.AddDate(0, 0, -1)) {
 		if sp.End < sp.Start && m < sp.End {
 			return true
 		}
@@ -127,5 +269,19 @@ func (s *Schedule) String() string {
 	if s == nil {
 		return "always"
 	}
-	return "weekly hours in " + s.Location.String()
+	out := "weekly hours in " + s.Location.String()
+	if n := len(s.Closed); n > 0 {
+		out += fmt.Sprintf(", %d %s", n, plural(n, "closure", "closures"))
+	}
+	if n := len(s.Special); n > 0 {
+		out += fmt.Sprintf(", %d special %s", n, plural(n, "day", "days"))
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -214,7 +214,7 @@ func (w *Watcher) recompute(props ...PropertyID) {
 
 // sameReport ignores the wording of reasons (idle times change every second).
 func sameReport(a, b Report) bool {
-	if a.WidgetStatus != b.WidgetStatus || a.InSchedule != b.InSchedule || len(a.Agents) != len(b.Agents) {
+	if a.WidgetStatus != b.WidgetStatus || a.InSchedule != b.InSchedule || a.Closed != b.Closed || len(a.Agents) != len(b.Agents) {
 		return false
 	}
 	for i := range a.Agents {

@@ -24,6 +24,7 @@ func TestBrowserAdminBoard(t *testing.T) {
 	wait.For(t, "alice online", func() bool { return e.watcher.Effective(agentAlice) == presence.Online })
 	base := e.serve()
 	ctx := newBrowser(t)
+	emulate(t, ctx, desktop)
 
 	const alice = `document.querySelector('section[data-property=acme] tr[data-agent=alice]')`
 	run(t, ctx, "open the board", chromedp.Navigate(base+"/admin"))
@@ -80,6 +81,8 @@ func TestBrowserAdminBoard(t *testing.T) {
 		waitJS(t, ctx, "pending chat listed", `document.querySelectorAll('section[data-property=acme] ul[data-list=pending] li[data-chat]').length === 1`)
 		waitJS(t, ctx, "with its wait and text", `(() => { const li = document.querySelector('section[data-property=acme] ul[data-list=pending] li[data-chat]');
 			return li.textContent.includes('Vic') && li.textContent.includes('waiting') && li.textContent.includes('Is anyone there?'); })()`)
+		run(t, ctx, "show acme", chromedp.Evaluate[chromedp.Void](`document.querySelector('section[data-property=acme]').scrollIntoView(); scrollBy(0, -76)`))
+		screenshot(t, ctx, desktop, "admin-board")
 	})
 
 	t.Run("the agent goes away without a reload", func(t *testing.T) {

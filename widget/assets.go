@@ -13,7 +13,11 @@ import (
 )
 
 //go:embed assets/widget.js
-var widgetJS []byte
+var widgetSource []byte
+
+// widgetJS is widget.js as served: the source without its comment lines and
+// indentation, which readers need and browsers do not.
+var widgetJS = compactJS(widgetSource)
 
 //go:embed assets/index.html
 var demoHTML []byte
@@ -57,4 +61,20 @@ func (a asset) serve(c *fiber.Ctx) error {
 		return c.Send(a.gz)
 	}
 	return c.Send(a.body)
+}
+
+// compactJS drops the lines that are only a // comment, blank lines and
+// leading indentation. It relies on widget.js's style: no string or template
+// literal spans lines, so no such line is inside one.
+func compactJS(src []byte) []byte {
+	out := make([]byte, 0, len(src))
+	for line := range bytes.SplitSeq(src, []byte("\n")) {
+		l := bytes.TrimLeft(line, " \t")
+		if len(l) == 0 || bytes.HasPrefix(l, []byte("//")) {
+			continue
+		}
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package widget
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -67,9 +68,18 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 }
 
 // waitJS polls a JavaScript expression in the page until it is true.
+// A poll that starts while a reload replaces the page can lose its
+// JavaScript context; it is asked again in the new one.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	run(t, ctx, what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(browserWait)))
+	poll := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(browserWait))
+	err := chromedp.Do(ctx, poll)
+	if err != nil && strings.Contains(err.Error(), "Cannot find context with specified id") {
+		err = chromedp.Do(ctx, poll)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
 
 func TestBrowserWidget(t *testing.T) {
@@ -116,13 +126,21 @@ func TestBrowserWidget(t *testing.T) {
 		if c.Visitor.Name != "Vic" || !strings.HasPrefix(c.Visitor.PageURL, base) {
 			t.Errorf("visitor %+v", c.Visitor)
 		}
-		waitJS(t, ctx, "own message shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor')].some(m => m.textContent === 'Hello from the browser')`)
+		// The browser's visitor id (for blocks), kept in localStorage.
+		stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem('onduty:vid') || ''`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bridge.ValidVisitorID(c.Visitor.ID) || c.Visitor.ID != stored {
+			t.Errorf("visitor id %q, stored %q", c.Visitor.ID, stored)
+		}
+		waitJS(t, ctx, "own message shown", hasMsg("visitor", "Hello from the browser"))
 		wait.For(t, "event stream open", func() bool { return e.chats.Subscribers(chatID) == 1 })
 
 		e.chats.Join(chatID, agentAlice, "Alice")
 		e.chats.Reply(chatID, agentAlice, "Alice", "Hi Vic, Alice here.", false)
 		waitJS(t, ctx, "agent joined", `document.getElementById('onduty-messages').textContent.includes('Alice joined the chat.')`)
-		waitJS(t, ctx, "agent reply shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent === 'AliceHi Vic, Alice here.')`)
+		waitJS(t, ctx, "agent reply shown", hasMsg("agent", "Hi Vic, Alice here."))
 
 		run(t, ctx, "answer",
 			chromedp.SendKeys(chromedp.CSS("#onduty-input"), "Where is my order?"),
@@ -142,7 +160,7 @@ func TestBrowserWidget(t *testing.T) {
 		waitJS(t, ctx, "transcript restored", `document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length === 3`)
 		wait.For(t, "stream reopened", func() bool { return e.chats.Subscribers(chatID) == 1 })
 		e.chats.Reply(chatID, agentAlice, "Alice", "It ships today.", false)
-		waitJS(t, ctx, "live reply after reload", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('It ships today.'))`)
+		waitJS(t, ctx, "live reply after reload", hasMsg("agent", "It ships today."))
 		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length`))
 		if err != nil || n != 4 {
 			t.Errorf("%d messages shown, want 4 (no duplicates)", n)
@@ -160,10 +178,10 @@ func TestBrowserWidget(t *testing.T) {
 			t.Fatalf("listen again on %s: %v", addr, err)
 		}
 		stop = serveOn(t, srv2, ln2)
-		waitJS(t, ctx, "missed reply shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('Sent while you were away.'))`)
+		waitJS(t, ctx, "missed reply shown", hasMsg("agent", "Sent while you were away."))
 		wait.For(t, "stream reopened", func() bool { return e.chats.Subscribers(chatID) == 1 })
 		e.chats.Reply(chatID, agentAlice, "Alice", "And live again.", false)
-		waitJS(t, ctx, "live after reconnect", `[...document.querySelectorAll('#onduty-messages .onduty-from-agent')].some(m => m.textContent.endsWith('And live again.'))`)
+		waitJS(t, ctx, "live after reconnect", hasMsg("agent", "And live again."))
 		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#onduty-messages .onduty-msg[data-id]').length`))
 		if err != nil || n != 6 {
 			t.Errorf("%d messages shown, want 6 (no duplicates): %v", n, err)
@@ -188,7 +206,7 @@ func TestBrowserWidget(t *testing.T) {
 		waitJS(t, ctx, "the attach button shown", `document.getElementById('onduty-attach').offsetParent !== null`)
 		run(t, ctx, "type a caption", chromedp.SendKeys(chromedp.CSS("#onduty-input"), "my receipt"))
 		run(t, ctx, "choose the file", chromedp.SetUploadFiles(chromedp.CSS("#onduty-file"), []string{path}, chromedp.NodeReady))
-		waitJS(t, ctx, "own file shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor a.onduty-file')].some(a => a.textContent.includes('receipt.txt') && a.parentNode.textContent.endsWith('my receipt'))`)
+		waitJS(t, ctx, "own file shown", `[...document.querySelectorAll('#onduty-messages .onduty-from-visitor a.onduty-file')].some(a => a.textContent.includes('receipt.txt') && [...a.parentNode.childNodes].some(n => n.nodeType === 3 && n.textContent === 'my receipt'))`)
 		var key string
 		wait.For(t, "file relayed", func() bool {
 			for _, m := range e.chats.Messages(chatID) {
@@ -311,6 +329,13 @@ func TestBrowserLateStatusAnswer(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
+}
+
+// hasMsg is a JavaScript test: a message from whom ("visitor", "agent",
+// "system") whose own text is text (not its name or time) is shown.
+func hasMsg(from, text string) string {
+	q, _ := json.Marshal(text)
+	return `[...document.querySelectorAll('#onduty-messages .onduty-from-` + from + ` .onduty-bubble')].some(b => [...b.childNodes].some(n => n.nodeType === 3 && n.textContent === ` + string(q) + `))`
 }
 
 // tinyPNG is a 2×1 PNG.

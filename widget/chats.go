@@ -671,3 +671,11 @@ func checkEmail(s string, required bool) error {
 	}
 	return nil
 }
+
+// checkVisitorID checks the optional visitor_id the widget sends.
+func checkVisitorID(s string) error {
+	if s == "" || bridge.ValidVisitorID(s) {
+		return nil
+	}
+	return newErr(http.StatusBadRequest, "invalid_visitor_id", "visitor_id must be 16 to 64 of A-Z a-z 0-9 _ -")
+}

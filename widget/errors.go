@@ -45,6 +45,7 @@ var (
 	errInvalidText     = newErr(http.StatusBadRequest, "invalid_text", "text must be 1..4000 characters of valid UTF-8")
 	errNotFound        = newErr(http.StatusNotFound, "not_found", "no such endpoint")
 	errInternal        = newErr(http.StatusInternalServerError, "internal", "internal error")
+	errBlocked         = newErr(http.StatusForbidden, "blocked", "the support team has blocked this visitor")
 )
 
 // fromBridge maps a bridge error to the API's error.
@@ -60,6 +61,8 @@ func fromBridge(err error) error {
 		return errChatClosed
 	case errors.Is(err, bridge.ErrInvalidText):
 		return errInvalidText
+	case errors.Is(err, bridge.ErrBlocked):
+		return errBlocked
 	case errors.Is(err, bridge.ErrUnavailable):
 		return errUnavailable
 	case errors.Is(err, bridge.ErrNoEmail):

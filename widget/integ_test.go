@@ -99,7 +99,7 @@ func TestIdentity(t *testing.T) {
 func TestVisitorContextAccepted(t *testing.T) {
 	e, b := identityEnv(t)
 	body := map[string]any{"message": "hi", "page_url": "https://acme.example/p", "referrer": "https://search.example/",
-		"language": "de-DE", "time_zone": "Europe/Berlin", "visitor_id": "vid-123"}
+		"language": "de-DE", "time_zone": "Europe/Berlin", "visitor_id": "vid-1234567890abcdef"}
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 Safari/537.36"
 	r := e.do("POST", "/v1/properties/demo/chats", body, "User-Agent", ua)
 	if r.code != 201 {
@@ -116,7 +116,7 @@ func TestVisitorContextAccepted(t *testing.T) {
 	}
 	v := c.Visitor
 	if v.PageURL != "https://acme.example/p" || v.Referrer != "https://search.example/" || v.Language != "de-DE" ||
-		v.TimeZone != "Europe/Berlin" || v.VisitorID != "vid-123" || v.Browser != "Chrome 118" || v.OS != "Windows" {
+		v.TimeZone != "Europe/Berlin" || v.ID != "vid-1234567890abcdef" || v.Browser != "Chrome 118" || v.OS != "Windows" {
 		t.Errorf("visitor %+v", v)
 	}
 	if r := e.do("POST", "/v1/properties/demo/chats", body, "User-Agent", ua); r.code != 201 {
@@ -124,20 +124,23 @@ func TestVisitorContextAccepted(t *testing.T) {
 	} else {
 		r.json(t, &out)
 		if c, _ := b.AuthVisitor(context.Background(), out.ChatID, out.VisitorToken); c.Visitor.Returning != 1 {
-			t.Errorf("second chat of vid-123: returning %d, want 1", c.Visitor.Returning)
+			t.Errorf("second chat of the same visitor id: returning %d, want 1", c.Visitor.Returning)
 		}
 	}
-	bad := []struct{ field, value string }{
-		{"page_url", strings.Repeat("x", maxPageURLBytes+1)},
-		{"referrer", strings.Repeat("x", maxReferrerBytes+1)},
-		{"language", strings.Repeat("x", maxLanguageBytes+1)},
-		{"time_zone", "Europe/\nBerlin"},
-		{"visitor_id", strings.Repeat("x", maxVisitorIDBytes+1)},
+	bad := []struct{ field, value, code string }{
+		{"page_url", strings.Repeat("x", maxPageURLBytes+1), "invalid_field"},
+		{"referrer", strings.Repeat("x", maxReferrerBytes+1), "invalid_field"},
+		{"language", strings.Repeat("x", maxLanguageBytes+1), "invalid_field"},
+		{"time_zone", "Europe/\nBerlin", "invalid_field"},
+		{"visitor_id", strings.Repeat("x", 65), "invalid_visitor_id"},
+		{"visitor_id", "short", "invalid_visitor_id"},
 	}
 	for _, bb := range bad {
-		r := e.do("POST", "/v1/properties/demo/chats", map[string]any{"message": "hi", bb.field: bb.value})
-		if r.code != http.StatusBadRequest || r.errCode() != "invalid_field" || !strings.Contains(string(r.body), bb.field) {
-			t.Errorf("%s: %d %s, want 400 invalid_field naming it", bb.field, r.code, r.body)
+		for _, path := range []string{"/v1/properties/demo/chats", "/v1/properties/demo/offline-messages"} {
+			r := e.do("POST", path, map[string]any{"message": "hi", "text": "hi", "email": "a@example.com", bb.field: bb.value})
+			if r.code != http.StatusBadRequest || r.errCode() != bb.code || !strings.Contains(string(r.body), bb.field) {
+				t.Errorf("%s %s: %d %s, want 400 %s naming it", path, bb.field, r.code, r.body, bb.code)
+			}
 		}
 	}
 }
@@ -226,7 +229,7 @@ func TestBrowserIdentify(t *testing.T) {
 	if v.Identity == nil || !v.Identity.Verified || v.Identity.UserID != "u-42" || v.Identity.Attrs["plan"] != "pro" || v.Name != "Ann" || v.Email != "ann@example.com" {
 		t.Errorf("visitor %+v identity %+v: want verified u-42", v, v.Identity)
 	}
-	if !strings.HasPrefix(v.PageURL, base) || !strings.HasPrefix(v.Browser, "Chrome") || v.OS != "Linux" || v.Language == "" || v.TimeZone == "" || v.VisitorID == "" {
+	if !strings.HasPrefix(v.PageURL, base) || !strings.HasPrefix(v.Browser, "Chrome") || v.OS != "Linux" || v.Language == "" || v.TimeZone == "" || v.ID == "" {
 		t.Errorf("context not gathered: %+v", v)
 	}
 

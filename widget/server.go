@@ -578,6 +578,8 @@ func (s *Server) routes() {
 	s.handle(fiber.MethodGet, "/v1/admin/properties/:p/chats", v, s.adminChats)
 	s.handle(fiber.MethodGet, "/v1/admin/properties/:p/events", v, s.adminEvents)
 	s.handle(fiber.MethodGet, "/v1/admin/events", v, s.adminEvents)
+	s.handle(fiber.MethodGet, "/v1/admin/properties/:p/blocks", v, s.adminBlocks)
+	s.handle(fiber.MethodDelete, "/v1/admin/properties/:p/blocks/:id", v, s.adminUnblock)
 	s.handle(fiber.MethodPut, "/v1/admin/agents/:a/status", v, s.adminSetStatus)
 	s.handle(fiber.MethodPost, "/v1/admin/agents/:a/actions", v, s.adminAction)
 	s.handle(fiber.MethodDelete, "/v1/admin/visitors", v, s.adminErase)

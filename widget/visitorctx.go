@@ -28,7 +28,6 @@ const (
 	maxReferrerBytes  = 2048
 	maxLanguageBytes  = 35 // a BCP 47 tag
 	maxTimeZoneBytes  = 64 // an IANA zone name
-	maxVisitorIDBytes = 64
 	maxUserAgentBytes = 512
 )
 
@@ -54,6 +53,9 @@ func parseUserAgent(s string) (browser, os string) {
 // check validates the context: lengths, UTF-8, and no control characters
 // in the one-line fields.
 func (vc *visitorContext) check() error {
+	if err := checkVisitorID(vc.VisitorID); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name, v string
 		max     int
@@ -62,7 +64,6 @@ func (vc *visitorContext) check() error {
 		{"referrer", vc.Referrer, maxReferrerBytes},
 		{"language", vc.Language, maxLanguageBytes},
 		{"time_zone", vc.TimeZone, maxTimeZoneBytes},
-		{"visitor_id", vc.VisitorID, maxVisitorIDBytes},
 	} {
 		switch {
 		case len(f.v) > f.max:
@@ -97,7 +98,7 @@ func (s *Server) applyContext(c *fiber.Ctx, p PropertyConfig, vc visitorContext,
 		}
 		v.Identity = &id
 	}
-	v.PageURL, v.Referrer, v.Language, v.TimeZone, v.VisitorID = vc.PageURL, vc.Referrer, vc.Language, vc.TimeZone, vc.VisitorID
+	v.PageURL, v.Referrer, v.Language, v.TimeZone, v.ID = vc.PageURL, vc.Referrer, vc.Language, vc.TimeZone, vc.VisitorID
 	v.Browser, v.OS = parseUserAgent(c.Get(fiber.HeaderUserAgent))
 	return nil
 }

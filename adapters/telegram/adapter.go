@@ -49,6 +49,7 @@ type Adapter struct {
 	rejected bridge.Rejection       // a delivery found the token refused: Run stops
 
 	chatLocks [64]sync.Mutex // webhook: one update per Telegram chat at a time
+	groups    groupKinds     // which telegram_groups have no topics (groups.go)
 }
 
 type handlerBox struct{ h bridge.Handler }
@@ -199,6 +200,9 @@ var commandHelp = [][2]string{
 	{"close", "Close the current chat"},
 	{"transfer", "NAME: hand the current chat to a teammate"},
 	{"monitor", "Watch a chat without owning it"},
+	{"reply", "NAME: send a canned reply; alone: list them"},
+	{"block", "[DURATION]: block the chat's visitor (30d)"},
+	{"unblock", "Lift the chat's block"},
 	{"help", "What the bot can do"},
 }
 

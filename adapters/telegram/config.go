@@ -40,8 +40,9 @@ type Config struct {
 	// WebhookSecret is the X-Telegram-Bot-Api-Secret-Token Telegram must send
 	// (1-256 of A-Z a-z 0-9 _ -). Required in webhook mode.
 	WebhookSecret string
-	// Groups names the forum supergroup of a property (forum-topic mode).
-	// A property without one uses the agents' private chats.
+	// Groups names the group of a property: a forum supergroup (a topic per
+	// chat) or a group without topics (chats posted in it, answered by
+	// replying). A property without one uses the agents' private chats.
 	Groups map[presence.PropertyID]int64
 	// Prefix starts every Redis key. Zero means "onduty:".
 	Prefix string
@@ -105,7 +106,7 @@ func (c Config) Validate() error {
 	}
 	for p, g := range c.Groups {
 		if g >= 0 {
-			errs = append(errs, fmt.Errorf("properties[%s].telegram_group: %d is not a supergroup id (they are negative)", p, g))
+			errs = append(errs, fmt.Errorf("properties[%s].telegram_group: %d is not a group id (they are negative)", p, g))
 		}
 	}
 	return errors.Join(errs...)

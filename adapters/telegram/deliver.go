@@ -144,8 +144,9 @@ func (a *Adapter) remember(ctx context.Context, key, val string, ttl time.Durati
 	}
 }
 
-// destination is the agent's private chat, or the chat's topic in the
-// property's forum group for deliveries without an agent.
+// destination is the agent's private chat, or for deliveries without an
+// agent the chat's topic in the property's forum group, or the group itself
+// when it has no topics (groupPlace).
 func (a *Adapter) destination(ctx context.Context, d bridge.Delivery) (place, error) {
 	if d.Agent != "" {
 		ag, ok := a.dir.Agent(d.Agent)
@@ -161,11 +162,7 @@ func (a *Adapter) destination(ctx context.Context, d bridge.Delivery) (place, er
 	if d.Chat.ID == "" {
 		return place{chat: group, shared: true}, nil
 	}
-	thread, err := a.topic(ctx, group, d.Chat)
-	if err != nil {
-		return place{}, err
-	}
-	return place{chat: group, thread: thread, shared: true}, nil
+	return a.groupPlace(ctx, group, d.Chat)
 }
 
 // topic returns the chat's forum topic, creating it the first time.
@@ -240,6 +237,9 @@ func (a *Adapter) sendSteps(ctx context.Context, d bridge.Delivery, dest place, 
 			// Telegram answered: the step was not posted.
 			a.log.Warn("forum topic gone; recreating it", "chat", d.Chat.ID, "thread", dest.thread, "err", err)
 			thread, cerr := a.createTopic(ctx, dest.chat, d.Chat)
+			if isNotForum(cerr) {
+				return a.topicsSwitchedOff(ctx, dest.chat, cerr)
+			}
 			if cerr != nil {
 				return cerr
 			}

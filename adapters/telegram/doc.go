@@ -13,6 +13,12 @@
 //     property): one topic per visitor chat; anything an agent writes in the
 //     topic is for that chat. A deleted topic is recreated and the message
 //     sent again.
+//   - group mode (Config.Groups names a basic group, or a supergroup without
+//     topics): offers with Accept buttons and every chat's messages are
+//     posted in the group, tagged like in a private chat; an agent answers
+//     by replying to a visitor's message (or the offer), and other talk in
+//     the group is not relayed. Which of the two a group is comes from
+//     getChat (is_forum), or from createForumTopic refusing (groups.go).
 //
 // Receiving: long polling (default) or a webhook (WebhookHandler). With
 // several instances exactly one polls, holding a lease in Redis that it
@@ -43,6 +49,7 @@
 //	tg:msgs:<chat>              set     the chat's tg:msg keys (for erasure), EX 30d
 //	tg:topic:<chat>             string  "<group>:<thread>" forum topic of a chat, EX 30d
 //	tg:thread:<group>:<thread>  string  visitor chat of a forum topic, EX 30d
+//	tg:group:<group>            string  "forum" or "plain" (no topics), EX 24h
 //	tg:dlv:<delivery_id>        string  pieces of a delivery already sent, EX 7d
 //	tg:rate:{tg}:bot            hash    the bot's send bucket: t tokens, l last refill (ms), PX refill time + 1s
 //	tg:rate:{tg}:<tg_chat>      hash    a chat's send bucket, likewise

@@ -59,12 +59,26 @@ type fakeAPI struct {
 	files    map[string][]byte // file_path → bytes
 	changed  chan struct{}     // closed and replaced when updates are queued
 	maxHold  time.Duration     // cap on a long poll's wait
+	// noTopics are groups without forum topics, by id: "group" (a basic
+	// group) or "supergroup" (topics off). topicsOffLate: getChat still says
+	// is_forum (topics switched off since), createForumTopic refuses.
+	noTopics      map[int64]string
+	topicsOffLate map[int64]bool
+}
+
+// groupWithoutTopics makes a group id one without forum topics.
+func (f *fakeAPI) groupWithoutTopics(id int64, typ string, getChatSaysForum bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noTopics[id] = typ
+	f.topicsOffLate[id] = getChatSaysForum
 }
 
 func newFakeAPI(t testing.TB) *fakeAPI {
 	f := &fakeAPI{
 		t: t, nextUpd: 100, nextMsg: 1000, nextTh: 50,
 		deleted: map[int]bool{}, files: map[string][]byte{},
+		noTopics: map[int64]string{}, topicsOffLate: map[int64]bool{},
 		changed: make(chan struct{}), maxHold: 300 * time.Millisecond,
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -246,7 +260,41 @@ func (f *fakeAPI) answer(w http.ResponseWriter, r *http.Request, c apiCall, idx 
 			return
 		}
 		f.sendLike(w, p, idx)
+	case "getChat":
+		id, err := strconv.ParseInt(p["chat_id"], 10, 64)
+		if err != nil {
+			f.fail(w, 400, "Bad Request: chat not found", 0)
+			return
+		}
+		f.mu.Lock()
+		typ, plain := f.noTopics[id]
+		late := f.topicsOffLate[id]
+		f.mu.Unlock()
+		switch {
+		case id > 0:
+			f.ok(w, map[string]any{"id": id, "type": "private", "first_name": "U", "accent_color_id": 0, "max_reaction_count": 11})
+		case plain:
+			res := map[string]any{"id": id, "type": typ, "title": "Support", "accent_color_id": 0, "max_reaction_count": 11}
+			if late {
+				res["is_forum"] = true
+			}
+			f.ok(w, res)
+		default:
+			f.ok(w, map[string]any{"id": id, "type": "supergroup", "title": "Support", "is_forum": true, "accent_color_id": 0, "max_reaction_count": 11})
+		}
 	case "createForumTopic":
+		id, _ := strconv.ParseInt(p["chat_id"], 10, 64)
+		f.mu.Lock()
+		typ, plain := f.noTopics[id]
+		f.mu.Unlock()
+		if plain && typ == "group" {
+			f.fail(w, 400, "Bad Request: method is available for supergroup chats only", 0)
+			return
+		}
+		if plain {
+			f.fail(w, 400, "Bad Request: the chat is not a forum", 0)
+			return
+		}
 		name := p["name"]
 		if name == "" || utf8.RuneCountInString(name) > 128 {
 			f.fail(w, 400, "Bad Request: TOPIC_NAME_INVALID", 0)
@@ -280,6 +328,10 @@ func (f *fakeAPI) sendLike(w http.ResponseWriter, p map[string]string, idx int) 
 	th, _ := strconv.Atoi(p["message_thread_id"])
 	f.mu.Lock()
 	gone := f.deleted[th]
+	groupType, plain := f.noTopics[chat]
+	if plain && th != 0 {
+		gone = true // no topics at all
+	}
 	f.nextMsg++
 	id := f.nextMsg
 	f.mu.Unlock()
@@ -296,6 +348,9 @@ func (f *fakeAPI) sendLike(w http.ResponseWriter, p map[string]string, idx int) 
 	typ := "private"
 	if chat < 0 {
 		typ = "supergroup"
+	}
+	if plain {
+		typ = groupType
 	}
 	msg := map[string]any{
 		"message_id": id, "date": time.Now().Unix(),

@@ -138,7 +138,7 @@ func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, 
 	}
 	routing := map[presence.PropertyID]bridge.Routing{}
 	for _, p := range dir.Properties() {
-		routing[p] = bridge.Routing{Strategy: bridge.Broadcast}
+		routing[p] = bridge.Routing{Strategy: bridge.Broadcast, Canned: testCanned}
 	}
 	cfg := bridge.Config{
 		Prefix: e.rdb.Prefix + "b:", Properties: routing,

@@ -20,6 +20,9 @@ func (k keys) topic(c bridge.ChatID) string { return k.prefix + "tg:topic:" + st
 // chatMessages lists a chat's tg:msg keys, so that erasure finds them.
 func (k keys) chatMessages(c bridge.ChatID) string { return k.prefix + "tg:msgs:" + string(c) }
 func (k keys) delivery(id string) string           { return k.prefix + "tg:dlv:" + id }
+func (k keys) groupKind(group int64) string {
+	return k.prefix + "tg:group:" + strconv.FormatInt(group, 10)
+}
 
 // rate is a send-rate bucket: "bot", a chat id, or "group:<id>". The hash
 // tag puts every bucket in one slot, as the pacing script reads several.

@@ -178,6 +178,8 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int6
 			return err
 		}
 		act.Chat = chat
+		// A reply in a group without topics: the team sees it there already.
+		act.Shared = where.shared && chat != ""
 	}
 	text := m.Text
 	if text == "" {

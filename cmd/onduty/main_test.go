@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/config"
@@ -224,5 +225,34 @@ func TestNewLoggerLevels(t *testing.T) {
 		if !l.Enabled(t.Context(), tt.want) || l.Enabled(t.Context(), tt.want-1) {
 			t.Errorf("level %q: want records from %v up", tt.level, tt.want)
 		}
+	}
+}
+
+// TestStatusClosedHoliday: on a closed day (schedule.closed), onduty status
+// says "closed: holiday" with the date, in text and JSON.
+func TestStatusClosedHoliday(t *testing.T) {
+	r := redistest.New(t)
+	now := time.Now().UTC()
+	// Yesterday to tomorrow, so the test holds across midnight.
+	from, to := now.AddDate(0, 0, -1).Format("2006-01-02"), now.AddDate(0, 0, 1).Format("2006-01-02")
+	file := writeFile(t, `
+redis_url: "`+r.URL+`"
+redis_prefix: "`+r.Prefix+`"
+properties: [{id: acme, schedule: {timezone: UTC, closed: ["`+from+`..`+to+`"]}}]
+agents:
+  - {id: bob, name: Bob, properties: [acme], condition: always, initial_status: online}
+`)
+	code, out, errs := runCLI(t, "status", "--config", file, "acme")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "acme: offline (widget mode form) — closed: holiday "+now.Format("2006-01")) ||
+		!strings.Contains(out, "in schedule: no (closed: holiday "+now.Format("2006-01")) {
+		t.Errorf("output:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "status", "--config", file, "--json", "acme")
+	var rep presence.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Status != presence.Offline || rep.Closed == "" || !strings.HasPrefix(rep.Reason, "closed: holiday "+rep.Closed) {
+		t.Errorf("json: exit %d %s", code, out)
 	}
 }

@@ -151,6 +151,7 @@ func build(ctx context.Context, c *config.Config, stdin io.Reader, log *slog.Log
 			Strategy: p.Assignment.Strategy, MaxChats: p.Assignment.MaxChats,
 			AcceptTimeout: p.Assignment.AcceptTimeout, FallbackAfter: p.Assignment.FallbackAfter(),
 			QueueTimeout: p.Assignment.QueueTimeout, CloseAfterIdle: p.CloseAfterIdle, EmailAfter: p.EmailAfter,
+			Canned: p.Canned,
 		}
 		httpProps[id] = widget.PropertyConfig{AllowedOrigins: p.AllowedOrigins, IdentitySecret: p.IdentitySecret.Reveal()}
 		if p.TelegramGroup != 0 {

@@ -252,6 +252,9 @@ func printReport(w io.Writer, r statusReport, now time.Time) {
 	if !r.InSchedule {
 		sched = "no"
 	}
+	if r.Closed != "" {
+		sched = "no (closed: holiday " + r.Closed + ")"
+	}
 	fmt.Fprintf(w, "in schedule: %s\n\n", sched)
 	owned := map[presence.AgentID]int{}
 	if r.Chats != nil {

@@ -109,10 +109,15 @@ type Greetings struct {
 	Offline string `yaml:"offline"`
 }
 
-// Schedule is a property's weekly hours.
+// Schedule is a property's weekly hours, closed days and special days.
 type Schedule struct {
 	Timezone string              `yaml:"timezone"`
 	Hours    map[string][]string `yaml:"hours"`
+	// Closed lists whole days ("2026-12-25") and inclusive ranges
+	// ("2026-12-31..2027-01-01") in Timezone when the widget is offline.
+	Closed []string `yaml:"closed"`
+	// Special maps a date to the hours that replace its weekly hours.
+	Special map[string][]string `yaml:"special"`
 }
 
 // Assignment is a property's routing.
@@ -151,6 +156,22 @@ type Property struct {
 	// hex HMAC-SHA256 of user_id under it. Empty: identities are shown as
 	// unverified.
 	IdentitySecret Secret `yaml:"identity_secret"`
+	// Canned replies by name: "/reply NAME" sends the text as the agent.
+	Canned map[string]string `yaml:"canned"`
+	// Widget is the widget's look; empty fields keep its defaults.
+	Widget Widget `yaml:"widget"`
+}
+
+// Widget is a property's widget appearance.
+type Widget struct {
+	// Color: "#rrggbb" or "#rgb"; default the widget's blue.
+	Color string `yaml:"color"`
+	// Position: right (default) or left.
+	Position string `yaml:"position"`
+	// Title of the open panel; default "Chat" in the visitor's language.
+	Title string `yaml:"title"`
+	// Language: en, de, fr, es or ru; default the page's lang (else en).
+	Language string `yaml:"language"`
 }
 
 // Webhook posts chat events to another system (SPEC §10).

@@ -38,6 +38,7 @@ properties:
     assignment: {strategy: broadcast, max_chats: 3, accept_timeout: 20s, invisible_fallback_after: 0s, queue_timeout: 2m}
     slack_channel: C0123456789
     telegram_group: -1001234567890
+    widget: {color: "#0F766E", position: left, title: "Acme support", language: de}
 agents:
   - id: alice
     name: Alice
@@ -90,7 +91,8 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("alice: %+v", alice)
 	}
 	acme, _ := d.Property("acme")
-	if acme.Schedule == nil || acme.Greetings["online"] != "We're here!" {
+	if acme.Schedule == nil || acme.Greetings["online"] != "We're here!" ||
+		acme.Look != (presence.Look{Color: "#0F766E", Position: "left", Title: "Acme support", Language: "de"}) {
 		t.Errorf("acme: %+v", acme)
 	}
 }
@@ -210,6 +212,15 @@ func TestProblems(t *testing.T) {
 		{"bad ids", "properties: [{id: 'a b'}, {name: n}]\n", nil, []string{"properties[0] (a b).id", "properties[1].id: required"}},
 		{"time zone and hours", "properties: [{id: a, schedule: {timezone: Mars/Base, hours: {mon: ['9-5'], funday: ['09:00-10:00']}}}]\n", nil,
 			[]string{"schedule: timezone: unknown time zone", "schedule: hours.funday", "schedule: hours.mon[0]"}},
+		{"closed and special days", "properties: [{id: a, schedule: {timezone: UTC, closed: ['2026-12-25', '2026-12-31..2026-12-30', 'xmas'], special: {'2026-12-24': ['9-12'], '24.12.': ['09:00-12:00']}}}]\n", nil,
+			[]string{`properties[0] (a).schedule.closed[1]: "2026-12-31..2026-12-30": the range ends before it starts`,
+				`properties[0] (a).schedule.closed[2]: "xmas": want a date YYYY-MM-DD`,
+				`properties[0] (a).schedule.special.2026-12-24[0]: "9-12": want HH:MM-HH:MM`,
+				`properties[0] (a).schedule.special.24.12.: "24.12.": want a date YYYY-MM-DD`}},
+		{"canned replies", "properties: [{id: a, canned: {shipping: 'We ship.', Refund: 'x', 'two words': 'y', empty: ' '}}]\n", nil,
+			[]string{`properties[0] (a).canned.Refund: "Refund": a name is 1 to 32 lower-case letters`,
+				`properties[0] (a).canned.empty: the text must be 1 to 4000 characters`,
+				`properties[0] (a).canned.two words: "two words": a name`}},
 		{"bad enums", "log_level: loud\nproperties: [{id: a, offline_mode: email, assignment: {strategy: random, max_chats: -1}}]\nagents: [{id: x, properties: [a], condition: never, permissions: [fly], initial_status: busy}]\n", nil,
 			[]string{"log_level", "offline_mode", "assignment.strategy", "assignment.max_chats", "condition", "permissions[0]", "initial_status"}},
 		{"idle order", "properties: [{id: a}]\nagents: [{id: x, properties: [a], idle_away_after: 30m, idle_offline_after: 10m}]\n", nil,
@@ -233,6 +244,8 @@ func TestProblems(t *testing.T) {
 			[]string{"telegram_group: set, but Telegram", "telegram_user_id: set, but Telegram", "slack_user_id: set, but Slack"}},
 		{"shared user ids", "properties: [{id: a}]\nagents: [{id: x, properties: [a], telegram_user_id: 5}, {id: y, properties: [a], telegram_user_id: 5}]\ntelegram: {token: t}\n", nil,
 			[]string{`telegram_user_id: 5 is also agent "x"'s`}},
+		{"widget look", "properties: [{id: a, widget: {color: blue, position: top, title: \"a\\nb\", language: it}}, {id: b, widget: {color: '#12345'}}, {id: c, widget: {color: '#abc', position: right, language: ru}}]\n", nil,
+			[]string{`properties[0] (a).widget.color: "blue"`, "properties[0] (a).widget.position", "properties[0] (a).widget.title", `properties[0] (a).widget.language: "it": want one of en, de, fr, es, ru`, "properties[1] (b).widget.color"}},
 		{"proxies, limits and metrics", "trusted_proxies: ['10.0.0.0/8', '192.0.2.1', 'proxy.example']\nmetrics_listen: '9090'\nfile_retention: -1h\nlimits: {streams: -2}\nrate_limits: {uploads_per_chat: -5}\nproperties: [{id: a}]\n", nil,
 			[]string{`trusted_proxies: [2] "proxy.example"`, "metrics_listen", "file_retention", "limits.streams: -2", "rate_limits.uploads_per_chat: -5"}},
 		{"proxy header without trusted proxies", "proxy_header: X-Forwarded-For\nproperties: [{id: a}]\n", nil,

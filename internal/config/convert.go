@@ -16,12 +16,13 @@ func (c *Config) PresenceProperties() []presence.Property {
 			Greetings: map[presence.Status]string{
 				presence.Online: p.Greetings.Online, presence.Away: p.Greetings.Away, presence.Offline: p.Greetings.Offline,
 			},
+			Look:  presence.Look{Color: p.Widget.Color, Position: p.Widget.Position, Title: p.Widget.Title, Language: p.Widget.Language},
 			Email: c.Email != nil,
 			Prechat: presence.Prechat{Name: presence.FieldRule(p.Prechat.Name), Email: presence.FieldRule(p.Prechat.Email),
 				Consent: p.Prechat.Consent}.WithDefaults(),
 		}
 		if p.Schedule != nil {
-			pp.Schedule, _ = presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours)
+			pp.Schedule, _ = p.Schedule.Parse()
 		}
 		out = append(out, pp)
 	}
@@ -73,4 +74,11 @@ func (a Assignment) FallbackAfter() time.Duration {
 		return DefaultInvisibleFallbackAfter
 	}
 	return *a.InvisibleFallbackAfter
+}
+
+// Parse builds the presence schedule and lists every problem, each with
+// its key below "schedule" ("hours.mon[0]", "closed[1]") and the reason.
+func (s *Schedule) Parse() (*presence.Schedule, []error) {
+	ps, errs := presence.ParseSchedule(s.Timezone, s.Hours)
+	return ps, append(errs, ps.AddClosures(s.Closed, s.Special)...)
 }

@@ -2,12 +2,15 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
@@ -95,12 +98,27 @@ func (c *Config) Validate() Problems {
 			}
 		}
 		if p.Schedule != nil {
-			if _, errs := presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours); len(errs) > 0 {
-				for _, err := range errs {
-					add(key+".schedule", "%s", err)
-				}
+			_, errs := presence.ParseSchedule(p.Schedule.Timezone, p.Schedule.Hours)
+			for _, err := range errs {
+				add(key+".schedule", "%s", err)
+			}
+			var closures presence.Schedule
+			for _, err := range closures.AddClosures(p.Schedule.Closed, p.Schedule.Special) {
+				// "closed[1]: why" names the key below schedule.
+				sub, why, _ := strings.Cut(err.Error(), ": ")
+				add(key+".schedule."+sub, "%s", why)
 			}
 		}
+		for _, name := range slices.Sorted(maps.Keys(p.Canned)) {
+			k := key + ".canned." + name
+			if !cannedName(name) {
+				add(k, "%q: a name is 1 to 32 lower-case letters, digits, - or _ (what agents type after /reply)", name)
+			}
+			if text := p.Canned[name]; !utf8.ValidString(text) || strings.TrimSpace(text) == "" || utf8.RuneCountInString(text) > 4000 {
+				add(k, "the text must be 1 to 4000 characters")
+			}
+		}
+		checkWidget(add, key+".widget", p.Widget)
 		a := p.Assignment
 		if a.Strategy != "least_loaded" && a.Strategy != "broadcast" {
 			add(key+".assignment.strategy", "%q: want least_loaded or broadcast", a.Strategy)
@@ -313,6 +331,37 @@ func validIDChars(s string) bool {
 	return true
 }
 
+// maxWidgetTitle bounds widget.title: it is one line in the panel's header.
+const maxWidgetTitle = 60
+
+func checkWidget(add func(key, format string, args ...any), key string, w Widget) {
+	if w.Color != "" && !hexColor(w.Color) {
+		add(key+".color", "%q: want a colour like #1f6feb or #16a", w.Color)
+	}
+	if w.Position != "" && w.Position != "right" && w.Position != "left" {
+		add(key+".position", "%q: want right or left", w.Position)
+	}
+	if n := utf8.RuneCountInString(w.Title); n > maxWidgetTitle || strings.ContainsAny(w.Title, "\r\n") {
+		add(key+".title", "want one line of at most %d characters", maxWidgetTitle)
+	}
+	if w.Language != "" && !slices.Contains(presence.WidgetLanguages, w.Language) {
+		add(key+".language", "%q: want one of %s", w.Language, strings.Join(presence.WidgetLanguages, ", "))
+	}
+}
+
+// hexColor reports whether s is "#rgb" or "#rrggbb".
+func hexColor(s string) bool {
+	if len(s) != 4 && len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
 // TrustedProxyPrefixes parses trusted_proxies: CIDRs ("10.0.0.0/8") or
 // single addresses ("192.0.2.1", taken as /32 or /128).
 func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
@@ -330,4 +379,17 @@ func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// cannedName reports whether s may name a canned reply.
+func cannedName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -97,6 +97,11 @@ var (
 	MissedChats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "onduty_missed_chats_total", Help: "Chats nobody accepted within queue_timeout.",
 	}, []string{"property"})
+	// BlockedRequests counts what blocked visitors were refused (403
+	// blocked), per property and kind: chat, offline_message, message.
+	BlockedRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onduty_blocked_requests_total", Help: "New chats, offline messages and messages of blocked visitors refused, per property and kind.",
+	}, []string{"property", "kind"})
 )
 
 // Gauges computed at scrape time by the widget server's collector (from the
@@ -122,7 +127,7 @@ func init() {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, ChatsStarted, OfflineMessages, MessagesRelayed, OpenStreams, Deliveries, FirstResponse, MissedChats, AdapterUp,
 		AcceptErrors, ConnectionsRefused, Refused, StreamsDropped, StatusFanOut,
-		Emails, ChatRatings, Webhooks,
+		Emails, ChatRatings, BlockedRequests, Webhooks,
 	)
 	// Every result from the start, so that a dashboard sees zeros, not gaps.
 	for _, r := range []string{"sent", "retried", "failed"} {

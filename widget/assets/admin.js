@@ -191,7 +191,7 @@
     add(s, add(el('h2'), el('span', 'pname', pr.name), el('span', 'pid', pr.name !== p ? p : ''),
       badge(r.status), el('span', 'mode', 'widget: ' + r.mode)));
     add(s, el('p', 'reason', 'Why: ' + r.reason));
-    var sched = pr.schedule ? 'Schedule: ' + pr.schedule + (r.in_schedule ? ' (open now)' : ' (closed now)') : 'No schedule: open at all hours';
+    var sched = pr.schedule ? 'Schedule: ' + pr.schedule + (r.in_schedule ? ' (open now)' : r.closed ? ' (closed: holiday ' + r.closed + ')' : ' (closed now)') : 'No schedule: open at all hours';
     add(s, el('p', 'meta', sched));
     if (pr.stale) { add(s, el('p', 'stale', 'Presence is stale: Redis is unreachable, showing the last known state.')); }
 
