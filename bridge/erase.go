@@ -175,7 +175,10 @@ func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
 		}
 	}
 	p := cv.Property
-	del := []string{b.keys.Chat(p, id), b.keys.Messages(p, id), b.keys.Offered(p, id), b.keys.Monitors(p, id), b.keys.ChatProperty(id)}
+	// A block of the visitor stays in force (it keeps the team safe; the
+	// admin lifts it): only the chat's own mark goes.
+	del := []string{b.keys.Chat(p, id), b.keys.Messages(p, id), b.keys.Offered(p, id), b.keys.Monitors(p, id), b.keys.ChatProperty(id),
+		b.keys.BlockChat(p, id)}
 	if err := b.scanKeys(ctx, globEscape(b.keys.File(p, id, ""))+"*", func(k string) { del = append(del, k) }); err != nil {
 		return false, err
 	}
