@@ -26,9 +26,12 @@ const maxUpdateAttempts = 8
 // allowedUpdates are the update types the adapter acts on.
 const allowedUpdates = `["message","callback_query"]`
 
-// poll long-polls getUpdates and handles each update in order. The offset
-// moves past an update only after it was handled, so an update being handled
-// when the process dies comes again (and the update claim stops a repeat).
+// poll long-polls getUpdates and hands each update to the worker of its
+// chat (dispatch.go): one chat's updates are handled in order, different
+// chats' at once, so a slow answer to one agent holds no other agent. The
+// offset moves past an update only after it was handled (or given up), so
+// an update being handled when the process dies comes again (and the update
+// claim stops a repeat). poll returns once its workers have stopped.
 //
 // The library's own poller confirms updates before its handlers finish, so
 // the adapter makes this one request itself and uses the library for the rest.
@@ -36,11 +39,20 @@ const allowedUpdates = `["message","callback_query"]`
 // It returns a *bridge.RejectedError when Telegram stops accepting the
 // token (revoked while running); every other failure is retried.
 func (a *Adapter) poll(ctx context.Context, h bridge.Handler) error {
-	var offset int64
+	win := newWindow()
+	workers := newChatQueues(chatWorkers, maxPending)
+	defer workers.close()
 	failures := 0
-	attempts := map[int64]int{}
 	for ctx.Err() == nil {
-		ups, err := a.getUpdates(ctx, offset)
+		// While updates are being handled, Telegram hands them again at
+		// once: ask only when they are done, or now and then for newer ones.
+		win.settle(ctx, busyRepoll)
+		offset, busy := win.offset()
+		wait := a.cfg.PollTimeout
+		if busy {
+			wait = 0
+		}
+		ups, err := a.getUpdates(ctx, offset, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -49,37 +61,47 @@ func (a *Adapter) poll(ctx context.Context, h bridge.Handler) error {
 			if errors.As(err, &rej) {
 				return err
 			}
-			wait := a.retryWait(failures)
+			pause := a.retryWait(failures)
 			var ra *bridge.RetryAfterError
 			if errors.As(err, &ra) {
-				wait = ra.After
+				pause = ra.After
 			}
 			failures++
-			a.log.Warn("getUpdates failed", "err", err, "retry_in", wait)
-			sleep(ctx, wait)
+			a.log.Warn("getUpdates failed", "err", err, "retry_in", pause)
+			sleep(ctx, pause)
 			continue
 		}
 		failures = 0
-	updates:
 		for i := range ups {
 			u := &ups[i]
-			if err := a.handleUpdate(ctx, h, u); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				attempts[u.ID]++
-				if attempts[u.ID] < maxUpdateAttempts || isStorageOutage(err) {
-					a.log.Warn("update not handled; will retry", "update_id", u.ID, "attempt", attempts[u.ID], "err", err)
-					sleep(ctx, a.retryWait(attempts[u.ID]))
-					break updates
-				}
-				a.log.Error("update given up after retries", "update_id", u.ID, "err", err)
+			if !win.take(u.ID) {
+				continue // dispatched before, maybe still being handled
 			}
-			delete(attempts, u.ID)
-			offset = u.ID + 1
+			workers.run(updateChat(u), func() {
+				defer win.done(u.ID)
+				a.handlePolled(ctx, h, u)
+			})
 		}
 	}
 	return nil
+}
+
+// handlePolled handles a polled update, trying again after transient
+// failures (the chat's later updates wait behind it): up to
+// maxUpdateAttempts times, and for as long as storage is unavailable.
+func (a *Adapter) handlePolled(ctx context.Context, h bridge.Handler, u *models.Update) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		err := a.handleUpdate(ctx, h, u)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt >= maxUpdateAttempts && !isStorageOutage(err) {
+			a.log.Error("update given up after retries", "update_id", u.ID, "err", err)
+			return
+		}
+		a.log.Warn("update not handled; will retry", "update_id", u.ID, "attempt", attempt, "err", err)
+		sleep(ctx, a.retryWait(attempt))
+	}
 }
 
 // apiResponse is the Bot API's answer envelope.
@@ -93,13 +115,18 @@ type apiResponse struct {
 	} `json:"parameters"`
 }
 
-// getUpdates asks for updates from offset, waiting up to PollTimeout.
-func (a *Adapter) getUpdates(ctx context.Context, offset int64) ([]models.Update, error) {
+// getUpdates asks for updates from offset, waiting up to wait (at most
+// PollTimeout; 0 answers at once).
+func (a *Adapter) getUpdates(ctx context.Context, offset int64, wait time.Duration) ([]models.Update, error) {
 	form := url.Values{}
 	if offset > 0 {
 		form.Set("offset", strconv.FormatInt(offset, 10))
 	}
-	form.Set("timeout", strconv.Itoa(max(1, int(a.cfg.PollTimeout/time.Second))))
+	timeout := 0
+	if wait > 0 {
+		timeout = max(1, int(wait/time.Second))
+	}
+	form.Set("timeout", strconv.Itoa(timeout))
 	form.Set("allowed_updates", allowedUpdates)
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.PollTimeout+15*time.Second)
 	defer cancel()

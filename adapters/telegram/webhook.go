@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"hash/fnv"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
@@ -76,7 +74,7 @@ func (a *Adapter) WebhookHandler() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		mu := &a.chatLocks[lockIndex(updateChat(&u), len(a.chatLocks))]
+		mu := &a.chatLocks[chatIndex(updateChat(&u), len(a.chatLocks))]
 		mu.Lock()
 		err = a.handleUpdate(r.Context(), box.h, &u)
 		mu.Unlock()
@@ -87,21 +85,4 @@ func (a *Adapter) WebhookHandler() http.Handler {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-}
-
-// updateChat is the Telegram chat an update belongs to, for ordering.
-func updateChat(u *models.Update) int64 {
-	switch {
-	case u.Message != nil:
-		return u.Message.Chat.ID
-	case u.CallbackQuery != nil:
-		return u.CallbackQuery.From.ID
-	}
-	return 0
-}
-
-func lockIndex(chat int64, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(strconv.FormatInt(chat, 10)))
-	return int(h.Sum32() % uint32(n))
 }
