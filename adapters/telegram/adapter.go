@@ -48,8 +48,8 @@ type Adapter struct {
 	leading  atomic.Bool            // this instance holds the lease and polls
 	rejected bridge.Rejection       // a delivery found the token refused: Run stops
 
-	chatLocks [64]sync.Mutex // webhook: one update per Telegram chat at a time
-	groups    groupKinds     // which telegram_groups have no topics (groups.go)
+	chatLocks [chatWorkers]sync.Mutex // webhook: one update per Telegram chat at a time
+	groups    groupKinds              // which telegram_groups have no topics (groups.go)
 }
 
 type handlerBox struct{ h bridge.Handler }
