@@ -25,9 +25,14 @@
 // renews; another instance takes over within about LeaseTTL when the holder
 // dies. Updates are claimed in Redis by update_id before they are acted on,
 // so a repeated update (webhook retry, restart, lease handover) acts once.
-// Polling handles updates one at a time in Telegram's order and moves the
-// offset past an update only after it was handled; the webhook handles
-// updates of one Telegram chat one at a time.
+// Updates are handled per Telegram chat (the message's chat, or the user who
+// pressed a button): one chat's in Telegram's order, different chats' at
+// once, so a slow answer to one agent (pacing, a 429 waited out) holds no
+// other agent. Polling hands each update to its chat's worker (dispatch.go)
+// and moves the offset only past updates handled: it stays at the oldest
+// update still being handled, which Telegram hands again to the next poller
+// if this one dies; shutdown waits for the workers. The webhook handles the
+// updates of one Telegram chat one at a time, each in its own request.
 //
 // Sending: Deliver may be called concurrently for different chats. Sends are
 // paced under Telegram's limits (about 1/s per chat, 20/min per group, 30/s
