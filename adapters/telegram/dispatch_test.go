@@ -295,3 +295,60 @@ func TestWebhookSlowAnswerHoldsNoOtherAgent(t *testing.T) {
 		t.Errorf("alice got %v", got)
 	}
 }
+
+// TestRetriedUpdateHoldsOnlyItsChat: alice's update fails for want of
+// storage and is tried again and again; bob's updates are handled meanwhile,
+// alice's next one waits behind hers, and once storage is back both of hers
+// are handled, in order, and confirmed.
+func TestRetriedUpdateHoldsOnlyItsChat(t *testing.T) {
+	differentWorkers(t, aliceTG, bobTG)
+	e := newEnv(t)
+	a := e.adapter(t, "A", nil, nil)
+	a.retryWait = func(int) time.Duration { return 5 * time.Millisecond }
+	var down atomic.Bool
+	down.Store(true)
+	failed := make(chan struct{}, 1)
+	h := bridgetest.NewHandler(func(act bridge.Action) (bridge.Reply, error) {
+		if act.Agent == "alice" && down.Load() {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return bridge.Reply{}, fmt.Errorf("bridge: write: %w", bridge.ErrUnavailable)
+		}
+		return bridge.Reply{}, nil
+	})
+	run(t, a, h)
+	e.api.push(privateMessage(aliceTG, "a1"))
+	<-failed
+	e.api.push(privateMessage(aliceTG, "a2"))
+	e.api.push(privateMessage(bobTG, "b1"))
+	e.api.push(privateMessage(bobTG, "b2"))
+	handled := func(agent string) []string {
+		var out []string
+		for _, act := range h.Actions() {
+			if string(act.Agent) == agent {
+				out = append(out, act.Text)
+			}
+		}
+		return out
+	}
+	wait.For(t, "bob's updates", func() bool { return len(handled("bob")) == 2 })
+	for _, s := range handled("alice") {
+		if s != "a1" {
+			t.Fatalf("alice's second update was handled while her first was failing: %q", handled("alice"))
+		}
+	}
+	if updatesDrained(e.api) {
+		t.Fatal("updates confirmed while alice's first was failing")
+	}
+	down.Store(false)
+	wait.For(t, "every update confirmed", func() bool { return updatesDrained(e.api) })
+	got := handled("alice")
+	if n := len(got); n < 3 || got[n-2] != "a1" || got[n-1] != "a2" {
+		t.Errorf("alice's updates handled as %q, want a1 retried, then a2", got)
+	}
+	if b := handled("bob"); len(b) != 2 || b[0] != "b1" || b[1] != "b2" {
+		t.Errorf("bob's updates handled as %q", b)
+	}
+}
