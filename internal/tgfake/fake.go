@@ -603,7 +603,8 @@ func (f *Server) Calls(method string) []Call {
 	return f.CallsWhere(func(c Call) bool { return method == "" || c.Method == method })
 }
 
-// CallsWhere lists the calls keep accepts, in arrival order.
+// CallsWhere lists the calls keep accepts, in arrival order. keep runs
+// under the fake's lock: it must not call the Server.
 func (f *Server) CallsWhere(keep func(Call) bool) []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
