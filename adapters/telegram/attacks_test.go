@@ -10,6 +10,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -31,10 +32,8 @@ func attackDirectory(t *testing.T) *presence.Directory {
 
 // updatesDrained reports whether the fake has no update left to confirm:
 // the adapter moves its offset past an update only once it is handled.
-func updatesDrained(api *fakeAPI) bool {
-	api.mu.Lock()
-	defer api.mu.Unlock()
-	return len(api.updates) == 0
+func updatesDrained(api *tgfake.Server) bool {
+	return api.Pending() == 0
 }
 
 // TestStrangerTriesEveryCommand: a Telegram user who is not a configured
@@ -51,12 +50,12 @@ func TestStrangerTriesEveryCommand(t *testing.T) {
 	ctx := t.Context()
 	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, nil)
 
-	e.api.push(privateMessage(aliceTG, "/online"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
 	chat, token, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera"}, "help me")
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	offer := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
 	wait.For(t, "updates handled", func() bool { return updatesDrained(e.api) })
 	before := bridgetest.Presence(t, ctx, store)
 
@@ -67,15 +66,15 @@ func TestStrangerTriesEveryCommand(t *testing.T) {
 	sent = append(sent, "/alwayson on", "/alwayson off", "/transfer Alice", "/transfer alice", "/online@onduty_bot",
 		"/accept "+string(chat.ID), "plain text to the bot")
 	for _, s := range sent {
-		e.api.push(privateMessage(stranger, s))
+		e.api.Push(tgfake.PrivateMessage(stranger, s))
 	}
-	e.api.push(replyMessage(stranger, "replying to an offer", offer[0].ResultID))
+	e.api.Push(tgfake.ReplyMessage(stranger, "replying to an offer", offer[0].ResultID))
 	buttons := []string{"a:" + string(chat.ID), "m:" + string(chat.ID), "s:" + string(chat.ID), "h"}
 	for _, d := range buttons {
-		e.api.push(callback(stranger, d, stranger, 0))
+		e.api.Push(tgfake.Callback(stranger, d, stranger, 0))
 	}
 	wait.For(t, "the stranger's updates handled", func() bool { return updatesDrained(e.api) })
-	e.api.waitCalls(t, "answerCallbackQuery", len(buttons), nil)
+	waitCalls(t, e.api, "answerCallbackQuery", len(buttons), nil)
 
 	refusals := sentTo(e.api, stranger)
 	if len(refusals) != 1 || !strings.Contains(refusals[0].Params["text"], "support team only") {
@@ -95,7 +94,7 @@ func TestVisitorTextArrivesEscaped(t *testing.T) {
 	a := e.adapter(t, "A", nil, nil)
 	b := startBridge(t, e, a, dir)
 	ctx := t.Context()
-	e.api.push(privateMessage(aliceTG, "/online"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
 	wait.For(t, "alice online", func() bool { return updatesDrained(e.api) && len(sentTo(e.api, aliceTG)) > 0 })
 
 	visitor := bridge.Visitor{Name: "<b>Eve</b>\nPage: https://evil.example", PageURL: "https://acme.example/?q=<script>"}
@@ -103,8 +102,8 @@ func TestVisitorTextArrivesEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-	e.api.waitCalls(t, "answerCallbackQuery", 1, nil)
+	e.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	waitCalls(t, e.api, "answerCallbackQuery", 1, nil)
 
 	texts := []struct{ sent, want string }{
 		{"<b>x</b>", "&lt;b&gt;x&lt;/b&gt;"},
@@ -122,7 +121,7 @@ func TestVisitorTextArrivesEscaped(t *testing.T) {
 	}
 	for i, tt := range texts {
 		tag := fmt.Sprintf("m%d ", i)
-		msgs := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+		msgs := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool {
 			return !c.Failed && c.Params["chat_id"] == "111" && strings.Contains(c.Params["text"], tag)
 		})
 		got := msgs[0].Params["text"]
@@ -136,18 +135,18 @@ func TestVisitorTextArrivesEscaped(t *testing.T) {
 		if !strings.HasSuffix(strings.TrimSuffix(line, "</blockquote>"), tag+tt.want) {
 			t.Errorf("%q arrived as %q, want it to end in %q", tt.sent, got, tag+tt.want)
 		}
-		if msg := checkHTML(got); msg != "" {
+		if msg := tgfake.CheckHTML(got); msg != "" {
 			t.Errorf("%q arrived as invalid HTML (%s): %q", tt.sent, msg, got)
 		}
 	}
-	for _, c := range e.api.callsOf("") {
+	for _, c := range e.api.Calls("") {
 		for k, v := range c.Params {
 			if strings.IndexFunc(v, isBadControl) >= 0 {
 				t.Errorf("%s %s carries a control character: %q", c.Method, k, v)
 			}
 		}
 	}
-	offers := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	offers := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
 	o := offers[0].Params["text"]
 	for _, bad := range []string{"<b>Eve", "<script>", "\nPage: https://evil"} {
 		if strings.Contains(o, bad) {
@@ -173,7 +172,7 @@ func TestWebhookOversizeAndWrongMethod(t *testing.T) {
 	})
 	h := &fakeHandler{}
 	run(t, a, h)
-	e.api.waitCalls(t, "setWebhook", 1, nil)
+	waitCalls(t, e.api, "setWebhook", 1, nil)
 	hook := a.WebhookHandler()
 	big := `{"update_id":1,"message":{"message_id":1,"date":1,"from":{"id":111,"is_bot":false,"first_name":"A"},"chat":{"id":111,"type":"private"},"text":"` +
 		strings.Repeat("x", maxWebhookBody) + `"}}`
@@ -219,15 +218,15 @@ func TestCommandsWithoutPermission(t *testing.T) {
 	ctx := t.Context()
 	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, nil)
 	// First contact counts as coming online (SPEC §2), permission or not.
-	e.api.push(privateMessage(patTG, "/status"))
-	e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["chat_id"] == "444" })
+	e.api.Push(tgfake.PrivateMessage(patTG, "/status"))
+	waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["chat_id"] == "444" })
 	before, err := store.Get(ctx, "pat")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, cmd := range []string{"/online", "/away", "/offline", "/invisible", "/alwayson on", "/alwayson off"} {
-		e.api.push(privateMessage(patTG, cmd))
-		answers := e.api.waitCalls(t, "sendMessage", i+2, func(c apiCall) bool { return c.Params["chat_id"] == "444" })
+		e.api.Push(tgfake.PrivateMessage(patTG, cmd))
+		answers := waitCalls(t, e.api, "sendMessage", i+2, func(c tgfake.Call) bool { return c.Params["chat_id"] == "444" })
 		if got := answers[i+1].Params["text"]; !strings.Contains(got, "not allowed") {
 			t.Errorf("%s answered %q, want a refusal", cmd, got)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 )
 
 // BenchmarkDeliverMessage: one visitor message to an agent's private chat
@@ -32,7 +33,7 @@ func BenchmarkHandleUpdate(b *testing.B) {
 	h := &fakeHandler{}
 	b.ResetTimer()
 	for i := range b.N {
-		u := decodeUpdate(b, replyMessage(aliceTG, "an answer", 5), int64(i+1))
+		u := decodeUpdate(b, tgfake.ReplyMessage(aliceTG, "an answer", 5), int64(i+1))
 		if err := a.handleUpdate(b.Context(), h, u); err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/tgfake"
 )
 
 func TestCommandsBecomeActions(t *testing.T) {
@@ -45,7 +46,7 @@ func TestCommandsBecomeActions(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
-			e.api.push(privateMessage(aliceTG, tt.text))
+			e.api.Push(tgfake.PrivateMessage(aliceTG, tt.text))
 			acts := h.WaitN(t, i+1)
 			got := acts[i]
 			want := bridge.Action{Kind: bridge.ActCommand, Surface: "telegram", Agent: "alice", Command: tt.cmd, Args: tt.args, DedupKey: got.DedupKey}
@@ -56,7 +57,7 @@ func TestCommandsBecomeActions(t *testing.T) {
 				t.Errorf("dedup key %q", got.DedupKey)
 			}
 			wantText := "did " + tt.cmd + " &lt;" + tt.args + "&gt;"
-			sent := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["text"] == wantText })
+			sent := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["text"] == wantText })
 			if sent[0].Params["chat_id"] != strconv.FormatInt(aliceTG, 10) || sent[0].Params["parse_mode"] != "HTML" {
 				t.Errorf("reply params %v", sent[0].Params)
 			}
@@ -74,13 +75,13 @@ func TestCommandsBecomeActions(t *testing.T) {
 
 	// A command for another bot in a group is not ours; nothing happens.
 	n := len(h.Actions())
-	e.api.push(topicMessage(carolTG, betaGroup, 1, "/status@other_bot"))
-	e.api.push(privateMessage(aliceTG, "/help"))
+	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 1, "/status@other_bot"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/help"))
 	acts := h.WaitN(t, n+1)
 	if acts[n].Command != "help" || len(acts) != n+1 {
 		t.Errorf("after /status@other_bot got %+v", acts[n:])
 	}
-	if cmds := e.api.callsOf("setMyCommands"); len(cmds) == 0 || !strings.Contains(cmds[0].Params["commands"], `"transfer"`) {
+	if cmds := e.api.Calls("setMyCommands"); len(cmds) == 0 || !strings.Contains(cmds[0].Params["commands"], `"transfer"`) {
 		t.Errorf("setMyCommands not called with the command list: %+v", cmds)
 	}
 }
@@ -115,25 +116,25 @@ func TestStrangersGetOneRefusalAndNoHandlerCall(t *testing.T) {
 	h := &fakeHandler{}
 	run(t, a, h)
 
-	e.api.push(privateMessage(stranger, "hi"))
-	e.api.push(privateMessage(stranger, "/online"))
-	e.api.push(privateMessage(stranger, "hello?"))
-	e.api.push(callback(stranger, "a:chat1", stranger, 5))
+	e.api.Push(tgfake.PrivateMessage(stranger, "hi"))
+	e.api.Push(tgfake.PrivateMessage(stranger, "/online"))
+	e.api.Push(tgfake.PrivateMessage(stranger, "hello?"))
+	e.api.Push(tgfake.Callback(stranger, "a:chat1", stranger, 5))
 	// An agent's message after them proves the stranger's updates were all handled.
-	e.api.push(privateMessage(aliceTG, "/status"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/status"))
 	acts := h.WaitN(t, 1)
-	e.api.waitCalls(t, "answerCallbackQuery", 1, nil)
+	waitCalls(t, e.api, "answerCallbackQuery", 1, nil)
 	if len(acts) != 1 || acts[0].Agent != "alice" {
 		t.Fatalf("handler saw %+v, want only alice's /status", acts)
 	}
-	refusals := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["chat_id"] == "777" })
+	refusals := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["chat_id"] == "777" })
 	if len(refusals) != 1 || !strings.Contains(refusals[0].Params["text"], "support team") {
 		t.Fatalf("refusals = %+v, want exactly one", refusals)
 	}
 	// A day later (the key gone) they are told once more.
 	e.rdb.Client.Del(t.Context(), a.keys.refused(stranger))
-	e.api.push(privateMessage(stranger, "again"))
-	e.api.waitCalls(t, "sendMessage", 2, func(c apiCall) bool { return c.Params["chat_id"] == "777" })
+	e.api.Push(tgfake.PrivateMessage(stranger, "again"))
+	waitCalls(t, e.api, "sendMessage", 2, func(c tgfake.Call) bool { return c.Params["chat_id"] == "777" })
 	if n := len(h.Actions()); n != 1 {
 		t.Errorf("handler called %d times, want 1", n)
 	}
@@ -144,7 +145,7 @@ func TestDuplicateUpdatesActOnce(t *testing.T) {
 	a := e.adapter(t, "A", nil, nil)
 	h := bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "ok"}, nil })
 	a.handler.Store(&handlerBox{h: h})
-	u := decodeUpdate(t, privateMessage(aliceTG, "/online"), 4242)
+	u := decodeUpdate(t, tgfake.PrivateMessage(aliceTG, "/online"), 4242)
 	for range 3 {
 		if err := a.handleUpdate(t.Context(), h, u); err != nil {
 			t.Fatal(err)
@@ -153,7 +154,7 @@ func TestDuplicateUpdatesActOnce(t *testing.T) {
 	if acts := h.Actions(); len(acts) != 1 || acts[0].DedupKey != "telegram:4242" {
 		t.Fatalf("actions = %+v, want one with dedup key telegram:4242", acts)
 	}
-	if n := len(e.api.callsOf("sendMessage")); n != 1 {
+	if n := len(e.api.Calls("sendMessage")); n != 1 {
 		t.Errorf("%d replies, want 1", n)
 	}
 
@@ -166,7 +167,7 @@ func TestDuplicateUpdatesActOnce(t *testing.T) {
 		}
 		return bridge.Reply{}, nil
 	})
-	u2 := decodeUpdate(t, privateMessage(aliceTG, "hello"), 4243)
+	u2 := decodeUpdate(t, tgfake.PrivateMessage(aliceTG, "hello"), 4243)
 	if err := a.handleUpdate(t.Context(), h, u2); err == nil {
 		t.Fatal("want an error for an unavailable bridge")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -47,8 +48,8 @@ func newLiveEnv(t *testing.T) *liveEnv {
 func (l *liveEnv) command(t *testing.T, from int64, text string) string {
 	t.Helper()
 	before := len(sentTo(l.api, from))
-	l.api.push(privateMessage(from, text))
-	var got []apiCall
+	l.api.Push(tgfake.PrivateMessage(from, text))
+	var got []tgfake.Call
 	wait.For(t, "an answer to "+text, func() bool { got = sentTo(l.api, from); return len(got) > before })
 	return got[before].Params["text"]
 }
@@ -111,7 +112,7 @@ func TestConversationPrivateChats(t *testing.T) {
 	}
 	events, cancel := l.b.SubscribeVisitor(chat.ID)
 	t.Cleanup(cancel)
-	offers := map[int64]apiCall{}
+	offers := map[int64]tgfake.Call{}
 	wait.For(t, "offers to alice and bob", func() bool {
 		for _, tg := range []int64{aliceTG, bobTG} {
 			for _, c := range sentTo(l.api, tg) {
@@ -130,10 +131,10 @@ func TestConversationPrivateChats(t *testing.T) {
 	}
 
 	// Both press Accept at the same moment: exactly one owns the chat.
-	answersBefore := len(l.api.callsOf("answerCallbackQuery"))
-	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-	l.api.push(callback(bobTG, "a:"+string(chat.ID), bobTG, 0))
-	answers := l.api.waitCalls(t, "answerCallbackQuery", answersBefore+2, nil)[answersBefore:]
+	answersBefore := len(l.api.Calls("answerCallbackQuery"))
+	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	l.api.Push(tgfake.Callback(bobTG, "a:"+string(chat.ID), bobTG, 0))
+	answers := waitCalls(t, l.api, "answerCallbackQuery", answersBefore+2, nil)[answersBefore:]
 	joined := nextEvent(t, events, bridge.EventAgentJoined)
 	winner, loser := aliceTG, bobTG
 	if joined.Agent == "Bob" {
@@ -141,12 +142,12 @@ func TestConversationPrivateChats(t *testing.T) {
 	}
 	t.Logf("answers: %q / %q; %s joined", answers[0].Params["text"], answers[1].Params["text"], joined.Agent)
 	// The loser's offer is edited to say who took it, without buttons.
-	l.api.waitCalls(t, "editMessageText", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "editMessageText", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == strconv.FormatInt(loser, 10) && strings.Contains(c.Params["text"], "taken by "+joined.Agent)
 	})
 
 	// The owner answers with plain text (their only chat): the visitor sees it.
-	l.api.push(privateMessage(winner, "Hi Vera, how can I help?"))
+	l.api.Push(tgfake.PrivateMessage(winner, "Hi Vera, how can I help?"))
 	ev := nextEvent(t, events, bridge.EventMessage)
 	if ev.Message.Text != "Hi Vera, how can I help?" || ev.Message.Name != joined.Agent {
 		t.Errorf("visitor got %+v", ev.Message)
@@ -155,18 +156,18 @@ func TestConversationPrivateChats(t *testing.T) {
 	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "I need an <invoice> & receipt", nil); err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.HasSuffix(c.Params["text"], "<blockquote>I need an &lt;invoice&gt; &amp; receipt</blockquote>")
 	})
 	// The owner replies to that message (the newest Telegram remembers for
 	// the chat): it routes to the chat by the reply.
-	l.api.push(replyMessage(winner, "Sent it to your email.", lastRouted(t, l, winner)))
+	l.api.Push(tgfake.ReplyMessage(winner, "Sent it to your email.", lastRouted(t, l, winner)))
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent it to your email." {
 		t.Errorf("reply routed to the visitor as %+v", ev.Message)
 	}
 	// The loser replies to their offer: not relayed, and told why.
-	l.api.push(replyMessage(loser, "me too", lastRouted(t, l, loser)))
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	l.api.Push(tgfake.ReplyMessage(loser, "me too", lastRouted(t, l, loser)))
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == strconv.FormatInt(loser, 10) && strings.Contains(c.Params["text"], "not sent to the visitor")
 	})
 	// The owner closes it.
@@ -185,7 +186,7 @@ func TestConversationPrivateChats(t *testing.T) {
 	if _, err := l.b.Rate(ctx, chat.ID, 4, "Quick <b>answer</b>"); err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == strconv.FormatInt(winner, 10) && strings.Contains(c.Params["text"], "rated this chat 4/5") &&
 			strings.Contains(c.Params["text"], "Quick &lt;b&gt;answer&lt;/b&gt;")
 	})
@@ -202,11 +203,11 @@ func TestConversationForumTopics(t *testing.T) {
 	}
 	events, cancel := l.b.SubscribeVisitor(chat.ID)
 	t.Cleanup(cancel)
-	topics := l.api.waitCalls(t, "createForumTopic", 1, nil)
+	topics := waitCalls(t, l.api, "createForumTopic", 1, nil)
 	if topics[0].Params["name"] != "Walt · beta.example/help" {
 		t.Errorf("topic name %q", topics[0].Params["name"])
 	}
-	offer := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	offer := waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == strconv.FormatInt(betaGroup, 10) && strings.Contains(c.Params["text"], "Is anyone there?")
 	})
 	thread, _ := strconv.Atoi(offer[0].Params["message_thread_id"])
@@ -214,7 +215,7 @@ func TestConversationForumTopics(t *testing.T) {
 		t.Fatal("offer not in a topic")
 	}
 	// Carol answers in the topic: she claims the chat and the visitor sees it.
-	l.api.push(topicMessage(carolTG, betaGroup, thread, "Yes, Carol here."))
+	l.api.Push(tgfake.TopicMessage(carolTG, betaGroup, thread, "Yes, Carol here."))
 	nextEvent(t, events, bridge.EventAgentJoined)
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." {
 		t.Errorf("visitor got %+v", ev.Message)
@@ -223,37 +224,37 @@ func TestConversationForumTopics(t *testing.T) {
 	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "Great, thanks", nil); err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["message_thread_id"] == strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> <blockquote>Great, thanks</blockquote>"
 	})
 	// The topic is deleted; the next message recreates it and nothing is lost.
-	l.api.deleteThread(thread)
+	l.api.DeleteThread(thread)
 	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "Still there?", nil); err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "createForumTopic", 2, nil)
-	again := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "createForumTopic", 2, nil)
+	again := waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["message_thread_id"] != strconv.Itoa(thread) && c.Params["text"] == "<b>Walt:</b> <blockquote>Still there?</blockquote>"
 	})
 	newThread, _ := strconv.Atoi(again[0].Params["message_thread_id"])
 	if newThread == thread || newThread == 0 {
 		t.Fatalf("message went to thread %d (old %d)", newThread, thread)
 	}
-	l.api.push(topicMessage(carolTG, betaGroup, newThread, "Yes!"))
+	l.api.Push(tgfake.TopicMessage(carolTG, betaGroup, newThread, "Yes!"))
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes!" {
 		t.Errorf("visitor got %+v from the new topic", ev.Message)
 	}
 	// Carol answers from her private chat with the bot (plain text: her one
 	// chat): the visitor gets it and the topic gets a copy for the team;
 	// what she wrote in the topic itself was never echoed there.
-	l.api.push(privateMessage(carolTG, "Sent from my phone"))
+	l.api.Push(tgfake.PrivateMessage(carolTG, "Sent from my phone"))
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent from my phone" {
 		t.Errorf("visitor got %+v from the private chat", ev.Message)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && c.Params["text"] == "<b>Carol:</b> Sent from my phone"
 	})
-	for _, c := range l.api.callsOf("sendMessage") {
+	for _, c := range l.api.Calls("sendMessage") {
 		if c.Params["chat_id"] == strconv.FormatInt(betaGroup, 10) && (strings.Contains(c.Params["text"], "Carol here") || strings.Contains(c.Params["text"], "Yes!")) {
 			t.Errorf("Carol's answer written in the topic was echoed into it: %q", c.Params["text"])
 		}
@@ -265,7 +266,7 @@ func TestConversationForumTopics(t *testing.T) {
 	if _, err := l.b.Rate(ctx, chat.ID, 5, ""); err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["message_thread_id"] == strconv.Itoa(newThread) && strings.Contains(c.Params["text"], "rated this chat 5/5")
 	})
 	// Erased: neither the bridge's keys nor the adapter's (offers, topic,
@@ -323,12 +324,12 @@ func TestConversationSurvives429(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-	l.api.waitCalls(t, "answerCallbackQuery", 1, nil)
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	waitCalls(t, l.api, "answerCallbackQuery", 1, nil)
 	// Telegram rate-limits the next three sends (retry_after 1): every
 	// visitor message still arrives, once each, in order.
-	l.api.failNext("sendMessage", 3, 429, "Too Many Requests: retry after 1", 1)
+	l.api.FailNext("sendMessage", 3, 429, "Too Many Requests: retry after 1", 1)
 	for i := range 3 {
 		if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "msg "+strconv.Itoa(i), nil); err != nil {
 			t.Fatal(err)
@@ -371,8 +372,8 @@ func TestConversationFiles(t *testing.T) {
 	}
 	events, cancel := l.b.SubscribeVisitor(chat.ID)
 	t.Cleanup(cancel)
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-	l.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
 	nextEvent(t, events, bridge.EventAgentJoined)
 
 	// The visitor's file reaches Alice as a document.
@@ -383,20 +384,20 @@ func TestConversationFiles(t *testing.T) {
 	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "here", &att); err != nil {
 		t.Fatal(err)
 	}
-	docs := l.api.waitCalls(t, "sendDocument", 1, nil)
+	docs := waitCalls(t, l.api, "sendDocument", 1, nil)
 	if string(docs[0].Files["document"]) != "PNGBYTES" || docs[0].Params["document.filename"] != "screen.png" || docs[0].Params["chat_id"] != "111" {
 		t.Fatalf("sendDocument %+v", docs[0].Params)
 	}
 
 	// Alice replies with a document: downloaded from Telegram, stored by the
 	// bridge, and the visitor's message carries it.
-	l.api.addFile("documents/doc9.bin", []byte("%PDF agent"))
-	u := replyMessage(aliceTG, "", lastRouted(t, l, aliceTG))
+	l.api.AddFile("documents/doc9.bin", []byte("%PDF agent"))
+	u := tgfake.ReplyMessage(aliceTG, "", lastRouted(t, l, aliceTG))
 	m := u["message"].(map[string]any)
 	delete(m, "text")
 	m["caption"] = "the guide"
 	m["document"] = map[string]any{"file_id": "doc9", "file_unique_id": "u9", "file_name": "guide.pdf", "mime_type": "application/pdf", "file_size": 10}
-	l.api.push(u)
+	l.api.Push(u)
 	ev := nextEvent(t, events, bridge.EventMessage)
 	if ev.Message.Text != "the guide" || ev.Message.Attachment == nil || ev.Message.Attachment.Name != "guide.pdf" {
 		t.Fatalf("visitor got %+v", ev.Message)

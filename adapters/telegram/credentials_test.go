@@ -31,11 +31,11 @@ func TestVerify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tc.fail != 0 {
-				e.api.failNext("getMe", 1, tc.fail, "Not Found", 0)
+				e.api.FailNext("getMe", 1, tc.fail, "Not Found", 0)
 			}
 			a := e.adapter(t, "i1", nil, func(c *Config) { c.Token = tc.token })
 			if tc.closed {
-				e.api.srv.Close()
+				e.api.Close()
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -90,9 +90,9 @@ func TestRunStopsWhenTokenRejected(t *testing.T) {
 			})
 			a.retryWait = func(int) time.Duration { return time.Millisecond }
 			if tc.method != "getMe" { // getMe is asked once: a failure there is only logged
-				e.api.failNext(tc.method, 2, 502, "Bad Gateway", 0) // an outage first: retried
+				e.api.FailNext(tc.method, 2, 502, "Bad Gateway", 0) // an outage first: retried
 			}
-			e.api.failNext(tc.method, 1000, 401, "Unauthorized", 0)
+			e.api.FailNext(tc.method, 1000, 401, "Unauthorized", 0)
 			done := make(chan error, 1)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -123,8 +123,8 @@ func TestDeliveryStopsRunWhenTokenRejected(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, &fakeHandler{}) }()
-	e.api.waitCalls(t, "setWebhook", 1, nil)
-	e.api.failNext("sendMessage", 1, 401, "Unauthorized", 0)
+	waitCalls(t, e.api, "setWebhook", 1, nil)
+	e.api.FailNext("sendMessage", 1, 401, "Unauthorized", 0)
 	err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "alice", Text: "hi"})
 	if err == nil || asPermanent(err) {
 		t.Fatalf("Deliver: %v, want an error worth retrying", err)

@@ -10,13 +10,14 @@ import (
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/presence"
 )
 
 // sentTo lists the sendMessage calls to a Telegram chat.
-func sentTo(api *fakeAPI, chat int64) []apiCall {
-	var out []apiCall
-	for _, c := range api.callsOf("sendMessage") {
+func sentTo(api *tgfake.Server, chat int64) []tgfake.Call {
+	var out []tgfake.Call
+	for _, c := range api.Calls("sendMessage") {
 		if c.Params["chat_id"] == strconv.FormatInt(chat, 10) && !c.Failed {
 			out = append(out, c)
 		}
@@ -26,7 +27,7 @@ func sentTo(api *fakeAPI, chat int64) []apiCall {
 
 // linesFrom lists, from each sent text's lines, the part from marker on:
 // visitor messages that queued up behind pacing arrive merged, one a line.
-func linesFrom(calls []apiCall, marker string) []string {
+func linesFrom(calls []tgfake.Call, marker string) []string {
 	var out []string
 	for _, c := range calls {
 		for _, line := range strings.Split(c.Params["text"], "\n") {
@@ -76,7 +77,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	if len(aliceOffers) != 1 || len(bobOffers) != 1 {
 		t.Fatalf("offers: alice %d, bob %d; want 1 each", len(aliceOffers), len(bobOffers))
 	}
-	for _, c := range []apiCall{aliceOffers[0], bobOffers[0]} {
+	for _, c := range []tgfake.Call{aliceOffers[0], bobOffers[0]} {
 		if !strings.Contains(c.Params["text"], "Hi, is 5 &lt; 6 &amp; 7 &gt; 3?") || !strings.Contains(c.Params["text"], "Vera &lt;V&gt;") {
 			t.Errorf("offer text not escaped: %q", c.Params["text"])
 		}
@@ -89,15 +90,15 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	}
 
 	// Both press Accept at once.
-	e.api.push(callback(aliceTG, "a:chatA1", aliceTG, 1001))
-	e.api.push(callback(bobTG, "a:chatA1", bobTG, 1002))
+	e.api.Push(tgfake.Callback(aliceTG, "a:chatA1", aliceTG, 1001))
+	e.api.Push(tgfake.Callback(bobTG, "a:chatA1", bobTG, 1002))
 	acts := h.WaitN(t, 2)
 	for _, act := range acts {
 		if act.Kind != bridge.ActAccept || act.Chat != "chatA1" {
 			t.Errorf("action %+v", act)
 		}
 	}
-	answers := e.api.waitCalls(t, "answerCallbackQuery", 2, nil)
+	answers := waitCalls(t, e.api, "answerCallbackQuery", 2, nil)
 	texts := answers[0].Params["text"] + "|" + answers[1].Params["text"]
 	// The two presses come from different Telegram chats, so they are
 	// handled at once: either may win, and the other is told who did.
@@ -114,7 +115,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	edits := e.api.callsOf("editMessageText")
+	edits := e.api.Calls("editMessageText")
 	if len(edits) != 2 {
 		t.Fatalf("%d edits, want 2", len(edits))
 	}
@@ -132,7 +133,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	if err := a.Deliver(ctx, bridge.Delivery{ID: "t-again", Kind: bridge.KindTaken, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.api.callsOf("editMessageText")); n != 2 {
+	if n := len(e.api.Calls("editMessageText")); n != 2 {
 		t.Errorf("%d edits after repeat, want 2", n)
 	}
 }
@@ -155,10 +156,10 @@ func TestReplyAndPlainTextRouting(t *testing.T) {
 		t.Fatalf("sent %+v", sent)
 	}
 	// Message ids are 1001 (chatX) and 1002 (chatY).
-	e.api.push(replyMessage(aliceTG, "answer for Y", 1002))
-	e.api.push(replyMessage(aliceTG, "answer for X", 1001))
-	e.api.push(privateMessage(aliceTG, "plain text"))
-	e.api.push(replyMessage(aliceTG, "reply to something unknown", 5))
+	e.api.Push(tgfake.ReplyMessage(aliceTG, "answer for Y", 1002))
+	e.api.Push(tgfake.ReplyMessage(aliceTG, "answer for X", 1001))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "plain text"))
+	e.api.Push(tgfake.ReplyMessage(aliceTG, "reply to something unknown", 5))
 	acts := h.WaitN(t, 4)
 	want := []struct {
 		chat bridge.ChatID
@@ -190,7 +191,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	if err := a.Deliver(ctx, bridge.Delivery{ID: "o1", Kind: bridge.KindOffer, Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
-	topics := e.api.callsOf("createForumTopic")
+	topics := e.api.Calls("createForumTopic")
 	if len(topics) != 1 || topics[0].Params["name"] != "Vera <V> · acme.example/pricing?a=1&b=2" || topics[0].Params["chat_id"] != strconv.FormatInt(betaGroup, 10) {
 		t.Fatalf("topics %+v", topics)
 	}
@@ -199,8 +200,8 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 		t.Fatalf("offer in topic %+v", offer)
 	}
 	// Carol writes in the topic: a message for that chat (the bridge lets her claim it).
-	e.api.push(topicMessage(carolTG, betaGroup, 51, "I can help"))
-	e.api.push(topicMessage(carolTG, betaGroup, 51, "/close"))
+	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 51, "I can help"))
+	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 51, "/close"))
 	acts := h.WaitN(t, 2)
 	if acts[0].Kind != bridge.ActMessage || acts[0].Chat != "chatT1" || acts[0].Text != "I can help" || acts[0].Agent != "carol" {
 		t.Errorf("topic message -> %+v", acts[0])
@@ -208,21 +209,21 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	if acts[1].Kind != bridge.ActCommand || acts[1].Command != "close" || acts[1].Chat != "chatT1" {
 		t.Errorf("topic command -> %+v", acts[1])
 	}
-	reply := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["text"] == "ok close" })
+	reply := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["text"] == "ok close" })
 	if reply[0].Params["message_thread_id"] != "51" {
 		t.Errorf("reply to a topic command went to thread %q", reply[0].Params["message_thread_id"])
 	}
 
 	// Someone deletes the topic: the next message recreates it, nothing lost.
-	e.api.deleteThread(51)
+	e.api.DeleteThread(51)
 	m2 := &bridge.Message{ID: "2-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "are you there?"}
 	if err := a.Deliver(ctx, bridge.Delivery{ID: "m2", Kind: bridge.KindMessage, Chat: chat, Message: m2}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.api.callsOf("createForumTopic")); n != 2 {
+	if n := len(e.api.Calls("createForumTopic")); n != 2 {
 		t.Fatalf("%d topics created, want 2", n)
 	}
-	var inNew []apiCall
+	var inNew []tgfake.Call
 	for _, c := range sentTo(e.api, betaGroup) {
 		if c.Params["message_thread_id"] == "52" {
 			inNew = append(inNew, c)
@@ -232,20 +233,20 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 		t.Fatalf("messages in the new topic %+v", inNew)
 	}
 	// The new topic is the chat's now, both ways.
-	e.api.push(topicMessage(carolTG, betaGroup, 52, "yes"))
+	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 52, "yes"))
 	acts = h.WaitN(t, 3)
 	if acts[2].Chat != "chatT1" {
 		t.Errorf("message in recreated topic -> %+v", acts[2])
 	}
 	// Chatter in the group outside any chat's topic is only activity.
-	e.api.push(topicMessage(carolTG, betaGroup, 7, "coffee?"))
+	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 7, "coffee?"))
 	acts = h.WaitN(t, 4)
 	if acts[3].Kind != bridge.ActActivity || acts[3].Chat != "" {
 		t.Errorf("general chatter -> %+v", acts[3])
 	}
 	// A group the bot does not serve is ignored entirely.
-	e.api.push(topicMessage(carolTG, -100999, 3, "/online"))
-	e.api.push(privateMessage(carolTG, "/status"))
+	e.api.Push(tgfake.TopicMessage(carolTG, -100999, 3, "/online"))
+	e.api.Push(tgfake.PrivateMessage(carolTG, "/status"))
 	acts = h.WaitN(t, 5)
 	if len(acts) != 5 || acts[4].Command != "status" {
 		t.Errorf("after a foreign group: %+v", acts[4:])
@@ -262,7 +263,7 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 		Message: &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: long}}
 
 	// The first piece goes out, then Telegram says 429 with retry_after 3.
-	e.api.failAfter("sendMessage", 1, 1, 429, "Too Many Requests: retry after 3", 3)
+	e.api.FailAfter("sendMessage", 1, 1, 429, "Too Many Requests: retry after 3", 3)
 	err := a.Deliver(ctx, d)
 	ra, ok := asRetryAfter(err)
 	if !ok || ra.After != 3*time.Second {
@@ -305,7 +306,7 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.api.failNext("sendMessage", 1, tt.code, tt.desc, 0)
+			e.api.FailNext("sendMessage", 1, tt.code, tt.desc, 0)
 			err := a.Deliver(ctx, bridge.Delivery{ID: "e" + strconv.Itoa(i), Kind: bridge.KindNotice, Agent: "bob", Text: "x"})
 			if err == nil {
 				t.Fatal("want an error")
@@ -354,7 +355,7 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 			t.Fatalf("%s: %v", d.ID, err)
 		}
 	}
-	edits := e.api.callsOf("editMessageText")
+	edits := e.api.Calls("editMessageText")
 	if len(edits) != 2 {
 		t.Fatalf("%d edits, want 2", len(edits))
 	}
@@ -364,7 +365,7 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 	if edits[1].Params["chat_id"] != strconv.FormatInt(betaGroup, 10) || !strings.HasSuffix(edits[1].Params["text"], "taken by Carol") {
 		t.Errorf("shared taken edit %v", edits[1].Params)
 	}
-	closed := e.api.waitCalls(t, "sendMessage", 2, func(c apiCall) bool { return strings.Contains(c.Params["text"], "closed.</b>") })
+	closed := waitCalls(t, e.api, "sendMessage", 2, func(c tgfake.Call) bool { return strings.Contains(c.Params["text"], "closed.</b>") })
 	if closed[1].Params["message_thread_id"] == "" || !strings.HasSuffix(closed[1].Params["text"], "Closed after 24h idle.") {
 		t.Errorf("closed in topic %v", closed[1].Params)
 	}
@@ -375,7 +376,7 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 	}
 	h := &fakeHandler{}
 	run(t, a, h)
-	e.api.push(replyMessage(bobTG, "on it", sentTo(e.api, bobTG)[0].ResultID))
+	e.api.Push(tgfake.ReplyMessage(bobTG, "on it", sentTo(e.api, bobTG)[0].ResultID))
 	if acts := h.WaitN(t, 1); acts[0].Chat != "chatW1" {
 		t.Errorf("reply to a notice -> %+v", acts[0])
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -33,7 +34,7 @@ type slowChat struct {
 	once    sync.Once
 }
 
-func newSlowChat(t *testing.T, api *fakeAPI, chat int64) (*slowChat, string) {
+func newSlowChat(t *testing.T, api *tgfake.Server, chat int64) (*slowChat, string) {
 	t.Helper()
 	s := &slowChat{chat: chat, held: make(chan struct{}, 16), release: make(chan struct{})}
 	target, err := url.Parse(api.URL())
@@ -100,17 +101,6 @@ func differentWorkers(t *testing.T, chats ...int64) {
 	}
 }
 
-func pendingUpdate(api *fakeAPI, id int64) bool {
-	api.mu.Lock()
-	defer api.mu.Unlock()
-	for _, u := range api.updates {
-		if u["update_id"].(int64) == id {
-			return true
-		}
-	}
-	return false
-}
-
 // TestSlowAnswerHoldsNoOtherAgent (polling): Telegram holds the answer to
 // alice; bob's command, sent after hers, is answered meanwhile. Alice's
 // update is not confirmed to Telegram while it is being handled, and is
@@ -125,10 +115,10 @@ func TestSlowAnswerHoldsNoOtherAgent(t *testing.T) {
 	})
 	run(t, a, h)
 
-	aliceUpd := e.api.push(privateMessage(aliceTG, "/status"))
+	aliceUpd := e.api.Push(tgfake.PrivateMessage(aliceTG, "/status"))
 	<-slow.held // alice's answer is on its way, and stuck
-	e.api.push(privateMessage(bobTG, "/status"))
-	got := e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["chat_id"] == strconv.FormatInt(bobTG, 10) })
+	e.api.Push(tgfake.PrivateMessage(bobTG, "/status"))
+	got := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["chat_id"] == strconv.FormatInt(bobTG, 10) })
 	if got[0].Params["text"] != "status for bob" {
 		t.Errorf("bob got %q", got[0].Params["text"])
 	}
@@ -137,19 +127,19 @@ func TestSlowAnswerHoldsNoOtherAgent(t *testing.T) {
 	}
 	// Alice's update is not confirmed (nor bob's, newer than hers) while it
 	// is being handled: were the process to die now, the next poller gets it.
-	polls := len(e.api.callsOf("getUpdates"))
-	wait.For(t, "another getUpdates", func() bool { return len(e.api.callsOf("getUpdates")) > polls+1 })
-	for _, c := range e.api.callsOf("getUpdates") {
+	polls := len(e.api.Calls("getUpdates"))
+	wait.For(t, "another getUpdates", func() bool { return len(e.api.Calls("getUpdates")) > polls+1 })
+	for _, c := range e.api.Calls("getUpdates") {
 		if off, _ := strconv.ParseInt(c.Params["offset"], 10, 64); off > aliceUpd {
 			t.Fatalf("getUpdates confirmed offset %d while update %d was being handled", off, aliceUpd)
 		}
 	}
-	if !pendingUpdate(e.api, aliceUpd) {
-		t.Fatal("alice's update was confirmed to Telegram while it was being handled")
+	if n := e.api.Pending(); n != 2 {
+		t.Fatalf("%d updates unconfirmed at Telegram, want alice's and bob's", n)
 	}
 
 	slow.unblock()
-	got = e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return c.Params["chat_id"] == strconv.FormatInt(aliceTG, 10) })
+	got = waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return c.Params["chat_id"] == strconv.FormatInt(aliceTG, 10) })
 	if got[0].Params["text"] != "status for alice" {
 		t.Errorf("alice got %q", got[0].Params["text"])
 	}
@@ -185,7 +175,7 @@ func TestUpdatesOfOneChatInOrder(t *testing.T) {
 	const each = 15
 	for i := range each {
 		for _, ag := range agents {
-			e.api.push(privateMessage(ag, fmt.Sprintf("m%02d", i)))
+			e.api.Push(tgfake.PrivateMessage(ag, fmt.Sprintf("m%02d", i)))
 		}
 	}
 	acts := h.WaitN(t, each*len(agents))
@@ -222,7 +212,7 @@ func TestShutdownWaitsForWorkers(t *testing.T) {
 		finished.Store(true)
 	}}
 	stop := run(t, a, h)
-	e.api.push(privateMessage(aliceTG, "hello"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "hello"))
 	<-entered
 	stop()
 	if !finished.Load() {
@@ -256,10 +246,10 @@ func TestWebhookSlowAnswerHoldsNoOtherAgent(t *testing.T) {
 		return bridge.Reply{Text: "status for " + string(act.Agent)}, nil
 	})
 	run(t, a, h)
-	e.api.waitCalls(t, "setWebhook", 1, nil)
+	waitCalls(t, e.api, "setWebhook", 1, nil)
 	client := &http.Client{Timeout: 10 * time.Second} // a hang fails, not stalls, the test
 	post := func(id int, from int64) int {
-		u := privateMessage(from, "/status")
+		u := tgfake.PrivateMessage(from, "/status")
 		u["update_id"] = id
 		body, _ := json.Marshal(u)
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
@@ -319,11 +309,11 @@ func TestRetriedUpdateHoldsOnlyItsChat(t *testing.T) {
 		return bridge.Reply{}, nil
 	})
 	run(t, a, h)
-	e.api.push(privateMessage(aliceTG, "a1"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "a1"))
 	<-failed
-	e.api.push(privateMessage(aliceTG, "a2"))
-	e.api.push(privateMessage(bobTG, "b1"))
-	e.api.push(privateMessage(bobTG, "b2"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "a2"))
+	e.api.Push(tgfake.PrivateMessage(bobTG, "b1"))
+	e.api.Push(tgfake.PrivateMessage(bobTG, "b2"))
 	handled := func(agent string) []string {
 		var out []string
 		for _, act := range h.Actions() {
@@ -339,8 +329,10 @@ func TestRetriedUpdateHoldsOnlyItsChat(t *testing.T) {
 			t.Fatalf("alice's second update was handled while her first was failing: %q", handled("alice"))
 		}
 	}
-	if updatesDrained(e.api) {
-		t.Fatal("updates confirmed while alice's first was failing")
+	polls := len(e.api.Calls("getUpdates"))
+	wait.For(t, "another getUpdates", func() bool { return len(e.api.Calls("getUpdates")) > polls+1 })
+	if n := e.api.Pending(); n != 4 {
+		t.Fatalf("%d updates unconfirmed at Telegram while alice's first was failing, want 4", n)
 	}
 	down.Store(false)
 	wait.For(t, "every update confirmed", func() bool { return updatesDrained(e.api) })

@@ -15,6 +15,7 @@ import (
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/testlog"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -42,7 +43,7 @@ func TestPlatformOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			front := &outage.Proxy{Next: http.HandlerFunc(e.api.serve), Refuse: refuseLikeTelegram}
+			front := &outage.Proxy{Next: e.api, Refuse: refuseLikeTelegram}
 			srv := httptest.NewServer(front)
 			t.Cleanup(srv.Close)
 			dir, err := presence.NewDirectory(
@@ -62,15 +63,15 @@ func TestPlatformOutage(t *testing.T) {
 			ctx := t.Context()
 
 			// Alice is on duty and owns a chat.
-			e.api.push(privateMessage(aliceTG, "/online"))
+			e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
 			chat, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Olga"}, "hello")
 			if err != nil {
 				t.Fatal(err)
 			}
 			events, cancel := b.SubscribeVisitor(chat.ID)
 			t.Cleanup(cancel)
-			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-			e.api.push(callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
+			waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
+			e.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
 			nextEvent(t, events, bridge.EventAgentJoined)
 
 			// Telegram goes down; both sides keep writing.
@@ -80,7 +81,7 @@ func TestPlatformOutage(t *testing.T) {
 				if _, err := b.PostVisitorMessage(ctx, chat.ID, fmt.Sprintf("visitor %02d", i), nil); err != nil {
 					t.Fatal(err)
 				}
-				e.api.push(privateMessage(aliceTG, fmt.Sprintf("agent %02d", i)))
+				e.api.Push(tgfake.PrivateMessage(aliceTG, fmt.Sprintf("agent %02d", i)))
 				time.Sleep(outage.Minute / (2 * n)) // spread over the first half of the outage
 			}
 			wait.For(t, "the outage to end", front.Over)
@@ -118,7 +119,7 @@ func TestPlatformOutage(t *testing.T) {
 			if _, err := b.PostVisitorMessage(ctx, chat.ID, "visitor last", nil); err != nil {
 				t.Fatal(err)
 			}
-			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.HasSuffix(c.Params["text"], "visitor last</blockquote>") })
+			waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.HasSuffix(c.Params["text"], "visitor last</blockquote>") })
 			got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
 			if len(got) != n+1 {
 				t.Errorf("agent got %d visitor messages, want %d: %q", len(got), n+1, got)
@@ -195,7 +196,7 @@ func TestUpdateOfDeadPollerIsHandledByTheNext(t *testing.T) {
 	t.Cleanup(func() { close(ha.release); stopA() })
 	wait.For(t, "A to poll", a.leading.Load)
 
-	e.api.push(privateMessage(aliceTG, "the agent's answer"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "the agent's answer"))
 	ha.WaitN(t, 1) // A is inside the update now, and never finishes it
 	// A is gone: its lease is not renewed any more.
 	if err := e.rdb.Client.Del(t.Context(), a.keys.lease()).Err(); err != nil {
@@ -233,8 +234,8 @@ func TestAgentMessageSurvivesLongStorageOutage(t *testing.T) {
 		return bridge.Reply{}, nil
 	})
 	run(t, a, h)
-	e.api.push(privateMessage(aliceTG, "sent while storage was down"))
-	e.api.push(privateMessage(aliceTG, "and after it"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "sent while storage was down"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "and after it"))
 	wait.For(t, "both messages handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

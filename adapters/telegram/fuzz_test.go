@@ -11,6 +11,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -99,7 +100,7 @@ func FuzzWebhookUpdate(f *testing.F) {
 		return bridge.Reply{Text: "you said " + act.Text + " <&>", Choices: []bridge.Choice{{Label: act.Text, Action: bridge.ActSwitch, Chat: act.Chat}}}, nil
 	})
 	run(f, a, h)
-	wait.For(f, "the webhook registered", func() bool { return len(e.api.callsOf("setWebhook")) > 0 })
+	wait.For(f, "the webhook registered", func() bool { return len(e.api.Calls("setWebhook")) > 0 })
 	hook := a.WebhookHandler()
 	checked := 0 // sendMessage calls already checked
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -121,9 +122,9 @@ func FuzzWebhookUpdate(f *testing.F) {
 				t.Errorf("action text is not UTF-8: %q", act.Text)
 			}
 		}
-		sends := e.api.callsOf("sendMessage")
+		sends := e.api.Calls("sendMessage")
 		for _, c := range sends[min(checked, len(sends)):] {
-			if msg := checkHTML(c.Params["text"]); msg != "" {
+			if msg := tgfake.CheckHTML(c.Params["text"]); msg != "" {
 				t.Errorf("sent HTML Telegram refuses (%s): %q", msg, c.Params["text"])
 			}
 		}

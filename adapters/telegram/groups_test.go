@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -17,7 +18,7 @@ var testCanned = map[string]string{"shipping": "We ship within 2 days <b>free</b
 // to the message replyTo when it is not 0.
 func groupMessage(from, group int64, typ, text string, replyTo int) map[string]any {
 	m := map[string]any{
-		"message_id": 7, "date": time.Now().Unix(), "from": user(from, "U"),
+		"message_id": 7, "date": time.Now().Unix(), "from": tgfake.User(from, "U"),
 		"chat": map[string]any{"id": group, "type": typ, "title": "Support"}, "text": text,
 	}
 	if replyTo != 0 {
@@ -49,7 +50,7 @@ func TestGroupWithoutTopics(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLiveEnv(t)
-			l.api.groupWithoutTopics(betaGroup, tt.typ, tt.saysForum)
+			l.api.GroupWithoutTopics(betaGroup, tt.typ, tt.saysForum)
 			ctx := t.Context()
 			l.command(t, carolTG, "/online")
 			group := strconv.FormatInt(betaGroup, 10)
@@ -60,7 +61,7 @@ func TestGroupWithoutTopics(t *testing.T) {
 			}
 			events, cancel := l.b.SubscribeVisitor(chat.ID)
 			t.Cleanup(cancel)
-			offer := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+			offer := waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && !c.Failed && strings.Contains(c.Params["text"], "Is anyone there?")
 			})[0]
 			if offer.Params["message_thread_id"] != "" {
@@ -71,9 +72,9 @@ func TestGroupWithoutTopics(t *testing.T) {
 			}
 
 			// Carol taps Accept on the group's offer: it is edited to "taken by".
-			l.api.push(callback(carolTG, "a:"+string(chat.ID), betaGroup, offer.ResultID))
+			l.api.Push(tgfake.Callback(carolTG, "a:"+string(chat.ID), betaGroup, offer.ResultID))
 			nextEvent(t, events, bridge.EventAgentJoined)
-			l.api.waitCalls(t, "editMessageText", 1, func(c apiCall) bool {
+			waitCalls(t, l.api, "editMessageText", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && c.Params["message_id"] == strconv.Itoa(offer.ResultID) && strings.Contains(c.Params["text"], "taken by Carol")
 			})
 
@@ -82,7 +83,7 @@ func TestGroupWithoutTopics(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := "<b>[Walt &lt;W&gt; · " + shortID(chat.ID) + "]</b> <blockquote>Great, thanks</blockquote>"
-			msg := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+			msg := waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && !c.Failed && c.Params["text"] == want
 			})[0]
 
@@ -90,18 +91,18 @@ func TestGroupWithoutTopics(t *testing.T) {
 			// is not sent a copy (it shows her message already).
 			waitRouted(t, l, betaGroup, msg.ResultID)
 			waitRouted(t, l, betaGroup, offer.ResultID)
-			l.api.push(groupMessage(carolTG, betaGroup, tt.typ, "Yes, Carol here.", msg.ResultID))
+			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "Yes, Carol here.", msg.ResultID))
 			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." || ev.Message.Name != "Carol" {
 				t.Errorf("visitor got %+v", ev.Message)
 			}
 			// A canned reply, as a reply to the offer.
-			l.api.push(groupMessage(carolTG, betaGroup, tt.typ, "/reply shipping", offer.ResultID))
+			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "/reply shipping", offer.ResultID))
 			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] {
 				t.Errorf("visitor got %+v for /reply", ev.Message)
 			}
 			// Talk in the group that replies to nothing is not for the visitor.
-			l.api.push(groupMessage(carolTG, betaGroup, tt.typ, "lunch, anyone?", 0))
-			l.api.push(groupMessage(carolTG, betaGroup, tt.typ, "Anything else?", msg.ResultID))
+			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "lunch, anyone?", 0))
+			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "Anything else?", msg.ResultID))
 			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Anything else?" {
 				t.Errorf("visitor got %+v, want the reply after the chatter", ev.Message)
 			}
@@ -113,10 +114,10 @@ func TestGroupWithoutTopics(t *testing.T) {
 			}
 			// A canned reply is shown in the group (the command was not it);
 			// Carol's own replies are not echoed.
-			l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+			waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && strings.Contains(c.Params["text"], "We ship within 2 days &lt;b&gt;free&lt;/b&gt;.")
 			})
-			for _, c := range l.api.callsOf("sendMessage") {
+			for _, c := range l.api.Calls("sendMessage") {
 				if c.Params["chat_id"] == group && strings.Contains(c.Params["text"], "Carol here") {
 					t.Errorf("reply echoed into the group: %q", c.Params["text"])
 				}
@@ -130,13 +131,13 @@ func TestGroupWithoutTopics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+			waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && strings.Contains(c.Params["reply_markup"], string(chat2.ID))
 			})
-			if n := len(l.api.callsOf("createForumTopic")); n != tt.topicTrials {
+			if n := len(l.api.Calls("createForumTopic")); n != tt.topicTrials {
 				t.Errorf("%d createForumTopic calls, want %d", n, tt.topicTrials)
 			}
-			if n := len(l.api.callsOf("getChat")); n != 1 {
+			if n := len(l.api.Calls("getChat")); n != 1 {
 				t.Errorf("%d getChat calls, want 1", n)
 			}
 
@@ -167,8 +168,8 @@ func TestForumGroupKindRemembered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.api.waitCalls(t, "createForumTopic", 2, nil)
-	if n := len(l.api.callsOf("getChat")); n != 1 {
+	waitCalls(t, l.api, "createForumTopic", 2, nil)
+	if n := len(l.api.Calls("getChat")); n != 1 {
 		t.Errorf("%d getChat calls, want 1", n)
 	}
 	if v, _ := l.rdb.Client.Get(ctx, l.a.keys.groupKind(betaGroup)).Result(); v != groupForum {
@@ -190,19 +191,19 @@ func TestTopicsSwitchedOffMidChat(t *testing.T) {
 	}
 	events, cancel := l.b.SubscribeVisitor(chat.ID)
 	t.Cleanup(cancel)
-	l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == group && c.Params["message_thread_id"] != "" && strings.Contains(c.Params["text"], "first")
 	})
-	l.api.groupWithoutTopics(betaGroup, "supergroup", false)
+	l.api.GroupWithoutTopics(betaGroup, "supergroup", false)
 	if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "second", nil); err != nil {
 		t.Fatal(err)
 	}
 	want := "<b>[Walt · " + shortID(chat.ID) + "]</b> <blockquote>second</blockquote>"
-	msg := l.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	msg := waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == group && !c.Failed && c.Params["message_thread_id"] == "" && c.Params["text"] == want
 	})[0]
 	waitRouted(t, l, betaGroup, msg.ResultID)
-	l.api.push(groupMessage(carolTG, betaGroup, "supergroup", "Got it", msg.ResultID))
+	l.api.Push(groupMessage(carolTG, betaGroup, "supergroup", "Got it", msg.ResultID))
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Got it" {
 		t.Errorf("visitor got %+v", ev.Message)
 	}

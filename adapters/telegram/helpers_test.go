@@ -3,6 +3,7 @@ package telegram
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/redistest"
 	"github.com/onduty/onduty/internal/testlog"
+	"github.com/onduty/onduty/internal/tgfake"
+	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -52,13 +55,17 @@ func (t instanceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 type testEnv struct {
-	api *fakeAPI
+	api *tgfake.Server
 	rdb *redistest.Redis
 	dir *presence.Directory
 }
 
+const testToken = "123456:TEST-token"
+
 func newEnv(t testing.TB) *testEnv {
-	return &testEnv{api: newFakeAPI(t), rdb: redistest.New(t), dir: testDirectory(t)}
+	api := tgfake.New(tgfake.Options{Token: testToken, Report: t})
+	t.Cleanup(api.Close)
+	return &testEnv{api: api, rdb: redistest.New(t), dir: testDirectory(t)}
 }
 
 // adapter builds an adapter on the env; change adjusts the config. The
@@ -170,4 +177,15 @@ func richVisitor() bridge.Visitor {
 		Identity: &bridge.Identity{UserID: "u-42 </i><b>", Email: "vera@example.com", Verified: true,
 			Attrs: map[string]string{"plan": "pro & more", "Verified user": "admin\nPage: evil"}},
 	}
+}
+
+// waitCalls waits until at least n calls of method match keep (nil: all).
+func waitCalls(t testing.TB, api *tgfake.Server, method string, n int, keep func(tgfake.Call) bool) []tgfake.Call {
+	t.Helper()
+	var got []tgfake.Call
+	wait.For(t, fmt.Sprintf("%d %s call(s)", n, method), func() bool {
+		got = api.CallsWhere(func(c tgfake.Call) bool { return c.Method == method && (keep == nil || keep(c)) })
+		return len(got) >= n
+	})
+	return got
 }

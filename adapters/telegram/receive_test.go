@@ -11,6 +11,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -37,7 +38,7 @@ func TestWebhookSecret(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	upd := privateMessage(aliceTG, "/online")
+	upd := tgfake.PrivateMessage(aliceTG, "/online")
 	upd["update_id"] = 9001
 	body, _ := json.Marshal(upd)
 
@@ -46,7 +47,7 @@ func TestWebhookSecret(t *testing.T) {
 	}
 	h := bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "You are online."}, nil })
 	run(t, a, h)
-	hooks := e.api.waitCalls(t, "setWebhook", 1, nil)
+	hooks := waitCalls(t, e.api, "setWebhook", 1, nil)
 	if hooks[0].Params["url"] != "https://onduty.example/telegram/webhook" || hooks[0].Params["secret_token"] != "s3cret_token-1" {
 		t.Errorf("setWebhook %v", hooks[0].Params)
 	}
@@ -75,7 +76,7 @@ func TestWebhookSecret(t *testing.T) {
 	if len(acts) != 1 || acts[0].Command != "online" || acts[0].DedupKey != "telegram:9001" {
 		t.Errorf("actions %+v, want one /online", acts)
 	}
-	if n := len(e.api.callsOf("getUpdates")); n != 0 {
+	if n := len(e.api.Calls("getUpdates")); n != 0 {
 		t.Errorf("webhook mode polled %d times", n)
 	}
 }
@@ -92,7 +93,7 @@ func TestPollingLeaseOneInstancePolls(t *testing.T) {
 
 	polls := func(inst string) int {
 		n := 0
-		for _, c := range e.api.callsOf("getUpdates") {
+		for _, c := range e.api.Calls("getUpdates") {
 			if c.Instance == inst {
 				n++
 			}
@@ -105,13 +106,13 @@ func TestPollingLeaseOneInstancePolls(t *testing.T) {
 	if n := polls("B"); n != 0 || b.leading.Load() {
 		t.Fatalf("B polled %d times while A held the lease", n)
 	}
-	e.api.push(privateMessage(aliceTG, "/online"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
 	ha.WaitN(t, 1)
 
 	// A stops (shutdown releases the lease): B takes over and handles updates.
 	stopA()
 	wait.For(t, "B to take over", b.leading.Load)
-	e.api.push(privateMessage(aliceTG, "/away"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/away"))
 	acts := hb.WaitN(t, 1)
 	if acts[0].Command != "away" {
 		t.Errorf("B got %+v", acts[0])
@@ -140,18 +141,18 @@ func TestPollingLeaseTakenOverWhenHolderDies(t *testing.T) {
 	stopped := time.Since(died)
 	wait.For(t, "B to take over", b.leading.Load)
 	t.Logf("lease TTL %s: A stopped polling after %s, B polled after %s", b.cfg.LeaseTTL, stopped.Round(time.Millisecond), time.Since(died).Round(time.Millisecond))
-	e.api.push(privateMessage(aliceTG, "/status"))
+	e.api.Push(tgfake.PrivateMessage(aliceTG, "/status"))
 	hb.WaitN(t, 1)
 	// From now on only B polls.
 	before := 0
-	for _, c := range e.api.callsOf("getUpdates") {
+	for _, c := range e.api.Calls("getUpdates") {
 		if c.Instance == "A" {
 			before++
 		}
 	}
 	wait.For(t, "B to poll twice more", func() bool {
 		n := 0
-		for _, c := range e.api.callsOf("getUpdates") {
+		for _, c := range e.api.Calls("getUpdates") {
 			if c.Instance == "B" {
 				n++
 			}
@@ -159,7 +160,7 @@ func TestPollingLeaseTakenOverWhenHolderDies(t *testing.T) {
 		return n >= 3
 	})
 	after := 0
-	for _, c := range e.api.callsOf("getUpdates") {
+	for _, c := range e.api.Calls("getUpdates") {
 		if c.Instance == "A" {
 			after++
 		}
@@ -201,9 +202,9 @@ func TestCallbacks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(h.Actions())
-			nAnswers := len(e.api.callsOf("answerCallbackQuery"))
-			e.api.push(callback(bobTG, tt.data, bobTG, tt.msgID))
-			answers := e.api.waitCalls(t, "answerCallbackQuery", nAnswers+1, nil)
+			nAnswers := len(e.api.Calls("answerCallbackQuery"))
+			e.api.Push(tgfake.Callback(bobTG, tt.data, bobTG, tt.msgID))
+			answers := waitCalls(t, e.api, "answerCallbackQuery", nAnswers+1, nil)
 			if got := answers[nAnswers].Params["text"]; !strings.HasPrefix(got, tt.answer) {
 				t.Errorf("answer %q, want %q", got, tt.answer)
 			}
@@ -224,7 +225,7 @@ func TestCallbacks(t *testing.T) {
 		})
 	}
 	// The long switch answer also came as a message in bob's chat.
-	e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool {
+	waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool {
 		return c.Params["chat_id"] == "222" && strings.HasPrefix(c.Params["text"], "Now in chat chat3")
 	})
 }
@@ -241,7 +242,7 @@ func TestStillOnDutyPrompt(t *testing.T) {
 	if len(sent) != 1 || !strings.Contains(sent[0].Params["text"], "Still on duty?") || !strings.Contains(sent[0].Params["reply_markup"], `"callback_data":"h"`) {
 		t.Fatalf("prompt %+v", sent)
 	}
-	e.api.push(callback(aliceTG, "h", aliceTG, 1001))
+	e.api.Push(tgfake.Callback(aliceTG, "h", aliceTG, 1001))
 	acts := h.WaitN(t, 1)
 	if acts[0].Kind != bridge.ActStillHere || acts[0].Agent != "alice" {
 		t.Errorf("press -> %+v", acts[0])
@@ -253,35 +254,35 @@ func TestFiles(t *testing.T) {
 	a := e.adapter(t, "A", nil, nil)
 	h := &fileHandler{files: map[string][]byte{}}
 	run(t, a, h)
-	e.api.addFile("documents/doc1.bin", []byte("%PDF-1.4 agent file"))
-	e.api.addFile("documents/ph2.bin", []byte("JPEGDATA"))
+	e.api.AddFile("documents/doc1.bin", []byte("%PDF-1.4 agent file"))
+	e.api.AddFile("documents/ph2.bin", []byte("JPEGDATA"))
 	if err := e.rdb.Client.Set(t.Context(), a.keys.message(aliceTG, 4), "chatF0", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 
-	doc := privateMessage(aliceTG, "")
+	doc := tgfake.PrivateMessage(aliceTG, "")
 	m := doc["message"].(map[string]any)
 	m["caption"] = "the invoice"
 	m["document"] = map[string]any{"file_id": "doc1", "file_unique_id": "u1", "file_name": "invoice.pdf", "mime_type": "application/pdf", "file_size": 19}
 	m["reply_to_message"] = map[string]any{"message_id": 4, "date": 1, "chat": map[string]any{"id": aliceTG, "type": "private"}}
-	e.api.push(doc)
-	photo := privateMessage(aliceTG, "")
+	e.api.Push(doc)
+	photo := tgfake.PrivateMessage(aliceTG, "")
 	photo["message"].(map[string]any)["reply_to_message"] = map[string]any{"message_id": 4, "date": 1, "chat": map[string]any{"id": aliceTG, "type": "private"}}
 	photo["message"].(map[string]any)["photo"] = []map[string]any{
 		{"file_id": "ph1", "file_unique_id": "p1", "width": 90, "height": 90, "file_size": 3},
 		{"file_id": "ph2", "file_unique_id": "p2", "width": 800, "height": 800, "file_size": 8},
 	}
-	e.api.push(photo)
+	e.api.Push(photo)
 	// Without a reply the chat is unknown: the agent is asked to reply.
-	loose := privateMessage(aliceTG, "")
+	loose := tgfake.PrivateMessage(aliceTG, "")
 	loose["message"].(map[string]any)["caption"] = "loose file"
 	loose["message"].(map[string]any)["document"] = map[string]any{"file_id": "doc1", "file_unique_id": "u1", "file_name": "x.pdf"}
-	e.api.push(loose)
+	e.api.Push(loose)
 	acts := h.WaitN(t, 3)
 	if acts[2].Kind != bridge.ActMessage || acts[2].Attachment != nil || acts[2].Text != "loose file" {
 		t.Errorf("file without a chat -> %+v", acts[2])
 	}
-	e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["text"], "To send a file, reply") })
+	waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["text"], "To send a file, reply") })
 	if acts[0].Chat != "chatF0" || acts[1].Chat != "chatF0" {
 		t.Errorf("files not routed by reply: %q %q", acts[0].Chat, acts[1].Chat)
 	}
@@ -303,7 +304,7 @@ func TestFiles(t *testing.T) {
 	if err := a.Deliver(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
-	docs := e.api.callsOf("sendDocument")
+	docs := e.api.Calls("sendDocument")
 	if len(docs) != 1 || string(docs[0].Files["document"]) != "visitor bytes" || docs[0].Params["document.filename"] != "report.pdf" ||
 		!strings.Contains(docs[0].Params["caption"], "#chatF1") {
 		t.Fatalf("sendDocument %+v", docs)

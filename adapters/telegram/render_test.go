@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -30,7 +31,7 @@ func golden(t *testing.T, name, got string) {
 	if got != string(want) {
 		t.Errorf("%s differs from %s:\n got: %q\nwant: %q", name, path, got, want)
 	}
-	if msg := checkHTML(got); msg != "" {
+	if msg := tgfake.CheckHTML(got); msg != "" {
 		t.Errorf("%s: Telegram would refuse it: %s", name, msg)
 	}
 }
@@ -114,7 +115,7 @@ func TestLongMessagesFitTelegram(t *testing.T) {
 		}
 		var body strings.Builder
 		for i, p := range pieces {
-			if msg := checkMessage(p, "HTML"); msg != "" {
+			if msg := tgfake.CheckMessage(p, "HTML"); msg != "" {
 				t.Errorf("piece %d refused: %s", i, msg)
 			}
 			_, rest, _ := strings.Cut(stripTags(p), ": ")
@@ -129,8 +130,8 @@ func TestLongMessagesFitTelegram(t *testing.T) {
 	}
 	// An offer is one message: its first message is cut, not split.
 	offer := offerText(bridge.Delivery{Chat: chat, Message: &bridge.Message{Text: text}}).pieces()
-	if len(offer) != 1 || checkMessage(offer[0], "HTML") != "" || !strings.HasSuffix(offer[0], "…</blockquote>") {
-		t.Errorf("offer: %d pieces, %q", len(offer), checkMessage(offer[0], "HTML"))
+	if len(offer) != 1 || tgfake.CheckMessage(offer[0], "HTML") != "" || !strings.HasSuffix(offer[0], "…</blockquote>") {
+		t.Errorf("offer: %d pieces, %q", len(offer), tgfake.CheckMessage(offer[0], "HTML"))
 	}
 }
 
@@ -193,7 +194,7 @@ func TestVisitorTextIsQuoted(t *testing.T) {
 	for _, p := range append(append(messageText(bridge.Delivery{Chat: chat, Message: vis}, false).pieces(),
 		messageText(bridge.Delivery{Chat: chat, Message: vis}, true).pieces()...),
 		offerText(bridge.Delivery{Chat: chat, Message: vis}).pieces()...) {
-		if msg := checkHTML(p); msg != "" {
+		if msg := tgfake.CheckHTML(p); msg != "" {
 			t.Errorf("%q: %s", p, msg)
 		}
 		i := strings.Index(p, "<blockquote>")
@@ -224,7 +225,7 @@ func TestOfferContextWithinLimit(t *testing.T) {
 	if len(pieces) != 1 {
 		t.Fatalf("%d pieces, want 1", len(pieces))
 	}
-	if msg := checkMessage(pieces[0], "HTML"); msg != "" {
+	if msg := tgfake.CheckMessage(pieces[0], "HTML"); msg != "" {
 		t.Fatalf("Telegram would refuse the offer: %s", msg)
 	}
 	if !strings.Contains(pieces[0], "more not shown)</i>") || !strings.Contains(pieces[0], "<blockquote>mmm") {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
@@ -86,7 +87,7 @@ func TestDeliveryTimeoutCoversOnlyThePlatformCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.dir = dir
-			slow := &slowSends{next: e.api.srv.Config.Handler, delay: tt.slow}
+			slow := &slowSends{next: e.api, delay: tt.slow}
 			front := httptest.NewServer(slow)
 			t.Cleanup(front.Close)
 			a := e.adapter(t, "A", nil, func(c *Config) { c.APIURL = front.URL })
@@ -108,8 +109,8 @@ func TestDeliveryTimeoutCoversOnlyThePlatformCall(t *testing.T) {
 			if _, err := b.PostVisitorMessage(t.Context(), chat.ID, "after the offer", nil); err != nil {
 				t.Fatal(err)
 			}
-			e.api.waitCalls(t, "sendMessage", 1, func(c apiCall) bool { return strings.Contains(c.Params["text"], "after the offer") })
-			offers := e.api.callsOf("sendMessage")
+			waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["text"], "after the offer") })
+			offers := e.api.Calls("sendMessage")
 			n := 0
 			for _, c := range offers {
 				if strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) {

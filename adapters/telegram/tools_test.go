@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -25,7 +26,7 @@ func TestCannedReplyAndBlockFromPrivateChat(t *testing.T) {
 	}
 	events, cancel := l.b.SubscribeVisitor(chat.ID)
 	t.Cleanup(cancel)
-	var offer apiCall
+	var offer tgfake.Call
 	wait.For(t, "offer to alice", func() bool {
 		for _, c := range sentTo(l.api, aliceTG) {
 			if strings.Contains(c.Params["text"], "Where is my parcel?") {
@@ -36,22 +37,22 @@ func TestCannedReplyAndBlockFromPrivateChat(t *testing.T) {
 		return false
 	})
 	waitRouted(t, l, aliceTG, offer.ResultID)
-	l.api.push(replyMessage(aliceTG, "/reply shipping", offer.ResultID))
+	l.api.Push(tgfake.ReplyMessage(aliceTG, "/reply shipping", offer.ResultID))
 	nextEvent(t, events, bridge.EventAgentJoined)
 	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] || ev.Message.Name != "Alice" {
 		t.Errorf("visitor got %+v", ev.Message)
 	}
 	waitAnswer(t, l, aliceTG, "You're now chatting with Vera")
-	l.api.push(privateMessage(aliceTG, "/reply nope"))
+	l.api.Push(tgfake.PrivateMessage(aliceTG, "/reply nope"))
 	waitAnswer(t, l, aliceTG, `There is no canned reply "nope" for Acme`)
 
-	l.api.push(replyMessage(aliceTG, "/block 3d", offer.ResultID))
+	l.api.Push(tgfake.ReplyMessage(aliceTG, "/block 3d", offer.ResultID))
 	waitAnswer(t, l, aliceTG, "Blocked the visitor of the chat with Vera until")
 	if _, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{IP: "203.0.113.50"}, "again"); !errors.Is(err, bridge.ErrBlocked) {
 		t.Errorf("new chat after /block: %v", err)
 	}
 	// The chat was closed by the block; /unblock still finds it (current chat).
-	l.api.push(privateMessage(aliceTG, "/unblock"))
+	l.api.Push(tgfake.PrivateMessage(aliceTG, "/unblock"))
 	waitAnswer(t, l, aliceTG, "Unblocked the visitor of the chat with Vera")
 	if _, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{IP: "203.0.113.50"}, "again"); err != nil {
 		t.Errorf("new chat after /unblock: %v", err)

@@ -139,9 +139,7 @@ func TestProcessTokenRevoked(t *testing.T) {
 	r := redistest.New(t)
 	api := newFakeBot(t)
 	p := startProcess(t, "rev", procConfig(t, r, time.Minute, 5*time.Minute), api)
-	api.mu.Lock()
-	api.revoked = true
-	api.mu.Unlock()
+	api.Revoke()
 	var body string
 	wait.Within(t, 30*time.Second, "/readyz to say 503", func() bool {
 		resp, b := get(t, p.base+"/readyz")

@@ -3,24 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/onduty/onduty/internal/redistest"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
 
@@ -89,7 +85,7 @@ type process struct {
 // Telegram requests go to api under /name, and it listens on a port of its
 // own. It returns once /readyz answers 200. The process is killed at cleanup
 // if still running.
-func startProcess(t *testing.T, name, file string, api *fakeBot) *process {
+func startProcess(t *testing.T, name, file string, api fakeBot) *process {
 	t.Helper()
 	return startProcessAt(t, name, file, api, freeAddr(t))
 }
@@ -107,7 +103,7 @@ func freeAddr(t *testing.T) string {
 
 // startProcessAt is startProcess listening on addr, with extra environment
 // variables ("KEY=value").
-func startProcessAt(t *testing.T, name, file string, api *fakeBot, addr string, extraEnv ...string) *process {
+func startProcessAt(t *testing.T, name, file string, api fakeBot, addr string, extraEnv ...string) *process {
 	t.Helper()
 	var env []string
 	for _, kv := range os.Environ() {
@@ -164,197 +160,48 @@ func (p *process) exited(t *testing.T, within time.Duration) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-// botCall is one request the fake Bot API received.
-type botCall struct {
-	inst, method string
-	p            map[string]string
-	at           time.Time
-	refused      bool // answered 429 (fakeBot.refuse)
-}
+// fakeBot is the fake Bot API as the process tests use it: each instance's
+// calls go to /NAME/bot<token>/METHOD (TELEGRAM_API_URL ends in /NAME), so a
+// test sees which instance made each call.
+type fakeBot struct{ *tgfake.Server }
 
-// fakeBot is a small Bot API for whole processes: /INSTANCE/bot<token>/METHOD,
-// so the test sees which instance made each call. getUpdates serves queued
-// updates (held at most 300ms), confirming them by offset like Telegram.
-type fakeBot struct {
-	t   *testing.T
-	srv *httptest.Server
-
-	mu      sync.Mutex
-	calls   []botCall
-	updates []map[string]any
-	nextUpd int64
-	nextMsg int
-	changed chan struct{}
-	revoked bool // every request answers 401, as after a token is revoked
-	// refuse answers every sendMessage with 429 (retry after 1s) while set.
-	refuse atomic.Bool
-}
-
-func newFakeBot(t *testing.T) *fakeBot {
-	f := &fakeBot{t: t, nextUpd: 500, nextMsg: 7000, changed: make(chan struct{})}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(func() {
-		f.srv.CloseClientConnections()
-		f.srv.Close()
-	})
-	return f
-}
-
-func (f *fakeBot) URL() string { return f.srv.URL }
-
-func (f *fakeBot) reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func (f *fakeBot) serve(w http.ResponseWriter, r *http.Request) {
-	inst, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	method, ok := strings.CutPrefix(rest, "bot"+procToken+"/")
-	f.mu.Lock()
-	revoked := f.revoked
-	f.mu.Unlock()
-	if !ok || revoked {
-		f.reply(w, 401, map[string]any{"ok": false, "error_code": 401, "description": "Unauthorized"})
-		return
-	}
-	p := map[string]string{}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch ct {
-	case "multipart/form-data":
-		if err := r.ParseMultipartForm(1 << 20); err == nil {
-			for k, v := range r.MultipartForm.Value {
-				p[k] = v[0]
-			}
-		}
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err == nil {
-			for k, v := range r.PostForm {
-				p[k] = v[0]
-			}
-		}
-	}
-	f.mu.Lock()
-	f.calls = append(f.calls, botCall{inst: inst, method: method, p: p, at: time.Now()})
-	f.mu.Unlock()
-	ok200 := func(result any) { f.reply(w, 200, map[string]any{"ok": true, "result": result}) }
-	switch method {
-	case "getMe":
-		ok200(map[string]any{"id": 4242, "is_bot": true, "first_name": "Onduty", "username": "onduty_proc_bot"})
-	case "getUpdates":
-		f.getUpdates(w, r, p)
-	case "sendMessage", "editMessageText":
-		if method == "sendMessage" && f.refuse.Load() {
-			f.mu.Lock()
-			f.calls[len(f.calls)-1].refused = true
-			f.mu.Unlock()
-			f.reply(w, 429, map[string]any{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
-				"parameters": map[string]any{"retry_after": 1}})
-			return
-		}
-		chat, _ := strconv.ParseInt(p["chat_id"], 10, 64)
-		f.mu.Lock()
-		f.nextMsg++
-		id := f.nextMsg
-		f.mu.Unlock()
-		if mid, _ := strconv.Atoi(p["message_id"]); mid != 0 {
-			id = mid
-		}
-		ok200(map[string]any{"message_id": id, "date": time.Now().Unix(),
-			"chat": map[string]any{"id": chat, "type": "private"}, "text": p["text"]})
-	default: // deleteWebhook, setMyCommands, answerCallbackQuery
-		ok200(true)
-	}
-}
-
-func (f *fakeBot) getUpdates(w http.ResponseWriter, r *http.Request, p map[string]string) {
-	offset, _ := strconv.ParseInt(p["offset"], 10, 64)
-	hold := time.NewTimer(300 * time.Millisecond)
-	defer hold.Stop()
-	for {
-		f.mu.Lock()
-		if offset > 0 {
-			kept := f.updates[:0]
-			for _, u := range f.updates {
-				if u["update_id"].(int64) >= offset {
-					kept = append(kept, u)
-				}
-			}
-			f.updates = kept
-		}
-		out := append([]map[string]any{}, f.updates...)
-		changed := f.changed
-		f.mu.Unlock()
-		if len(out) > 0 {
-			f.reply(w, 200, map[string]any{"ok": true, "result": out})
-			return
-		}
-		select {
-		case <-changed:
-		case <-hold.C:
-			f.reply(w, 200, map[string]any{"ok": true, "result": []any{}})
-			return
-		case <-r.Context().Done():
-			return
-		}
-	}
+func newFakeBot(t *testing.T) fakeBot {
+	api := tgfake.New(tgfake.Options{Token: procToken, BotName: "onduty_proc_bot", Report: t})
+	t.Cleanup(api.Close)
+	return fakeBot{api}
 }
 
 // say queues a private message from a Telegram user to the bot.
-func (f *fakeBot) say(from int64, text string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.nextUpd++
-	f.updates = append(f.updates, map[string]any{"update_id": f.nextUpd, "message": map[string]any{
-		"message_id": 1, "date": time.Now().Unix(),
-		"from": map[string]any{"id": from, "is_bot": false, "first_name": "Agent"},
-		"chat": map[string]any{"id": from, "type": "private"}, "text": text,
-	}})
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-// callsWhere lists the calls keep accepts.
-func (f *fakeBot) callsWhere(keep func(botCall) bool) []botCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []botCall
-	for _, c := range f.calls {
-		if keep(c) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+func (f fakeBot) say(from int64, text string) { f.Push(tgfake.PrivateMessage(from, text)) }
 
 // ask sends a command as agent from and waits for instance inst to answer it.
-func (f *fakeBot) ask(t *testing.T, inst string, from int64, command string) {
+func (f fakeBot) ask(t *testing.T, inst string, from int64, command string) {
 	t.Helper()
 	asked := time.Now()
 	f.say(from, command)
 	wait.Within(t, 15*time.Second, inst+" to answer "+command, func() bool {
-		return len(f.callsWhere(func(c botCall) bool {
-			return c.inst == inst && c.method == "sendMessage" && c.at.After(asked) &&
-				c.p["chat_id"] == strconv.FormatInt(from, 10) && !strings.HasPrefix(c.p["text"], "<b>New chat") &&
-				!strings.HasPrefix(c.p["text"], "<b>Offline message")
+		return len(f.CallsWhere(func(c tgfake.Call) bool {
+			return c.Instance == inst && c.Method == "sendMessage" && c.At.After(asked) &&
+				c.Params["chat_id"] == strconv.FormatInt(from, 10) && !strings.HasPrefix(c.Params["text"], "<b>New chat") &&
+				!strings.HasPrefix(c.Params["text"], "<b>Offline message")
 		})) > 0
 	})
 }
 
-func (f *fakeBot) polledBy(inst string) int {
-	return len(f.callsWhere(func(c botCall) bool { return c.inst == inst && c.method == "getUpdates" }))
+func (f fakeBot) polledBy(inst string) int {
+	return len(f.CallsWhere(func(c tgfake.Call) bool { return c.Instance == inst && c.Method == "getUpdates" }))
 }
 
 // offers counts, per agent chat, the sendMessage calls offering chat (an
 // Accept button for it) whose text starts with title ("New chat" or
 // "Offline message").
-func (f *fakeBot) offers(chat, title string) map[string]int {
+func (f fakeBot) offers(chat, title string) map[string]int {
 	n := map[string]int{}
-	for _, c := range f.callsWhere(func(c botCall) bool {
-		return c.method == "sendMessage" && strings.Contains(c.p["reply_markup"], `"a:`+chat+`"`) &&
-			strings.HasPrefix(c.p["text"], "<b>"+title)
+	for _, c := range f.CallsWhere(func(c tgfake.Call) bool {
+		return c.Method == "sendMessage" && strings.Contains(c.Params["reply_markup"], `"a:`+chat+`"`) &&
+			strings.HasPrefix(c.Params["text"], "<b>"+title)
 	}) {
-		n[c.p["chat_id"]]++
+		n[c.Params["chat_id"]]++
 	}
 	return n
 }
@@ -574,8 +421,8 @@ func TestProcessSIGTERM(t *testing.T) {
 	}
 	// D relays it: the message reaches the agent who was offered the chat.
 	wait.Within(t, 15*time.Second, "the in-flight message at the agent", func() bool {
-		return len(api.callsWhere(func(c botCall) bool {
-			return c.method == "sendMessage" && strings.Contains(c.p["text"], "sent while stopping")
+		return len(api.CallsWhere(func(c tgfake.Call) bool {
+			return c.Method == "sendMessage" && strings.Contains(c.Params["text"], "sent while stopping")
 		})) == 1
 	})
 }
@@ -609,7 +456,7 @@ func TestProcessKill9ResumesDeliveries(t *testing.T) {
 			if tt.second {
 				b = startProcess(t, "B", withInstanceID(t, base, "B"), api)
 			}
-			api.refuse.Store(true)
+			api.FailAfter("sendMessage", 0, tgfake.Forever, 429, "Too Many Requests: retry after 1", 1)
 			var chat startedChat
 			if code := postJSON(t, a.base+"/v1/properties/acme/chats", "", map[string]string{"name": "Ida", "message": "queued before the kill"}, &chat); code != 201 {
 				t.Fatalf("start chat: %d", code)
@@ -617,18 +464,18 @@ func TestProcessKill9ResumesDeliveries(t *testing.T) {
 			// Kill whichever instance works the chat's outbox shard.
 			var holder string
 			wait.Within(t, 15*time.Second, "an instance working the chat's shard", func() bool {
-				refused := api.callsWhere(func(c botCall) bool { return c.refused && strings.Contains(c.p["reply_markup"], chat.ChatID) })
+				refused := api.CallsWhere(func(c tgfake.Call) bool { return c.Failed && strings.Contains(c.Params["reply_markup"], chat.ChatID) })
 				if len(refused) == 0 {
 					return false
 				}
-				holder = refused[len(refused)-1].inst
+				holder = refused[len(refused)-1].Instance
 				return true
 			})
 			victim := a
 			if holder == "B" {
 				victim = b
 			}
-			api.refuse.Store(false)
+			api.StopFailing("sendMessage")
 			killedAt := time.Now()
 			if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -644,11 +491,11 @@ func TestProcessKill9ResumesDeliveries(t *testing.T) {
 			}
 			var first time.Time
 			wait.Within(t, 20*time.Second, "the offer delivered after the kill", func() bool {
-				got := api.callsWhere(func(c botCall) bool {
-					return c.method == "sendMessage" && !c.refused && c.at.After(killedAt) && strings.Contains(c.p["reply_markup"], chat.ChatID)
+				got := api.CallsWhere(func(c tgfake.Call) bool {
+					return c.Method == "sendMessage" && !c.Failed && c.At.After(killedAt) && strings.Contains(c.Params["reply_markup"], chat.ChatID)
 				})
 				if len(got) > 0 {
-					first = got[0].at
+					first = got[0].At
 				}
 				return len(got) > 0
 			})

@@ -11,7 +11,7 @@
 //     at redis://127.0.0.1:6379/15 if it answers, else an embedded one; all
 //     keys under a unique prefix, deleted at the end;
 //   - a bare Fiber server answering the status route with constant JSON;
-//   - a fake Telegram Bot API (httptest) that the real telegram adapter
+//   - the fake Telegram Bot API of internal/tgfake, which the real telegram adapter
 //     talks to: it notes when each sendMessage arrives and serves agent
 //     replies to getUpdates;
 //   - a probe adapter, an in-process bridge.Adapter that notes when the

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -389,7 +390,7 @@ func (e *env) relay(ctx context.Context, cfg *Config, rep *Report) error {
 			if !ok {
 				return errors.New("no Telegram message to reply to")
 			}
-			e.tg.QueueReply(c.agent.TelegramUserID, msgID, text)
+			e.tg.Push(tgfake.ReplyMessage(c.agent.TelegramUserID, text, msgID))
 			return nil
 		})
 		waitArrivals(ctx, run, 30*time.Second)
