@@ -237,11 +237,7 @@ func (b *Bridge) statusReply(agent presence.Agent) Reply {
 		if !ok || snap == nil {
 			continue
 		}
-		name := string(p)
-		if prop, ok := b.dir.Property(p); ok && prop.Name != "" {
-			name = prop.Name
-		}
-		fmt.Fprintf(&sb, "\n%s widget: %s — %s.", name, snap.Report.Status, snap.Report.Reason)
+		fmt.Fprintf(&sb, "\n%s widget: %s — %s.", b.propertyName(p), snap.Report.Status, snap.Report.Reason)
 	}
 	return Reply{Text: sb.String(), Private: true}
 }

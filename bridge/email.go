@@ -143,10 +143,7 @@ func (b *Bridge) fireEmail(ctx context.Context, member string, id ChatID, prop p
 
 // queueEmail puts an email to the chat's visitor in the outbox.
 func (b *Bridge) queueEmail(o *batch, cv *chatView, kind EmailKind, msgs []Message) {
-	name := string(cv.Property)
-	if p, ok := b.dir.Property(cv.Property); ok && p.Name != "" {
-		name = p.Name
-	}
+	name := b.propertyName(cv.Property)
 	o.deliver(EmailTarget, Delivery{Kind: KindEmail, Chat: cv.Chat, Email: &Email{
 		Kind: kind, To: cv.Visitor.Email, ToName: cv.Visitor.Name, Property: name,
 		Messages: msgs, ContinueURL: b.continueURL(cv),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/onduty/onduty/internal/backoff"
 	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
@@ -73,7 +74,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		if by == "" {
 			by = "agent:" + string(it.d.Agent)
 		}
-		shard := shardOf(by, b.cfg.Shards)
+		shard := Shard(by, b.cfg.Shards)
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
@@ -277,7 +278,9 @@ type chatQueue struct {
 	items []*outEntry
 	// notBefore: the chat waits (pacing, or a retry's backoff) until then.
 	notBefore time.Time
-	backoff   time.Duration
+	// lastPause is the pause after the last failed attempt; zero once one
+	// succeeded.
+	lastPause time.Duration
 }
 
 // outEntry is one stream entry, or several merged visitor messages.
@@ -567,7 +570,7 @@ func (w *shardWorker) read(ctx context.Context) error {
 			k := byKey(d)
 			q := w.queues[k]
 			if q == nil {
-				q = &chatQueue{key: k, backoff: b.cfg.RetryMin}
+				q = &chatQueue{key: k}
 				w.queues[k] = q
 				w.order = append(w.order, k)
 			}
@@ -677,7 +680,7 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 			metrics.Deliveries.WithLabelValues(name, "merged").Add(float64(len(e.ids) - 1))
 		}
 		q.items = q.items[1:]
-		q.backoff = b.cfg.RetryMin
+		q.lastPause = 0
 		return w.remove(ctx, e.ids...)
 	}
 	if ctx.Err() != nil {
@@ -711,8 +714,8 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 		return w.giveUp(ctx, q, e, err)
 	}
 	metrics.Deliveries.WithLabelValues(name, "retried").Inc()
-	pause := q.backoff
-	q.backoff = min(q.backoff*2, b.cfg.RetryMax)
+	pause := backoff.Policy{Min: b.cfg.RetryMin, Max: b.cfg.RetryMax}.Next(q.lastPause)
+	q.lastPause = pause
 	if errors.As(err, &ra) && ra.After > pause {
 		pause = ra.After
 	}
@@ -736,7 +739,7 @@ func (w *shardWorker) giveUp(ctx context.Context, q *chatQueue, e *outEntry, cau
 		w.b.deadLetter(ctx, w.a.Name(), body, cause)
 	}
 	q.items = q.items[1:]
-	q.backoff = w.b.cfg.RetryMin
+	q.lastPause = 0
 	return w.remove(ctx, e.ids...)
 }
 

@@ -33,3 +33,15 @@ func StrippedControl(r rune) bool {
 func OneLine(s string) string {
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 }
+
+// AgentLabel is how the team is shown who wrote an agent's message: the
+// agent's name as it was when written, else the agent's id, else "Agent".
+func (m Message) AgentLabel() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	if m.Agent != "" {
+		return string(m.Agent)
+	}
+	return "Agent"
+}

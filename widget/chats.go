@@ -466,10 +466,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 		}
 	}
 	if chat.Owner != "" {
-		name := string(chat.Owner)
-		if a, ok := s.dir.Agent(chat.Owner); ok && a.Name != "" {
-			name = a.Name
-		}
+		name := s.dir.AgentName(chat.Owner)
 		if w.event(string(bridge.EventAgentJoined), "", mustJSON(bridge.VisitorEvent{Type: bridge.EventAgentJoined, Chat: chat.ID, Agent: name})) != nil {
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/backoff"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -92,7 +93,7 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		keys:      keys{prefix: cfg.Prefix},
 		lim:       newSharedLimiter(rdb, keys{prefix: cfg.Prefix}, telegramLimits, time.Now, log),
 		owner:     hex.EncodeToString(tok[:]),
-		retryWait: backoff,
+		retryWait: retryBackoff.Delay,
 	}, nil
 }
 
@@ -225,8 +226,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// backoff is capped exponential: 200ms, 400ms … 10s.
-func backoff(failures int) time.Duration {
-	d := 200 * time.Millisecond << min(failures, 6)
-	return min(d, 10*time.Second)
-}
+// retryBackoff is the pause before polling, an update or the webhook's
+// registration is tried again: 200ms, 400ms … 10s.
+var retryBackoff = backoff.Policy{Min: 200 * time.Millisecond, Max: 10 * time.Second}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
+
+	"github.com/onduty/onduty/bridge"
 )
 
 // maxWebhookBody bounds an update's size.
@@ -37,7 +38,7 @@ func (a *Adapter) runWebhook(ctx context.Context) error {
 			return rej
 		}
 		a.log.Warn("setWebhook failed; retrying", "err", classify("set webhook", err))
-		if !sleep(ctx, backoff(failures)) {
+		if !sleep(ctx, retryBackoff.Delay(failures)) {
 			return nil
 		}
 	}
@@ -101,7 +102,5 @@ func updateChat(u *models.Update) int64 {
 }
 
 func lockIndex(chat int64, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(strconv.FormatInt(chat, 10)))
-	return int(h.Sum32() % uint32(n))
+	return bridge.Shard(strconv.FormatInt(chat, 10), n)
 }
