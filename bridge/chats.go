@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -208,7 +207,7 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id ChatID, after string, limit int) ([]Message, error) {
 	start := "-"
 	if after != "" {
-		if !validStreamID(after) {
+		if _, ok := ParseStreamID(after, true); !ok {
 			return nil, fmt.Errorf("bridge: bad message id %q: %w", after, ErrInvalidText)
 		}
 		start = "(" + after
@@ -229,19 +228,6 @@ func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id Cha
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-func validStreamID(s string) bool {
-	a, c, ok := strings.Cut(s, "-")
-	if _, err := strconv.ParseUint(a, 10, 64); err != nil {
-		return false
-	}
-	if ok {
-		if _, err := strconv.ParseUint(c, 10, 64); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // createChat stores a new chat with its first message.
@@ -420,7 +406,7 @@ func (b *Bridge) Transcript(ctx context.Context, id ChatID, after string, limit 
 			return nil, err
 		}
 		for _, m := range ms {
-			if !m.Note {
+			if _, ok := m.ForVisitor(); ok {
 				out = append(out, m)
 			}
 		}

@@ -784,12 +784,11 @@ func (b *Bridge) deadLetter(ctx context.Context, adapter, body string, cause err
 	}
 }
 
-// streamTime is when a stream entry was added (its id's millisecond part).
+// streamTime is when a stream entry was added, zero for no stream id.
 func streamTime(id string) time.Time {
-	msPart, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(msPart, 10, 64)
-	if err != nil {
+	sid, ok := ParseStreamID(id, true)
+	if !ok {
 		return time.Time{}
 	}
-	return time.UnixMilli(n)
+	return sid.Time()
 }

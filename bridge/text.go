@@ -45,3 +45,14 @@ func (m Message) AgentLabel() string {
 	}
 	return "Agent"
 }
+
+// ForVisitor is what a visitor may see of m: nothing of an internal note
+// (ok false), and agents by display name only, not by their internal id.
+// Every surface that shows visitors messages goes through it.
+func (m Message) ForVisitor() (vm Message, ok bool) {
+	if m.Note {
+		return Message{}, false
+	}
+	m.Agent = ""
+	return m, true
+}
