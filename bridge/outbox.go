@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/internal/backoff"
+	"github.com/onduty/onduty/internal/lease"
 	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
@@ -187,21 +188,8 @@ const kickTimers = "timers"
 // A shard lease names the instance working an outbox shard. It is taken
 // when the shard has work and given back when the shard is empty, so an idle
 // instance holds none and renews none; while held it is renewed every third
-// of Config.LeaseTTL, in the background, also during a Deliver call.
-var renewLeaseScript = redis.NewScript(`
--- KEYS[1] lease   ARGV[1] instance   ARGV[2] ttl ms
--- Takes or renews the lease; returns 1 if this instance holds it.
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-`)
-
-var releaseLeaseScript = redis.NewScript(`
--- KEYS[1] lease   ARGV[1] instance
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
+// of Config.LeaseTTL, in the background, also during a Deliver call
+// (package lease holds the scripts).
 
 // kick wakes this instance's worker of an outbox shard, if it sleeps.
 func (b *Bridge) kick(adapter string, shard int) {
@@ -387,8 +375,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func (w *shardWorker) acquire(ctx context.Context) (bool, error) {
-	ok, err := renewLeaseScript.Run(ctx, w.b.rdb, []string{w.lease}, w.b.instance, w.b.cfg.LeaseTTL.Milliseconds()).Int()
-	return ok == 1, err
+	return lease.Acquire(ctx, w.b.rdb, w.lease, w.b.instance, w.b.cfg.LeaseTTL)
 }
 
 // work drains the shard while this instance holds its lease, keeps it a
@@ -418,7 +405,7 @@ func (w *shardWorker) work(ctx context.Context) bool {
 	// holder's own lease is deleted.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := releaseLeaseScript.Run(rctx, b.rdb, []string{w.lease}, b.instance).Err(); err != nil {
+	if err := lease.Release(rctx, b.rdb, w.lease, b.instance); err != nil {
 		b.log.Warn("outbox lease release failed", "adapter", w.a.Name(), "shard", w.shard, "err", err)
 	}
 	return emptied
