@@ -51,17 +51,6 @@ func hashToken(t string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func validText(s string) error {
-	if !utf8.ValidString(s) {
-		return ErrInvalidText
-	}
-	n := utf8.RuneCountInString(s)
-	if n < 1 || n > MaxTextRunes || Blank(s) {
-		return ErrInvalidText
-	}
-	return nil
-}
-
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(s string) time.Time {
@@ -235,7 +224,7 @@ func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visito
 	if _, ok := b.routing(p); !ok {
 		return chatView{}, Message{}, "", ErrUnknownProperty
 	}
-	if err := validText(text); err != nil {
+	if err := CheckText(text); err != nil {
 		return chatView{}, Message{}, "", err
 	}
 	if id := v.Identity; id != nil {
@@ -354,7 +343,7 @@ func (b *Bridge) AuthVisitor(ctx context.Context, id ChatID, token string) (Chat
 // PostVisitorMessage stores the message before returning, then relays it.
 func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string, att *Attachment) (Message, error) {
 	if att == nil || text != "" {
-		if err := validText(text); err != nil {
+		if err := CheckText(text); err != nil {
 			return Message{}, err
 		}
 	}

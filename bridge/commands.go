@@ -579,8 +579,8 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		text = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(text), "//"))
 	}
 	if act.Attachment == nil || text != "" {
-		if err := validText(text); err != nil {
-			return Reply{Text: "Messages must be 1 to 4000 characters.", Private: true}, nil
+		if err := CheckText(text); err != nil {
+			return Reply{Text: TextRuleHint, Private: true}, nil
 		}
 	}
 	name := b.agentName(agent.ID)

@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // What agents and visitors see of a text: the chat apps drop control
@@ -55,4 +57,32 @@ func (m Message) ForVisitor() (vm Message, ok bool) {
 	}
 	m.Agent = ""
 	return m, true
+}
+
+// The problems CheckText finds; each wraps ErrInvalidText.
+var (
+	ErrTextMissing = fmt.Errorf("%w: text is empty", ErrInvalidText)
+	ErrTextNotUTF8 = fmt.Errorf("%w: text is not valid UTF-8", ErrInvalidText)
+	ErrTextBlank   = fmt.Errorf("%w: text is blank", ErrInvalidText)
+	ErrTextTooLong = fmt.Errorf("%w: text is over %d characters", ErrInvalidText, MaxTextRunes)
+)
+
+// TextRuleHint tells people the rule CheckText applies.
+var TextRuleHint = fmt.Sprintf("Messages must be 1 to %d characters.", MaxTextRunes)
+
+// CheckText is the one rule for a message's text, whoever writes it (a
+// visitor, an agent, a canned reply): present, valid UTF-8, not blank (see
+// Blank) and at most MaxTextRunes characters. The error says which.
+func CheckText(s string) error {
+	switch {
+	case s == "":
+		return ErrTextMissing
+	case !utf8.ValidString(s):
+		return ErrTextNotUTF8
+	case Blank(s):
+		return ErrTextBlank
+	case utf8.RuneCountInString(s) > MaxTextRunes:
+		return ErrTextTooLong
+	}
+	return nil
 }

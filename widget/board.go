@@ -253,7 +253,7 @@ func (s *Server) adminAction(c *fiber.Ctx) error {
 			return newErr(http.StatusBadRequest, "invalid_command", "command must be one word, like accept or online")
 		}
 		if utf8.RuneCountInString(in.Args) > bridge.MaxTextRunes {
-			return newErr(http.StatusBadRequest, "text_too_long", "args is over 4000 characters")
+			return errTooLong("args")
 		}
 		act.Kind, act.Command, act.Args = bridge.ActCommand, cmd, in.Args
 	case in.Text != "":

@@ -302,7 +302,7 @@ func readUpload(r io.Reader, boundary string) (upload, error) {
 			data, err := io.ReadAll(io.LimitReader(p, MaxBodyBytes+1))
 			switch {
 			case len(data) > MaxBodyBytes:
-				return up, newErr(http.StatusBadRequest, "text_too_long", "text is over 4000 characters")
+				return up, errTooLong("text")
 			case err != nil:
 				return up, errFile
 			}
@@ -611,20 +611,27 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// checkText validates a message text: present, valid UTF-8, not blank, at
-// most 4000 characters.
+// checkText applies the bridge's rule for a message text (bridge.CheckText)
+// and says in the API's terms what is wrong with the field.
 func checkText(field, s string) error {
-	switch {
-	case s == "":
+	switch err := bridge.CheckText(s); {
+	case err == nil:
+		return nil
+	case errors.Is(err, bridge.ErrTextMissing):
 		return newErr(http.StatusBadRequest, "missing_field", field+" is required")
-	case !utf8.ValidString(s):
+	case errors.Is(err, bridge.ErrTextNotUTF8):
 		return newErr(http.StatusBadRequest, "invalid_utf8", field+" is not valid UTF-8")
-	case bridge.Blank(s):
+	case errors.Is(err, bridge.ErrTextBlank):
 		return newErr(http.StatusBadRequest, "invalid_text", field+" is blank")
-	case utf8.RuneCountInString(s) > bridge.MaxTextRunes:
-		return newErr(http.StatusBadRequest, "text_too_long", field+" is over 4000 characters")
+	case errors.Is(err, bridge.ErrTextTooLong):
+		return errTooLong(field)
 	}
-	return nil
+	return errInvalidText
+}
+
+// errTooLong refuses a text field over bridge.MaxTextRunes characters.
+func errTooLong(field string) error {
+	return newErr(http.StatusBadRequest, "text_too_long", fmt.Sprintf("%s is over %d characters", field, bridge.MaxTextRunes))
 }
 
 func checkOptional(field, s string, maxRunes int) error {
