@@ -17,6 +17,36 @@ import (
 // dedupTTL is how long a handled platform event id is remembered.
 const dedupTTL = 24 * time.Hour
 
+// Command is one chat command an agent can send, as a platform's menu
+// shows it.
+type Command struct {
+	Name string // what the agent types after the slash
+	Help string // one line for a menu: arguments first, then what it does
+}
+
+// Commands is the list of chat commands, in menu order: what a platform
+// offers in its menu and what Handle understands (command gives each its
+// meaning; /help answers with helpText).
+var Commands = []Command{
+	{"start", "Start: go online"},
+	{"online", "Go online"},
+	{"away", "Go away"},
+	{"invisible", "Go invisible"},
+	{"offline", "Go offline"},
+	{"alwayson", "on|off: stay online without activity"},
+	{"status", "Your status and each site's widget status"},
+	{"team", "Your teammates' statuses"},
+	{"chats", "List and switch chats"},
+	{"accept", "Accept the pending chat"},
+	{"close", "Close the current chat"},
+	{"transfer", "NAME: hand the current chat to a teammate"},
+	{"monitor", "Watch a chat without owning it"},
+	{"reply", "NAME: send a canned reply; alone: list them"},
+	{"block", "[DURATION]: block the chat's visitor (30d)"},
+	{"unblock", "Lift the chat's block"},
+	{"help", "What the bot can do"},
+}
+
 const helpText = `Commands:
 /online, /away, /invisible, /offline — set your status
 /alwayson on|off — stay online without activity (or not)

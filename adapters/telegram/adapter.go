@@ -156,9 +156,9 @@ func (a *Adapter) introduce(ctx context.Context) error {
 		}
 		a.log.Warn("getMe failed; accepting /cmd@any", "err", err)
 	}
-	cmds := make([]models.BotCommand, 0, len(commandHelp))
-	for _, c := range commandHelp {
-		cmds = append(cmds, models.BotCommand{Command: c[0], Description: c[1]})
+	cmds := make([]models.BotCommand, 0, len(bridge.Commands))
+	for _, c := range bridge.Commands {
+		cmds = append(cmds, models.BotCommand{Command: c.Name, Description: c.Help})
 	}
 	if _, err := a.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
 		a.log.Warn("setMyCommands failed", "err", classify("set my commands", err))
@@ -184,27 +184,6 @@ func (a *Adapter) Verify(ctx context.Context) error {
 		a.username.Store(&name)
 	}
 	return nil
-}
-
-// commandHelp is the menu Telegram shows; the bridge gives the commands meaning.
-var commandHelp = [][2]string{
-	{"start", "Start: go online"},
-	{"online", "Go online"},
-	{"away", "Go away"},
-	{"invisible", "Go invisible"},
-	{"offline", "Go offline"},
-	{"alwayson", "on|off: stay online without activity"},
-	{"status", "Your status and each site's widget status"},
-	{"team", "Your teammates' statuses"},
-	{"chats", "List and switch chats"},
-	{"accept", "Accept the pending chat"},
-	{"close", "Close the current chat"},
-	{"transfer", "NAME: hand the current chat to a teammate"},
-	{"monitor", "Watch a chat without owning it"},
-	{"reply", "NAME: send a canned reply; alone: list them"},
-	{"block", "[DURATION]: block the chat's visitor (30d)"},
-	{"unblock", "Lift the chat's block"},
-	{"help", "What the bot can do"},
 }
 
 func (a *Adapter) botName() string {
