@@ -364,7 +364,7 @@ func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string,
 	var out batch
 	out.event(VisitorEvent{Type: EventMessage, Chat: id, Message: &m})
 	b.notify(&out, &cv, HookChatMessage, &m, nil)
-	b.chatDeliveries(&out, &cv, KindMessage, &m, "", "", "")
+	b.deliverTo(&out, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, "", ""))
 	if cv.State == Active {
 		b.scheduleIdle(&out, &cv)
 	}

@@ -576,7 +576,7 @@ func (b *Bridge) transfer(ctx context.Context, agent presence.Agent, act Action,
 	m, err := b.appendMessage(ctx, cv.Property, Message{Chat: cv.ID, From: FromSystem, At: b.now(),
 		Text: fmt.Sprintf("%s transferred the chat to %s.", b.agentName(agent.ID), toName)})
 	if err == nil {
-		b.chatDeliveries(&o, &cv, KindMessage, &m, "", to.ID, "")
+		b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, to.ID, ""))
 	}
 	if wasPending {
 		o.cancelChatTimers(&cv, timerOffer, timerFallback, timerQueue)
@@ -622,7 +622,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		if err != nil {
 			return Reply{}, err
 		}
-		b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
+		b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, agent.ID, act.sharedSurface()))
 		return Reply{}, b.flush(ctx, &o)
 	}
 	if cv.Owner != agent.ID {
@@ -655,7 +655,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 	}
 	o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
 	b.notify(&o, &cv, HookChatMessage, &m, nil)
-	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
+	b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, agent.ID, act.sharedSurface()))
 	b.scheduleIdle(&o, &cv)
 	b.scheduleEmail(&o, &cv, m.At)
 	b.setCurrent(&o, agent.ID, cv.ID)

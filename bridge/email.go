@@ -236,7 +236,7 @@ func (b *Bridge) Rate(ctx context.Context, id ChatID, score int, comment string)
 		text += " Comment: " + comment
 	}
 	m := Message{Chat: id, From: FromSystem, Text: text, At: rt.At}
-	b.chatDeliveries(&o, &cv, KindMessage, &m, "", "", "")
+	b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, "", ""))
 	b.notify(&o, &cv, HookChatRated, nil, &rt)
 	if err := b.flush(ctx, &o); err != nil {
 		return Rating{}, unavailable("store rating", err)

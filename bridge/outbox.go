@@ -152,21 +152,38 @@ func participants(cv *chatView) []presence.AgentID {
 	return out
 }
 
-// chatDeliveries queues a chat event for everyone following the chat: once
-// for each adapter with a shared place (except the surface it came from),
-// and per participant on the other adapters (except the agent who caused it).
-func (b *Bridge) chatDeliveries(o *batch, cv *chatView, kind DeliveryKind, m *Message, text string, exceptAgent presence.AgentID, exceptSurface string) {
-	ps := participants(cv)
+// audience is who gets one item about a chat. The rule, written only in
+// deliverTo: an adapter with a shared place for the chat's property gets it
+// once there (if Shared, and unless it came from there); every other
+// adapter gets it once for each of Agents it reaches.
+type audience struct {
+	Shared bool               // the shared places get it
+	Agents []presence.AgentID // the agents who get it on the other adapters
+	Except presence.AgentID   // one of Agents who gets nothing (who caused it)
+	From   string             // the shared place it came from, which has it already
+}
+
+// followers is everyone following the chat (see participants) but except,
+// who caused the event, and the shared place from, where it happened.
+func followers(cv *chatView, except presence.AgentID, from string) audience {
+	return audience{Shared: true, Agents: participants(cv), Except: except, From: from}
+}
+
+// deliverTo queues d, about the chat cv, for its audience.
+func (b *Bridge) deliverTo(o *batch, cv *chatView, d Delivery, to audience) {
+	d.Chat = cv.Chat
 	for _, a := range b.adapterList() {
 		if a.Shared(cv.Property) {
-			if a.Name() != exceptSurface {
-				o.deliver(a.Name(), Delivery{Kind: kind, Chat: cv.Chat, Message: m, Text: text})
+			if to.Shared && a.Name() != to.From {
+				o.deliver(a.Name(), d)
 			}
 			continue
 		}
-		for _, ag := range ps {
-			if ag != exceptAgent && a.Reaches(ag) {
-				o.deliver(a.Name(), Delivery{Kind: kind, Agent: ag, Chat: cv.Chat, Message: m, Text: text})
+		for _, id := range to.Agents {
+			if id != to.Except && a.Reaches(id) {
+				one := d
+				one.Agent = id
+				o.deliver(a.Name(), one)
 			}
 		}
 	}
