@@ -476,7 +476,7 @@ func (w *shardWorker) drain(ctx context.Context) bool {
 					return false
 				}
 				b.log.Warn("outbox read failed", "adapter", w.a.Name(), "err", err)
-				if !sleepCtx(ctx, b.cfg.RetryMin) {
+				if !backoff.Sleep(ctx, b.cfg.RetryMin) {
 					return false
 				}
 				continue
@@ -718,7 +718,7 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 		return w.giveUp(ctx, q, e, err)
 	}
 	metrics.Deliveries.WithLabelValues(name, "retried").Inc()
-	pause := backoff.Policy{Min: b.cfg.RetryMin, Max: b.cfg.RetryMax}.Next(q.lastPause)
+	pause := b.retryBackoff().Next(q.lastPause)
 	q.lastPause = pause
 	if errors.As(err, &ra) && ra.After > pause {
 		pause = ra.After
@@ -747,10 +747,16 @@ func (w *shardWorker) giveUp(ctx context.Context, q *chatQueue, e *outEntry, cau
 	return w.remove(ctx, e.ids...)
 }
 
+// retryBackoff paces the outbox's retries: Config.RetryMin doubling to
+// Config.RetryMax.
+func (b *Bridge) retryBackoff() backoff.Policy {
+	return backoff.Policy{Min: b.cfg.RetryMin, Max: b.cfg.RetryMax}
+}
+
 // remove deletes handled entries, retrying while Redis is away: skipping
 // them would deliver them again, after later items.
 func (w *shardWorker) remove(ctx context.Context, ids ...string) bool {
-	pause := w.b.cfg.RetryMin
+	var pause time.Duration
 	for {
 		err := w.b.rdb.XDel(ctx, w.key, ids...).Err()
 		if err == nil {
@@ -759,22 +765,11 @@ func (w *shardWorker) remove(ctx context.Context, ids ...string) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		pause = w.b.retryBackoff().Next(pause)
 		w.b.log.Warn("outbox remove failed; retrying", "key", w.key, "ids", ids, "err", err)
-		if !sleepCtx(ctx, pause) {
+		if !backoff.Sleep(ctx, pause) {
 			return false
 		}
-		pause = min(pause*2, w.b.cfg.RetryMax)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -194,16 +194,7 @@ func (a *Adapter) botName() string {
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+var sleep = backoff.Sleep
 
 // retryBackoff is the pause before polling, an update or the webhook's
 // registration is tried again: 200ms, 400ms … 10s.

@@ -4,7 +4,10 @@
 // on top of it.
 package backoff
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Policy doubles the pause from Min after each consecutive failure, up to Max.
 type Policy struct {
@@ -30,4 +33,16 @@ func (p Policy) Next(prev time.Duration) time.Duration {
 		return p.Min
 	}
 	return min(prev*2, p.Max)
+}
+
+// Sleep waits d, or until ctx is done; it reports whether d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -1,6 +1,7 @@
 package backoff
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -51,5 +52,16 @@ func TestSameSequence(t *testing.T) {
 				t.Errorf("%+v after %d failures: Next gives %v, Delay %v", p, f, d, want)
 			}
 		}
+	}
+}
+
+func TestSleep(t *testing.T) {
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Error("Sleep with a live context reported it was cut short")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Error("Sleep with a done context reported the hour passed")
 	}
 }
