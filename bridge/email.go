@@ -116,7 +116,7 @@ func (b *Bridge) fireEmail(ctx context.Context, member string, id ChatID, prop p
 			return err
 		}
 		for _, m := range ms {
-			if m.From == FromAgent && !m.Note {
+			if _, shown := m.ForVisitor(); shown && m.From == FromAgent {
 				replies = append(replies, m)
 			}
 		}
