@@ -360,12 +360,7 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
-func (b *Bridge) agentName(id presence.AgentID) string {
-	if a, ok := b.dir.Agent(id); ok && a.Name != "" {
-		return a.Name
-	}
-	return string(id)
-}
+func (b *Bridge) agentName(id presence.AgentID) string { return b.dir.AgentName(id) }
 
 func (b *Bridge) routing(p presence.PropertyID) (Routing, bool) {
 	r, ok := b.cfg.Properties[p]

@@ -69,12 +69,7 @@ func (b *Bridge) listCanned(ctx context.Context, agent presence.Agent, act Actio
 	return Reply{Text: sb.String(), Private: true}
 }
 
-func (b *Bridge) propertyName(p presence.PropertyID) string {
-	if prop, ok := b.dir.Property(p); ok && prop.Name != "" {
-		return prop.Name
-	}
-	return string(p)
-}
+func (b *Bridge) propertyName(p presence.PropertyID) string { return b.dir.PropertyName(p) }
 
 // preview shortens s to at most n runes on one line.
 func preview(s string, n int) string {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -50,17 +49,6 @@ func newToken() string {
 func hashToken(t string) string {
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:])
-}
-
-func validText(s string) error {
-	if !utf8.ValidString(s) {
-		return ErrInvalidText
-	}
-	n := utf8.RuneCountInString(s)
-	if n < 1 || n > MaxTextRunes || Blank(s) {
-		return ErrInvalidText
-	}
-	return nil
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -208,7 +196,7 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id ChatID, after string, limit int) ([]Message, error) {
 	start := "-"
 	if after != "" {
-		if !validStreamID(after) {
+		if _, ok := ParseStreamID(after, true); !ok {
 			return nil, fmt.Errorf("bridge: bad message id %q: %w", after, ErrInvalidText)
 		}
 		start = "(" + after
@@ -231,25 +219,12 @@ func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id Cha
 	return out, nil
 }
 
-func validStreamID(s string) bool {
-	a, c, ok := strings.Cut(s, "-")
-	if _, err := strconv.ParseUint(a, 10, 64); err != nil {
-		return false
-	}
-	if ok {
-		if _, err := strconv.ParseUint(c, 10, 64); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
 // createChat stores a new chat with its first message.
 func (b *Bridge) createChat(ctx context.Context, p presence.PropertyID, v Visitor, text string, offline bool) (chatView, Message, string, error) {
 	if _, ok := b.routing(p); !ok {
 		return chatView{}, Message{}, "", ErrUnknownProperty
 	}
-	if err := validText(text); err != nil {
+	if err := CheckText(text); err != nil {
 		return chatView{}, Message{}, "", err
 	}
 	if id := v.Identity; id != nil {
@@ -368,7 +343,7 @@ func (b *Bridge) AuthVisitor(ctx context.Context, id ChatID, token string) (Chat
 // PostVisitorMessage stores the message before returning, then relays it.
 func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string, att *Attachment) (Message, error) {
 	if att == nil || text != "" {
-		if err := validText(text); err != nil {
+		if err := CheckText(text); err != nil {
 			return Message{}, err
 		}
 	}
@@ -389,7 +364,7 @@ func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string,
 	var out batch
 	out.event(VisitorEvent{Type: EventMessage, Chat: id, Message: &m})
 	b.notify(&out, &cv, HookChatMessage, &m, nil)
-	b.chatDeliveries(&out, &cv, KindMessage, &m, "", "", "")
+	b.deliverTo(&out, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, "", ""))
 	if cv.State == Active {
 		b.scheduleIdle(&out, &cv)
 	}
@@ -420,7 +395,7 @@ func (b *Bridge) Transcript(ctx context.Context, id ChatID, after string, limit 
 			return nil, err
 		}
 		for _, m := range ms {
-			if !m.Note {
+			if _, ok := m.ForVisitor(); ok {
 				out = append(out, m)
 			}
 		}

@@ -17,6 +17,36 @@ import (
 // dedupTTL is how long a handled platform event id is remembered.
 const dedupTTL = 24 * time.Hour
 
+// Command is one chat command an agent can send, as a platform's menu
+// shows it.
+type Command struct {
+	Name string // what the agent types after the slash
+	Help string // one line for a menu: arguments first, then what it does
+}
+
+// Commands is the list of chat commands, in menu order: what a platform
+// offers in its menu and what Handle understands (command gives each its
+// meaning; /help answers with helpText).
+var Commands = []Command{
+	{"start", "Start: go online"},
+	{"online", "Go online"},
+	{"away", "Go away"},
+	{"invisible", "Go invisible"},
+	{"offline", "Go offline"},
+	{"alwayson", "on|off: stay online without activity"},
+	{"status", "Your status and each site's widget status"},
+	{"team", "Your teammates' statuses"},
+	{"chats", "List and switch chats"},
+	{"accept", "Accept the pending chat"},
+	{"close", "Close the current chat"},
+	{"transfer", "NAME: hand the current chat to a teammate"},
+	{"monitor", "Watch a chat without owning it"},
+	{"reply", "NAME: send a canned reply; alone: list them"},
+	{"block", "[DURATION]: block the chat's visitor (30d)"},
+	{"unblock", "Lift the chat's block"},
+	{"help", "What the bot can do"},
+}
+
 const helpText = `Commands:
 /online, /away, /invisible, /offline — set your status
 /alwayson on|off — stay online without activity (or not)
@@ -237,11 +267,7 @@ func (b *Bridge) statusReply(agent presence.Agent) Reply {
 		if !ok || snap == nil {
 			continue
 		}
-		name := string(p)
-		if prop, ok := b.dir.Property(p); ok && prop.Name != "" {
-			name = prop.Name
-		}
-		fmt.Fprintf(&sb, "\n%s widget: %s — %s.", name, snap.Report.Status, snap.Report.Reason)
+		fmt.Fprintf(&sb, "\n%s widget: %s — %s.", b.propertyName(p), snap.Report.Status, snap.Report.Reason)
 	}
 	return Reply{Text: sb.String(), Private: true}
 }
@@ -550,7 +576,7 @@ func (b *Bridge) transfer(ctx context.Context, agent presence.Agent, act Action,
 	m, err := b.appendMessage(ctx, cv.Property, Message{Chat: cv.ID, From: FromSystem, At: b.now(),
 		Text: fmt.Sprintf("%s transferred the chat to %s.", b.agentName(agent.ID), toName)})
 	if err == nil {
-		b.chatDeliveries(&o, &cv, KindMessage, &m, "", to.ID, "")
+		b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, to.ID, ""))
 	}
 	if wasPending {
 		o.cancelChatTimers(&cv, timerOffer, timerFallback, timerQueue)
@@ -583,8 +609,8 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		text = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(text), "//"))
 	}
 	if act.Attachment == nil || text != "" {
-		if err := validText(text); err != nil {
-			return Reply{Text: "Messages must be 1 to 4000 characters.", Private: true}, nil
+		if err := CheckText(text); err != nil {
+			return Reply{Text: TextRuleHint, Private: true}, nil
 		}
 	}
 	name := b.agentName(agent.ID)
@@ -596,7 +622,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 		if err != nil {
 			return Reply{}, err
 		}
-		b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
+		b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, agent.ID, act.sharedSurface()))
 		return Reply{}, b.flush(ctx, &o)
 	}
 	if cv.Owner != agent.ID {
@@ -629,7 +655,7 @@ func (b *Bridge) agentMessage(ctx context.Context, agent presence.Agent, act Act
 	}
 	o.event(VisitorEvent{Type: EventMessage, Chat: cv.ID, Message: &m})
 	b.notify(&o, &cv, HookChatMessage, &m, nil)
-	b.chatDeliveries(&o, &cv, KindMessage, &m, "", agent.ID, act.sharedSurface())
+	b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, agent.ID, act.sharedSurface()))
 	b.scheduleIdle(&o, &cv)
 	b.scheduleEmail(&o, &cv, m.At)
 	b.setCurrent(&o, agent.ID, cv.ID)

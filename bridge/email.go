@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -107,7 +106,7 @@ func (b *Bridge) fireEmail(ctx context.Context, member string, id ChatID, prop p
 		return b.flush(ctx, &o)
 	}
 	after := cv.emailed
-	if cv.read != "" && (after == "" || streamIDLess(after, cv.read)) {
+	if cv.read != "" && (after == "" || storedStreamID(after).Less(storedStreamID(cv.read))) {
 		after = cv.read
 	}
 	var replies []Message
@@ -117,7 +116,7 @@ func (b *Bridge) fireEmail(ctx context.Context, member string, id ChatID, prop p
 			return err
 		}
 		for _, m := range ms {
-			if m.From == FromAgent && !m.Note {
+			if _, shown := m.ForVisitor(); shown && m.From == FromAgent {
 				replies = append(replies, m)
 			}
 		}
@@ -143,10 +142,7 @@ func (b *Bridge) fireEmail(ctx context.Context, member string, id ChatID, prop p
 
 // queueEmail puts an email to the chat's visitor in the outbox.
 func (b *Bridge) queueEmail(o *batch, cv *chatView, kind EmailKind, msgs []Message) {
-	name := string(cv.Property)
-	if p, ok := b.dir.Property(cv.Property); ok && p.Name != "" {
-		name = p.Name
-	}
+	name := b.propertyName(cv.Property)
 	o.deliver(EmailTarget, Delivery{Kind: KindEmail, Chat: cv.Chat, Email: &Email{
 		Kind: kind, To: cv.Visitor.Email, ToName: cv.Visitor.Name, Property: name,
 		Messages: msgs, ContinueURL: b.continueURL(cv),
@@ -177,7 +173,7 @@ func (b *Bridge) MarkRead(ctx context.Context, id ChatID, msgID string) error {
 	if !b.emailOn() || msgID == "" {
 		return nil
 	}
-	if _, _, ok := strings.Cut(msgID, "-"); !ok || !validStreamID(msgID) {
+	if _, ok := ParseStreamID(msgID, false); !ok {
 		return fmt.Errorf("bridge: bad message id %q: %w", msgID, ErrInvalidText)
 	}
 	p, err := b.propertyOf(ctx, id)
@@ -240,7 +236,7 @@ func (b *Bridge) Rate(ctx context.Context, id ChatID, score int, comment string)
 		text += " Comment: " + comment
 	}
 	m := Message{Chat: id, From: FromSystem, Text: text, At: rt.At}
-	b.chatDeliveries(&o, &cv, KindMessage, &m, "", "", "")
+	b.deliverTo(&o, &cv, Delivery{Kind: KindMessage, Message: &m}, followers(&cv, "", ""))
 	b.notify(&o, &cv, HookChatRated, nil, &rt)
 	if err := b.flush(ctx, &o); err != nil {
 		return Rating{}, unavailable("store rating", err)
@@ -273,17 +269,3 @@ var recordEmailErrorScript = redis.NewScript(`
 if not redis.call('HGET', KEYS[1], 'state') then return 0 end
 return redis.call('HSET', KEYS[1], 'email_error', ARGV[1])
 `)
-
-// streamIDLess reports whether stream id a comes before b.
-func streamIDLess(a, b string) bool {
-	am, as := splitStreamID(a)
-	bm, bs := splitStreamID(b)
-	return am < bm || am == bm && as < bs
-}
-
-func splitStreamID(s string) (uint64, uint64) {
-	a, c, _ := strings.Cut(s, "-")
-	x, _ := strconv.ParseUint(a, 10, 64)
-	y, _ := strconv.ParseUint(c, 10, 64)
-	return x, y
-}

@@ -118,9 +118,11 @@ func (k keys) VisitorChannel() string { return k.prefix + "visitor-events" }
 // one holding a shard's lease delivers at once instead of at its next poll.
 func (k keys) KickChannel() string { return k.prefix + "outbox-kick" }
 
-// shardOf spreads chats (or agents, for notices) over outbox shards; one
-// chat always lands in the same shard, which keeps its deliveries in order.
-func shardOf(s string, n int) int {
+// Shard spreads keys over n workers or shards: the same key always lands in
+// the same one, which keeps one chat's work in order. The outbox uses it for
+// its shards (by chat, or by agent for notices), the adapters for their
+// per-chat workers. n must be positive.
+func Shard(s string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return int(h.Sum32() % uint32(n))

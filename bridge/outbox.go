@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/onduty/onduty/internal/backoff"
+	"github.com/onduty/onduty/internal/lease"
 	"github.com/onduty/onduty/internal/metrics"
 	"github.com/onduty/onduty/presence"
 )
@@ -73,7 +75,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		if by == "" {
 			by = "agent:" + string(it.d.Agent)
 		}
-		shard := shardOf(by, b.cfg.Shards)
+		shard := Shard(by, b.cfg.Shards)
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
@@ -150,21 +152,38 @@ func participants(cv *chatView) []presence.AgentID {
 	return out
 }
 
-// chatDeliveries queues a chat event for everyone following the chat: once
-// for each adapter with a shared place (except the surface it came from),
-// and per participant on the other adapters (except the agent who caused it).
-func (b *Bridge) chatDeliveries(o *batch, cv *chatView, kind DeliveryKind, m *Message, text string, exceptAgent presence.AgentID, exceptSurface string) {
-	ps := participants(cv)
+// audience is who gets one item about a chat. The rule, written only in
+// deliverTo: an adapter with a shared place for the chat's property gets it
+// once there (if Shared, and unless it came from there); every other
+// adapter gets it once for each of Agents it reaches.
+type audience struct {
+	Shared bool               // the shared places get it
+	Agents []presence.AgentID // the agents who get it on the other adapters
+	Except presence.AgentID   // one of Agents who gets nothing (who caused it)
+	From   string             // the shared place it came from, which has it already
+}
+
+// followers is everyone following the chat (see participants) but except,
+// who caused the event, and the shared place from, where it happened.
+func followers(cv *chatView, except presence.AgentID, from string) audience {
+	return audience{Shared: true, Agents: participants(cv), Except: except, From: from}
+}
+
+// deliverTo queues d, about the chat cv, for its audience.
+func (b *Bridge) deliverTo(o *batch, cv *chatView, d Delivery, to audience) {
+	d.Chat = cv.Chat
 	for _, a := range b.adapterList() {
 		if a.Shared(cv.Property) {
-			if a.Name() != exceptSurface {
-				o.deliver(a.Name(), Delivery{Kind: kind, Chat: cv.Chat, Message: m, Text: text})
+			if to.Shared && a.Name() != to.From {
+				o.deliver(a.Name(), d)
 			}
 			continue
 		}
-		for _, ag := range ps {
-			if ag != exceptAgent && a.Reaches(ag) {
-				o.deliver(a.Name(), Delivery{Kind: kind, Agent: ag, Chat: cv.Chat, Message: m, Text: text})
+		for _, id := range to.Agents {
+			if id != to.Except && a.Reaches(id) {
+				one := d
+				one.Agent = id
+				o.deliver(a.Name(), one)
 			}
 		}
 	}
@@ -186,21 +205,8 @@ const kickTimers = "timers"
 // A shard lease names the instance working an outbox shard. It is taken
 // when the shard has work and given back when the shard is empty, so an idle
 // instance holds none and renews none; while held it is renewed every third
-// of Config.LeaseTTL, in the background, also during a Deliver call.
-var renewLeaseScript = redis.NewScript(`
--- KEYS[1] lease   ARGV[1] instance   ARGV[2] ttl ms
--- Takes or renews the lease; returns 1 if this instance holds it.
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-`)
-
-var releaseLeaseScript = redis.NewScript(`
--- KEYS[1] lease   ARGV[1] instance
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
+// of Config.LeaseTTL, in the background, also during a Deliver call
+// (package lease holds the scripts).
 
 // kick wakes this instance's worker of an outbox shard, if it sleeps.
 func (b *Bridge) kick(adapter string, shard int) {
@@ -277,7 +283,9 @@ type chatQueue struct {
 	items []*outEntry
 	// notBefore: the chat waits (pacing, or a retry's backoff) until then.
 	notBefore time.Time
-	backoff   time.Duration
+	// lastPause is the pause after the last failed attempt; zero once one
+	// succeeded.
+	lastPause time.Duration
 }
 
 // outEntry is one stream entry, or several merged visitor messages.
@@ -384,8 +392,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func (w *shardWorker) acquire(ctx context.Context) (bool, error) {
-	ok, err := renewLeaseScript.Run(ctx, w.b.rdb, []string{w.lease}, w.b.instance, w.b.cfg.LeaseTTL.Milliseconds()).Int()
-	return ok == 1, err
+	return lease.Acquire(ctx, w.b.rdb, w.lease, w.b.instance, w.b.cfg.LeaseTTL)
 }
 
 // work drains the shard while this instance holds its lease, keeps it a
@@ -415,7 +422,7 @@ func (w *shardWorker) work(ctx context.Context) bool {
 	// holder's own lease is deleted.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := releaseLeaseScript.Run(rctx, b.rdb, []string{w.lease}, b.instance).Err(); err != nil {
+	if err := lease.Release(rctx, b.rdb, w.lease, b.instance); err != nil {
 		b.log.Warn("outbox lease release failed", "adapter", w.a.Name(), "shard", w.shard, "err", err)
 	}
 	return emptied
@@ -469,7 +476,7 @@ func (w *shardWorker) drain(ctx context.Context) bool {
 					return false
 				}
 				b.log.Warn("outbox read failed", "adapter", w.a.Name(), "err", err)
-				if !sleepCtx(ctx, b.cfg.RetryMin) {
+				if !backoff.Sleep(ctx, b.cfg.RetryMin) {
 					return false
 				}
 				continue
@@ -567,7 +574,7 @@ func (w *shardWorker) read(ctx context.Context) error {
 			k := byKey(d)
 			q := w.queues[k]
 			if q == nil {
-				q = &chatQueue{key: k, backoff: b.cfg.RetryMin}
+				q = &chatQueue{key: k}
 				w.queues[k] = q
 				w.order = append(w.order, k)
 			}
@@ -677,7 +684,7 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 			metrics.Deliveries.WithLabelValues(name, "merged").Add(float64(len(e.ids) - 1))
 		}
 		q.items = q.items[1:]
-		q.backoff = b.cfg.RetryMin
+		q.lastPause = 0
 		return w.remove(ctx, e.ids...)
 	}
 	if ctx.Err() != nil {
@@ -711,8 +718,8 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 		return w.giveUp(ctx, q, e, err)
 	}
 	metrics.Deliveries.WithLabelValues(name, "retried").Inc()
-	pause := q.backoff
-	q.backoff = min(q.backoff*2, b.cfg.RetryMax)
+	pause := b.retryBackoff().Next(q.lastPause)
+	q.lastPause = pause
 	if errors.As(err, &ra) && ra.After > pause {
 		pause = ra.After
 	}
@@ -736,14 +743,20 @@ func (w *shardWorker) giveUp(ctx context.Context, q *chatQueue, e *outEntry, cau
 		w.b.deadLetter(ctx, w.a.Name(), body, cause)
 	}
 	q.items = q.items[1:]
-	q.backoff = w.b.cfg.RetryMin
+	q.lastPause = 0
 	return w.remove(ctx, e.ids...)
+}
+
+// retryBackoff paces the outbox's retries: Config.RetryMin doubling to
+// Config.RetryMax.
+func (b *Bridge) retryBackoff() backoff.Policy {
+	return backoff.Policy{Min: b.cfg.RetryMin, Max: b.cfg.RetryMax}
 }
 
 // remove deletes handled entries, retrying while Redis is away: skipping
 // them would deliver them again, after later items.
 func (w *shardWorker) remove(ctx context.Context, ids ...string) bool {
-	pause := w.b.cfg.RetryMin
+	var pause time.Duration
 	for {
 		err := w.b.rdb.XDel(ctx, w.key, ids...).Err()
 		if err == nil {
@@ -752,22 +765,11 @@ func (w *shardWorker) remove(ctx context.Context, ids ...string) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		pause = w.b.retryBackoff().Next(pause)
 		w.b.log.Warn("outbox remove failed; retrying", "key", w.key, "ids", ids, "err", err)
-		if !sleepCtx(ctx, pause) {
+		if !backoff.Sleep(ctx, pause) {
 			return false
 		}
-		pause = min(pause*2, w.b.cfg.RetryMax)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -781,12 +783,11 @@ func (b *Bridge) deadLetter(ctx context.Context, adapter, body string, cause err
 	}
 }
 
-// streamTime is when a stream entry was added (its id's millisecond part).
+// streamTime is when a stream entry was added, zero for no stream id.
 func streamTime(id string) time.Time {
-	msPart, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(msPart, 10, 64)
-	if err != nil {
+	sid, ok := ParseStreamID(id, true)
+	if !ok {
 		return time.Time{}
 	}
-	return time.UnixMilli(n)
+	return sid.Time()
 }

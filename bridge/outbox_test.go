@@ -92,7 +92,7 @@ func TestOutboxTakeoverAfterCrash(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			lease := a.b.keys.OutboxLease("fake", shardOf(string(c.ID), a.b.cfg.Shards))
+			lease := a.b.keys.OutboxLease("fake", Shard(string(c.ID), a.b.cfg.Shards))
 			wait.For(t, "the dying instance to hold the chat's shard", func() bool {
 				down.mu.Lock()
 				defer down.mu.Unlock()
@@ -164,7 +164,7 @@ func TestBackloggedVisitorMessagesMerge(t *testing.T) {
 	post("a5", nil)
 	// A new chat whose deliveries share the held chat's shard.
 	var other Chat
-	for i := 0; other.ID == "" || shardOf(string(other.ID), in.b.cfg.Shards) != shardOf(string(c.ID), in.b.cfg.Shards); i++ {
+	for i := 0; other.ID == "" || Shard(string(other.ID), in.b.cfg.Shards) != Shard(string(c.ID), in.b.cfg.Shards); i++ {
 		other, _ = in.startChat(t, fmt.Sprintf("W%d", i), "fresh")
 	}
 	waitDelivered(t, ad, "the new chat's offer while the other is held", 1, func(d Delivery) bool { return d.Kind == KindOffer && d.Chat.ID == other.ID })
@@ -216,7 +216,7 @@ func TestOutboxResumesAfterLosingItsLease(t *testing.T) {
 	if _, err := in.b.PostVisitorMessage(context.Background(), c.ID, "held up", nil); err != nil {
 		t.Fatal(err)
 	}
-	lease := in.b.keys.OutboxLease("fake", shardOf(string(c.ID), in.b.cfg.Shards))
+	lease := in.b.keys.OutboxLease("fake", Shard(string(c.ID), in.b.cfg.Shards))
 	wait.For(t, "the worker holding the shard", func() bool {
 		v, _ := e.r.Client.Get(context.Background(), lease).Result()
 		return v == in.b.instance

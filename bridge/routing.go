@@ -162,13 +162,9 @@ func (b *Bridge) agentsWith(cv *chatView, st presence.Status) []presence.AgentID
 func (b *Bridge) route(ctx context.Context, cv *chatView, first *Message, o *batch) error {
 	r, _ := b.routing(cv.Property)
 	now := b.now()
-	for _, a := range b.adapterList() {
-		if a.Shared(cv.Property) {
-			// Everyone in a shared place sees the offer, invisible agents
-			// too: it carries their Monitor button (SPEC §7).
-			o.deliver(a.Name(), Delivery{Kind: KindOffer, Chat: cv.Chat, Message: first, Monitor: true})
-		}
-	}
+	// Everyone in a shared place sees the offer, invisible agents too: it
+	// carries their Monitor button (SPEC §7).
+	b.deliverTo(o, cv, Delivery{Kind: KindOffer, Message: first, Monitor: true}, audience{Shared: true})
 	o.timer(timerMember(timerQueue, cv.Property, string(cv.ID)), now.Add(r.QueueTimeout))
 	if r.FallbackAfter > 0 {
 		o.timer(timerMember(timerFallback, cv.Property, string(cv.ID)), now.Add(r.FallbackAfter))
@@ -252,16 +248,7 @@ func (b *Bridge) offerTo(ctx context.Context, cv *chatView, agents []presence.Ag
 
 // offerDeliveries queues offers on every non-shared adapter reaching each agent.
 func (b *Bridge) offerDeliveries(cv *chatView, agents []presence.AgentID, monitor bool, first *Message, o *batch) {
-	for _, a := range b.adapterList() {
-		if a.Shared(cv.Property) {
-			continue
-		}
-		for _, id := range agents {
-			if a.Reaches(id) {
-				o.deliver(a.Name(), Delivery{Kind: KindOffer, Agent: id, Chat: cv.Chat, Message: first, Monitor: monitor})
-			}
-		}
-	}
+	b.deliverTo(o, cv, Delivery{Kind: KindOffer, Message: first, Monitor: monitor}, audience{Agents: agents})
 }
 
 // offerOffline delivers an offline message to every agent of the property
@@ -278,12 +265,7 @@ func (b *Bridge) offerOffline(cv *chatView, first *Message, o *batch) {
 		key := b.keys.Offered(cv.Property, cv.ID)
 		o.op(func(ctx context.Context, p redis.Pipeliner) { p.SAdd(ctx, key, members...) })
 	}
-	for _, a := range b.adapterList() {
-		if a.Shared(cv.Property) {
-			o.deliver(a.Name(), Delivery{Kind: KindOffer, Chat: cv.Chat, Message: first})
-		}
-	}
-	b.offerDeliveries(cv, agents, false, first, o)
+	b.deliverTo(o, cv, Delivery{Kind: KindOffer, Message: first}, audience{Shared: true, Agents: agents})
 	for _, id := range agents {
 		if !slices.Contains(cv.offered, id) {
 			cv.offered = append(cv.offered, id)
@@ -337,18 +319,7 @@ func (b *Bridge) claim(ctx context.Context, cv *chatView, agent presence.AgentID
 // to say who took it: the shared places' and those of every agent it was
 // offered to but the owner.
 func (b *Bridge) offersTaken(o *batch, cv *chatView) {
-	name := b.agentName(cv.Owner)
-	for _, a := range b.adapterList() {
-		if a.Shared(cv.Property) {
-			o.deliver(a.Name(), Delivery{Kind: KindTaken, Chat: cv.Chat, TakenBy: name})
-			continue
-		}
-		for _, id := range cv.offered {
-			if id != cv.Owner && a.Reaches(id) {
-				o.deliver(a.Name(), Delivery{Kind: KindTaken, Agent: id, Chat: cv.Chat, TakenBy: name})
-			}
-		}
-	}
+	b.deliverTo(o, cv, Delivery{Kind: KindTaken, TakenBy: b.agentName(cv.Owner)}, audience{Shared: true, Agents: cv.offered, Except: cv.Owner})
 }
 
 // Label is how agents see the visitor: "Name (email)", or what there is of it.
@@ -394,24 +365,16 @@ func (b *Bridge) closeChat(ctx context.Context, cv *chatView, by, why string) (b
 	var o batch
 	if wasPending {
 		// The offers are withdrawn; monitors who had no offer are told it closed.
-		for _, a := range b.adapterList() {
-			if a.Shared(cv.Property) {
-				o.deliver(a.Name(), Delivery{Kind: KindWithdrawn, Chat: cv.Chat, Text: why})
-				continue
-			}
-			for _, id := range cv.offered {
-				if a.Reaches(id) {
-					o.deliver(a.Name(), Delivery{Kind: KindWithdrawn, Agent: id, Chat: cv.Chat, Text: why})
-				}
-			}
-			for _, id := range cv.Monitors {
-				if !slices.Contains(cv.offered, id) && a.Reaches(id) {
-					o.deliver(a.Name(), Delivery{Kind: KindClosed, Agent: id, Chat: cv.Chat, Text: why})
-				}
+		b.deliverTo(&o, cv, Delivery{Kind: KindWithdrawn, Text: why}, audience{Shared: true, Agents: cv.offered})
+		var unoffered []presence.AgentID
+		for _, id := range cv.Monitors {
+			if !slices.Contains(cv.offered, id) {
+				unoffered = append(unoffered, id)
 			}
 		}
+		b.deliverTo(&o, cv, Delivery{Kind: KindClosed, Text: why}, audience{Agents: unoffered})
 	} else {
-		b.chatDeliveries(&o, cv, KindClosed, nil, why, "", "")
+		b.deliverTo(&o, cv, Delivery{Kind: KindClosed, Text: why}, followers(cv, "", ""))
 	}
 	o.cancelChatTimers(cv, timerOffer, timerFallback, timerQueue, timerIdle)
 	chatp, ttl := b.keys.ChatProperty(cv.ID), b.cfg.ClosedChatTTL

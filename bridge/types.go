@@ -171,7 +171,7 @@ var (
 	ErrUnknownProperty = errors.New("bridge: unknown property")
 	ErrBadToken        = errors.New("bridge: wrong visitor token")
 	ErrChatClosed      = errors.New("bridge: chat is closed")
-	ErrInvalidText     = errors.New("bridge: text must be 1..4000 characters of valid UTF-8")
+	ErrInvalidText     = fmt.Errorf("bridge: text must be 1..%d characters of valid UTF-8", MaxTextRunes)
 	// ErrNoEmail: the chat has no visitor email address to send to.
 	ErrNoEmail = errors.New("bridge: the chat has no email address")
 	// ErrEmailOff: this server sends no email (no SMTP server configured).

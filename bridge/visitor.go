@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/internal/backoff"
 )
 
 // visitorSub is one open visitor event stream on this instance.
@@ -60,22 +62,22 @@ func (b *Bridge) fanOut(e VisitorEvent) {
 // streams open on this instance; it also follows the outbox kicks. go-redis resubscribes after a lost
 // connection; events published meanwhile are in the transcript.
 func (b *Bridge) visitorFeed(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	var wait time.Duration
 	for ctx.Err() == nil {
 		ps := b.rdb.Subscribe(ctx, b.keys.VisitorChannel(), b.keys.KickChannel())
 		if _, err := ps.Receive(ctx); err != nil {
 			ps.Close()
 			if ctx.Err() == nil {
 				b.log.Warn("visitor event feed: subscribe failed", "err", err)
+				wait = feedBackoff.Next(wait)
 				select {
 				case <-ctx.Done():
-				case <-time.After(backoff):
+				case <-time.After(wait):
 				}
-				backoff = min(backoff*2, 5*time.Second)
 			}
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		wait = 0
 		if b.isFeedReady() {
 			// Resubscribed: kicks published meanwhile are lost.
 			b.kickAll()
@@ -115,6 +117,9 @@ func (b *Bridge) visitorFeed(ctx context.Context) {
 		ps.Close()
 	}
 }
+
+// feedBackoff paces resubscribing to a lost feed: 100ms doubling to 5s.
+var feedBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // feedHealthCheck is how long the visitor feed's subscription may be
 // silent before go-redis pings it.

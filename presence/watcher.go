@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/onduty/onduty/internal/backoff"
 )
 
 // Snapshot is a property's widget status as last computed, ready to serve.
@@ -230,6 +232,9 @@ func sameReport(a, b Report) bool {
 	return true
 }
 
+// feedBackoff paces reading a lost presence channel again: 100ms doubling to 5s.
+var feedBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+
 // Run follows the presence channel until ctx is done. It never returns an
 // error for Redis faults: it marks itself stale, keeps serving, and retries.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -246,7 +251,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	msgs := make(chan any, 256)
 	go func() {
 		defer close(msgs)
-		backoff := 100 * time.Millisecond
+		var wait time.Duration
 		for {
 			m, err := ps.Receive(ctx)
 			if ctx.Err() != nil {
@@ -256,15 +261,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 				if !w.stale.Swap(true) {
 					w.log.Warn("presence feed lost; serving last known status", "err", err)
 				}
+				wait = feedBackoff.Next(wait)
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(backoff):
+				case <-time.After(wait):
 				}
-				backoff = min(backoff*2, 5*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			wait = 0
 			select {
 			case msgs <- m:
 			case <-ctx.Done():

@@ -137,14 +137,9 @@ func (s *Server) agentSurfaces(r presence.Report) map[presence.AgentID][]string 
 }
 
 func (s *Server) boardProperty(p presence.PropertyID, r presence.Report) boardProperty {
-	bp := boardProperty{Property: p, Name: string(p), Report: r, Surfaces: s.agentSurfaces(r), Stale: s.watcher.Stale(), Now: s.store.Now()}
-	if prop, ok := s.dir.Property(p); ok {
-		if prop.Name != "" {
-			bp.Name = prop.Name
-		}
-		if prop.Schedule != nil {
-			bp.Schedule = prop.Schedule.String()
-		}
+	bp := boardProperty{Property: p, Name: s.dir.PropertyName(p), Report: r, Surfaces: s.agentSurfaces(r), Stale: s.watcher.Stale(), Now: s.store.Now()}
+	if prop, ok := s.dir.Property(p); ok && prop.Schedule != nil {
+		bp.Schedule = prop.Schedule.String()
 	}
 	return bp
 }
@@ -258,7 +253,7 @@ func (s *Server) adminAction(c *fiber.Ctx) error {
 			return newErr(http.StatusBadRequest, "invalid_command", "command must be one word, like accept or online")
 		}
 		if utf8.RuneCountInString(in.Args) > bridge.MaxTextRunes {
-			return newErr(http.StatusBadRequest, "text_too_long", "args is over 4000 characters")
+			return errTooLong("args")
 		}
 		act.Kind, act.Command, act.Args = bridge.ActCommand, cmd, in.Args
 	case in.Text != "":

@@ -12,7 +12,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -303,7 +302,7 @@ func readUpload(r io.Reader, boundary string) (upload, error) {
 			data, err := io.ReadAll(io.LimitReader(p, MaxBodyBytes+1))
 			switch {
 			case len(data) > MaxBodyBytes:
-				return up, newErr(http.StatusBadRequest, "text_too_long", "text is over 4000 characters")
+				return up, errTooLong("text")
 			case err != nil:
 				return up, errFile
 			}
@@ -345,8 +344,8 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 	}
 	out := make([]bridge.Message, 0, len(msgs))
 	for _, m := range msgs {
-		if !m.Note {
-			out = append(out, forVisitor(m))
+		if vm, ok := m.ForVisitor(); ok {
+			out = append(out, vm)
 		}
 	}
 	if len(msgs) > 0 {
@@ -451,10 +450,10 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 		}
 		for _, m := range msgs {
 			after = m.ID
-			if m.Note {
+			vm, ok := m.ForVisitor()
+			if !ok {
 				continue
 			}
-			vm := forVisitor(m)
 			if w.event(string(bridge.EventMessage), m.ID, mustJSON(bridge.VisitorEvent{Type: bridge.EventMessage, Chat: chat.ID, Message: &vm})) != nil {
 				return
 			}
@@ -466,10 +465,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 		}
 	}
 	if chat.Owner != "" {
-		name := string(chat.Owner)
-		if a, ok := s.dir.Agent(chat.Owner); ok && a.Name != "" {
-			name = a.Name
-		}
+		name := s.dir.AgentName(chat.Owner)
 		if w.event(string(bridge.EventAgentJoined), "", mustJSON(bridge.VisitorEvent{Type: bridge.EventAgentJoined, Chat: chat.ID, Agent: name})) != nil {
 			return
 		}
@@ -490,10 +486,13 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 			}
 			switch ev.Type {
 			case bridge.EventMessage:
-				if ev.Message == nil || ev.Message.Note || (last != "" && !messageAfter(ev.Message.ID, last)) {
+				if ev.Message == nil || (last != "" && !messageAfter(ev.Message.ID, last)) {
 					continue
 				}
-				vm := forVisitor(*ev.Message)
+				vm, ok := ev.Message.ForVisitor()
+				if !ok {
+					continue
+				}
 				ev.Message = &vm
 				if w.event(string(ev.Type), ev.Message.ID, mustJSON(ev)) != nil {
 					return
@@ -517,13 +516,6 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 			return
 		}
 	}
-}
-
-// forVisitor is a message as the visitor may see it: agents by display
-// name only, not by their internal id.
-func forVisitor(m bridge.Message) bridge.Message {
-	m.Agent = ""
-	return m
 }
 
 func mustJSON(v any) []byte {
@@ -589,23 +581,15 @@ func bearer(c *fiber.Ctx) string {
 // errInvalidAfter refuses an after= that is not a message id.
 var errInvalidAfter = newErr(http.StatusBadRequest, "invalid_after", "after must be a message id")
 
-// messageID is a Redis stream id ("1700000000000-0").
-type messageID struct{ ms, seq uint64 }
-
-// parseMessageID parses a message id a client may continue after: the
-// largest possible id is refused, since nothing can come after it (Redis
-// refuses it as the exclusive start of a range).
-func parseMessageID(s string) (messageID, bool) {
-	a, b, ok := strings.Cut(s, "-")
-	if !ok {
-		return messageID{}, false
+// parseMessageID parses a message id ("1700000000000-0") a client may
+// continue after: the largest possible id is refused, since nothing can
+// come after it (Redis refuses it as the exclusive start of a range).
+func parseMessageID(s string) (bridge.StreamID, bool) {
+	id, ok := bridge.ParseStreamID(s, false)
+	if !ok || id == (bridge.StreamID{MS: math.MaxUint64, Seq: math.MaxUint64}) {
+		return bridge.StreamID{}, false
 	}
-	ms, err1 := strconv.ParseUint(a, 10, 64)
-	seq, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil || ms == math.MaxUint64 && seq == math.MaxUint64 {
-		return messageID{}, false
-	}
-	return messageID{ms, seq}, true
+	return id, true
 }
 
 // messageAfter reports whether id a comes after id b; unparsable ids count as new.
@@ -615,7 +599,7 @@ func messageAfter(a, b string) bool {
 	if !ok1 || !ok2 {
 		return true
 	}
-	return x.ms > y.ms || x.ms == y.ms && x.seq > y.seq
+	return y.Less(x)
 }
 
 func firstErr(errs ...error) error {
@@ -627,20 +611,27 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// checkText validates a message text: present, valid UTF-8, not blank, at
-// most 4000 characters.
+// checkText applies the bridge's rule for a message text (bridge.CheckText)
+// and says in the API's terms what is wrong with the field.
 func checkText(field, s string) error {
-	switch {
-	case s == "":
+	switch err := bridge.CheckText(s); {
+	case err == nil:
+		return nil
+	case errors.Is(err, bridge.ErrTextMissing):
 		return newErr(http.StatusBadRequest, "missing_field", field+" is required")
-	case !utf8.ValidString(s):
+	case errors.Is(err, bridge.ErrTextNotUTF8):
 		return newErr(http.StatusBadRequest, "invalid_utf8", field+" is not valid UTF-8")
-	case bridge.Blank(s):
+	case errors.Is(err, bridge.ErrTextBlank):
 		return newErr(http.StatusBadRequest, "invalid_text", field+" is blank")
-	case utf8.RuneCountInString(s) > bridge.MaxTextRunes:
-		return newErr(http.StatusBadRequest, "text_too_long", field+" is over 4000 characters")
+	case errors.Is(err, bridge.ErrTextTooLong):
+		return errTooLong(field)
 	}
-	return nil
+	return errInvalidText
+}
+
+// errTooLong refuses a text field over bridge.MaxTextRunes characters.
+func errTooLong(field string) error {
+	return newErr(http.StatusBadRequest, "text_too_long", fmt.Sprintf("%s is over %d characters", field, bridge.MaxTextRunes))
 }
 
 func checkOptional(field, s string, maxRunes int) error {

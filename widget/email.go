@@ -181,10 +181,7 @@ func (s *Server) continuePage(c *fiber.Ctx) error {
 	if err != nil {
 		return fromBridge(err)
 	}
-	name := string(p)
-	if prop, ok := s.dir.Property(p); ok && prop.Name != "" {
-		name = prop.Name
-	}
+	name := s.dir.PropertyName(p)
 	var b strings.Builder
 	if err := continueTmpl.Execute(&b, struct {
 		Name     string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -42,7 +43,7 @@ var (
 	errBadToken        = newErr(http.StatusForbidden, "forbidden", "the token does not grant access")
 	errOrigin          = newErr(http.StatusForbidden, "origin_not_allowed", "this origin may not use the property")
 	errChatClosed      = newErr(http.StatusConflict, "chat_closed", "the chat is closed")
-	errInvalidText     = newErr(http.StatusBadRequest, "invalid_text", "text must be 1..4000 characters of valid UTF-8")
+	errInvalidText     = newErr(http.StatusBadRequest, "invalid_text", fmt.Sprintf("text must be 1..%d characters of valid UTF-8", bridge.MaxTextRunes))
 	errNotFound        = newErr(http.StatusNotFound, "not_found", "no such endpoint")
 	errInternal        = newErr(http.StatusInternalServerError, "internal", "internal error")
 	errBlocked         = newErr(http.StatusForbidden, "blocked", "the support team has blocked this visitor")

@@ -11,14 +11,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onduty/onduty/internal/backoff"
 	"github.com/onduty/onduty/internal/metrics"
 )
 
-// Backoff of a failing Accept: from acceptBackoffMin doubling to
-// acceptBackoffMax while the errors last.
+// acceptBackoff paces a failing Accept: from 5ms doubling to 1s while the
+// errors last.
+var acceptBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
+
 const (
-	acceptBackoffMin = 5 * time.Millisecond
-	acceptBackoffMax = time.Second
 	// refusalWriteTimeout bounds writing the 429 to a connection over its
 	// IP's cap: a peer that does not read is simply closed.
 	refusalWriteTimeout = 100 * time.Millisecond
@@ -51,7 +52,7 @@ func newGuardedListener(ln net.Listener, perIP int, exempt func(netip.Addr) bool
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
-	backoff := time.Duration(0)
+	var wait time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -59,16 +60,12 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 				return nil, err
 			}
 			metrics.AcceptErrors.Inc()
-			if backoff == 0 {
-				backoff = acceptBackoffMin
-			} else if backoff *= 2; backoff > acceptBackoffMax {
-				backoff = acceptBackoffMax
-			}
-			l.logError(err, backoff)
-			l.sleep(backoff)
+			wait = acceptBackoff.Next(wait)
+			l.logError(err, wait)
+			l.sleep(wait)
 			continue
 		}
-		backoff = 0
+		wait = 0
 		if l.perIP <= 0 {
 			return c, nil
 		}

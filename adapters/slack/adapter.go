@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/backoff"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -193,20 +193,18 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		opts = append(opts, slackapi.OptionAppLevelToken(cfg.AppToken))
 	}
 	a := &Adapter{
-		cfg:        cfg,
-		dir:        dir,
-		rdb:        rdb,
-		log:        log,
-		keys:       keys{prefix: cfg.Prefix},
-		api:        slackapi.New(cfg.BotToken, opts...),
-		pace:       newPacer(time.Second, 3),
-		shards:     make([]chan job, numShards),
-		syncWait:   2500 * time.Millisecond,
-		handleWait: 2500 * time.Millisecond,
-		storageWait: func(failures int) time.Duration {
-			return min(100*time.Millisecond<<min(failures, 6), 5*time.Second)
-		},
-		pollGap: 1200 * time.Millisecond,
+		cfg:         cfg,
+		dir:         dir,
+		rdb:         rdb,
+		log:         log,
+		keys:        keys{prefix: cfg.Prefix},
+		api:         slackapi.New(cfg.BotToken, opts...),
+		pace:        newPacer(time.Second, 3),
+		shards:      make([]chan job, numShards),
+		syncWait:    2500 * time.Millisecond,
+		handleWait:  2500 * time.Millisecond,
+		storageWait: backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}.Delay,
+		pollGap:     1200 * time.Millisecond,
 	}
 	for i := range a.shards {
 		a.shards[i] = make(chan job, 64)
@@ -293,10 +291,13 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	return err
 }
 
+// identifyBackoff paces auth.test retries: 1s doubling to a minute.
+var identifyBackoff = backoff.Policy{Min: time.Second, Max: time.Minute}
+
 // identify calls auth.test until it succeeds, so the bot can ignore its own
 // messages.
 func (a *Adapter) identify(ctx context.Context) error {
-	backoff := time.Second
+	var wait time.Duration
 	for {
 		res, err := a.api.AuthTestContext(ctx)
 		if err == nil {
@@ -309,13 +310,13 @@ func (a *Adapter) identify(ctx context.Context) error {
 		if rej, ok := rejected(botTokenKey, err); ok {
 			return rej
 		}
-		a.log.Warn("slack auth.test failed, retrying", "err", err, "in", backoff)
+		wait = identifyBackoff.Next(wait)
+		a.log.Warn("slack auth.test failed, retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, time.Minute)
 	}
 }
 
@@ -374,11 +375,9 @@ func (a *Adapter) Verify(ctx context.Context) error {
 // enqueue hands work to the shard of key. It blocks while the shard is full,
 // until ctx is done. The channel it returns is closed once run has returned.
 func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) (<-chan struct{}, error) {
-	f := fnv.New32a()
-	f.Write([]byte(key))
 	j := job{run: run, done: make(chan struct{})}
 	select {
-	case a.shards[f.Sum32()%numShards] <- j:
+	case a.shards[bridge.Shard(key, numShards)] <- j:
 		return j.done, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -170,11 +170,7 @@ func (a *Adapter) saveRoot(ctx context.Context, chat bridge.ChatID, w where, r r
 }
 
 func (a *Adapter) view(d bridge.Delivery, first string) rootView {
-	name := string(d.Chat.Property)
-	if p, ok := a.dir.Property(d.Chat.Property); ok && p.Name != "" {
-		name = p.Name
-	}
-	v := rootView{Chat: d.Chat, Property: name, First: first}
+	v := rootView{Chat: d.Chat, Property: a.dir.PropertyName(d.Chat.Property), First: first}
 	switch d.Kind {
 	case bridge.KindOffer:
 		v.Accept, v.Monitor = true, d.Monitor
@@ -207,13 +203,10 @@ func takenBy(d bridge.Delivery, dir *presence.Directory) string {
 }
 
 func agentDisplay(id presence.AgentID, dir *presence.Directory) string {
-	if ag, ok := dir.Agent(id); ok && ag.Name != "" {
-		return ag.Name
-	}
 	if id == "" {
 		return "an agent"
 	}
-	return string(id)
+	return dir.AgentName(id)
 }
 
 func closedLine(d bridge.Delivery) string {

@@ -222,7 +222,7 @@ func failureText(err error) string {
 	case errors.Is(err, bridge.ErrUnavailable):
 		return "Sorry, that didn't go through (storage unavailable). Please try again in a moment."
 	case errors.Is(err, bridge.ErrInvalidText):
-		return "Sorry, messages must be 1 to 4000 characters."
+		return fmt.Sprintf("Sorry, messages must be 1 to %d characters.", bridge.MaxTextRunes)
 	case errors.Is(err, bridge.ErrUnknownChat):
 		return "Sorry, I don't know that chat."
 	case errors.Is(err, bridge.ErrChatClosed):

@@ -293,9 +293,9 @@ func renderMessage(m bridge.Message) []rendered {
 	case m.From == bridge.FromSystem:
 		prefix = ":information_source: "
 	case m.Note:
-		prefix = fmt.Sprintf(":memo: _note by_ *%s:* ", escape(truncate(agentName(m), 100)))
+		prefix = fmt.Sprintf(":memo: _note by_ *%s:* ", escape(truncate(m.AgentLabel(), 100)))
 	default:
-		prefix = fmt.Sprintf("*%s:* ", escape(truncate(agentName(m), 100)))
+		prefix = fmt.Sprintf("*%s:* ", escape(truncate(m.AgentLabel(), 100)))
 	}
 	text := m.Text
 	if m.Attachment != nil {
@@ -311,16 +311,6 @@ func renderMessage(m bridge.Message) []rendered {
 	}
 	fallback = prefix + escape(truncate(text, fallbackText))
 	return paginate(fallback, textSections(prefix, text))
-}
-
-func agentName(m bridge.Message) string {
-	if m.Name != "" {
-		return m.Name
-	}
-	if m.Agent != "" {
-		return string(m.Agent)
-	}
-	return "Agent"
 }
 
 // renderNotice draws plain text from the bridge (notices, replies), with

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/backoff"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -92,7 +93,7 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		keys:      keys{prefix: cfg.Prefix},
 		lim:       newSharedLimiter(rdb, keys{prefix: cfg.Prefix}, telegramLimits, time.Now, log),
 		owner:     hex.EncodeToString(tok[:]),
-		retryWait: backoff,
+		retryWait: retryBackoff.Delay,
 	}, nil
 }
 
@@ -155,9 +156,9 @@ func (a *Adapter) introduce(ctx context.Context) error {
 		}
 		a.log.Warn("getMe failed; accepting /cmd@any", "err", err)
 	}
-	cmds := make([]models.BotCommand, 0, len(commandHelp))
-	for _, c := range commandHelp {
-		cmds = append(cmds, models.BotCommand{Command: c[0], Description: c[1]})
+	cmds := make([]models.BotCommand, 0, len(bridge.Commands))
+	for _, c := range bridge.Commands {
+		cmds = append(cmds, models.BotCommand{Command: c.Name, Description: c.Help})
 	}
 	if _, err := a.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
 		a.log.Warn("setMyCommands failed", "err", classify("set my commands", err))
@@ -185,27 +186,6 @@ func (a *Adapter) Verify(ctx context.Context) error {
 	return nil
 }
 
-// commandHelp is the menu Telegram shows; the bridge gives the commands meaning.
-var commandHelp = [][2]string{
-	{"start", "Start: go online"},
-	{"online", "Go online"},
-	{"away", "Go away"},
-	{"invisible", "Go invisible"},
-	{"offline", "Go offline"},
-	{"alwayson", "on|off: stay online without activity"},
-	{"status", "Your status and each site's widget status"},
-	{"team", "Your teammates' statuses"},
-	{"chats", "List and switch chats"},
-	{"accept", "Accept the pending chat"},
-	{"close", "Close the current chat"},
-	{"transfer", "NAME: hand the current chat to a teammate"},
-	{"monitor", "Watch a chat without owning it"},
-	{"reply", "NAME: send a canned reply; alone: list them"},
-	{"block", "[DURATION]: block the chat's visitor (30d)"},
-	{"unblock", "Lift the chat's block"},
-	{"help", "What the bot can do"},
-}
-
 func (a *Adapter) botName() string {
 	if p := a.username.Load(); p != nil {
 		return *p
@@ -214,19 +194,8 @@ func (a *Adapter) botName() string {
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+var sleep = backoff.Sleep
 
-// backoff is capped exponential: 200ms, 400ms … 10s.
-func backoff(failures int) time.Duration {
-	d := 200 * time.Millisecond << min(failures, 6)
-	return min(d, 10*time.Second)
-}
+// retryBackoff is the pause before polling, an update or the webhook's
+// registration is tried again: 200ms, 400ms … 10s.
+var retryBackoff = backoff.Policy{Min: 200 * time.Millisecond, Max: 10 * time.Second}

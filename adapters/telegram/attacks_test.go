@@ -60,8 +60,8 @@ func TestStrangerTriesEveryCommand(t *testing.T) {
 	before := bridgetest.Presence(t, ctx, store)
 
 	var sent []string
-	for _, c := range commandHelp {
-		sent = append(sent, "/"+c[0])
+	for _, c := range bridge.Commands {
+		sent = append(sent, "/"+c.Name)
 	}
 	sent = append(sent, "/alwayson on", "/alwayson off", "/transfer Alice", "/transfer alice", "/online@onduty_bot",
 		"/accept "+string(chat.ID), "plain text to the bot")

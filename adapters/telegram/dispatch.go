@@ -2,12 +2,13 @@ package telegram
 
 import (
 	"context"
-	"hash/fnv"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-telegram/bot/models"
+
+	"github.com/onduty/onduty/bridge"
 )
 
 // chatWorkers is how many updates are handled at once, each worker taking
@@ -39,9 +40,7 @@ func updateChat(u *models.Update) int64 {
 
 // chatIndex maps a chat to one of n workers (or locks).
 func chatIndex(chat int64, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(strconv.FormatInt(chat, 10)))
-	return int(h.Sum32() % uint32(n))
+	return bridge.Shard(strconv.FormatInt(chat, 10), n)
 }
 
 // chatQueues runs functions on workers chosen by chat: those of one chat

@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/onduty/onduty/bridge"
 )
 
 // TestCommandsDocumented: every command in the bot's menu is in
@@ -14,8 +16,8 @@ func TestCommandsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	for _, c := range commandHelp {
-		for _, form := range []string{"`/" + c[0], "`/onduty " + c[0]} {
+	for _, c := range bridge.Commands {
+		for _, form := range []string{"`/" + c.Name, "`/onduty " + c.Name} {
 			if !strings.Contains(doc, form) {
 				t.Errorf("docs/COMMANDS.md does not document %s`: add a row for it", form)
 			}

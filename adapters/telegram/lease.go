@@ -7,26 +7,10 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/lease"
 )
-
-// renewScript extends the lease only for its holder.
-// KEYS[1] lease key; ARGV[1] owner token; ARGV[2] ttl in ms. Returns 1 if renewed.
-var renewScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
-end
-return 0`)
-
-// releaseScript deletes the lease only for its holder.
-// KEYS[1] lease key; ARGV[1] owner token. Returns 1 if released.
-var releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("DEL", KEYS[1])
-end
-return 0`)
 
 // runPolling tries to take the polling lease every LeaseTTL/3; while held,
 // it polls. It returns when ctx is done, with the lease released, or with
@@ -75,7 +59,7 @@ func (a *Adapter) lead(ctx context.Context, h bridge.Handler) error {
 	wg.Wait()
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer rcancel()
-	if err := releaseScript.Run(rctx, a.rdb, []string{a.keys.lease()}, a.owner).Err(); err != nil {
+	if err := lease.Release(rctx, a.rdb, a.keys.lease(), a.owner); err != nil {
 		a.log.Warn("polling lease: release", "err", err)
 	}
 	a.log.Info("polling stopped", "owner", a.owner)
@@ -96,12 +80,12 @@ func (a *Adapter) keepLease(ctx context.Context) {
 		}
 		// A renewal that hangs must not outlive the lease it renews.
 		rctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseTTL/3)
-		n, err := renewScript.Run(rctx, a.rdb, []string{a.keys.lease()}, a.owner, a.cfg.LeaseTTL.Milliseconds()).Int()
+		held, err := lease.Renew(rctx, a.rdb, a.keys.lease(), a.owner, a.cfg.LeaseTTL)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || n == 0 {
+		if err != nil || !held {
 			if err == nil {
 				err = errors.New("held by another instance")
 			}

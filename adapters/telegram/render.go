@@ -230,31 +230,21 @@ func messageText(d bridge.Delivery, shared bool) rendered {
 	case shared && m.From == bridge.FromVisitor:
 		head = "<b>" + escapeHTML(visitorName(d.Chat.Visitor)) + ":</b> "
 	case shared && m.From == bridge.FromAgent && m.Note:
-		head = "<b>" + escapeHTML(agentLabel(m)) + " (note):</b> "
+		head = "<b>" + escapeHTML(m.AgentLabel()) + " (note):</b> "
 	case shared && m.From == bridge.FromAgent:
-		head = "<b>" + escapeHTML(agentLabel(m)) + ":</b> "
+		head = "<b>" + escapeHTML(m.AgentLabel()) + ":</b> "
 	case shared:
 		head = "<i>System:</i> "
 	case m.From == bridge.FromVisitor:
 		head = "<b>[" + escapeHTML(visitorName(d.Chat.Visitor)) + " · " + shortID(d.Chat.ID) + "]</b> "
 	case m.From == bridge.FromAgent && m.Note:
-		head = "<b>[" + escapeHTML(agentLabel(m)) + " · note · " + shortID(d.Chat.ID) + "]</b> "
+		head = "<b>[" + escapeHTML(m.AgentLabel()) + " · note · " + shortID(d.Chat.ID) + "]</b> "
 	case m.From == bridge.FromAgent:
-		head = "<b>[" + escapeHTML(agentLabel(m)) + " → " + escapeHTML(visitorName(d.Chat.Visitor)) + " · " + shortID(d.Chat.ID) + "]</b> "
+		head = "<b>[" + escapeHTML(m.AgentLabel()) + " → " + escapeHTML(visitorName(d.Chat.Visitor)) + " · " + shortID(d.Chat.ID) + "]</b> "
 	default:
 		head = "<i>[" + shortID(d.Chat.ID) + "]</i> "
 	}
 	return rendered{head: head, body: m.Text, quote: m.From == bridge.FromVisitor}
-}
-
-func agentLabel(m *bridge.Message) string {
-	if m.Name != "" {
-		return m.Name
-	}
-	if m.Agent != "" {
-		return string(m.Agent)
-	}
-	return "Agent"
 }
 
 // closedText tells that a chat ended.

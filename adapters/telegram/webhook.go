@@ -35,7 +35,7 @@ func (a *Adapter) runWebhook(ctx context.Context) error {
 			return rej
 		}
 		a.log.Warn("setWebhook failed; retrying", "err", classify("set webhook", err))
-		if !sleep(ctx, backoff(failures)) {
+		if !sleep(ctx, retryBackoff.Delay(failures)) {
 			return nil
 		}
 	}

@@ -114,8 +114,8 @@ func (c *Config) Validate() Problems {
 			if !cannedName(name) {
 				add(k, "%q: a name is 1 to 32 lower-case letters, digits, - or _ (what agents type after /reply)", name)
 			}
-			if text := p.Canned[name]; !utf8.ValidString(text) || strings.TrimSpace(text) == "" || utf8.RuneCountInString(text) > 4000 {
-				add(k, "the text must be 1 to 4000 characters")
+			if bridge.CheckText(p.Canned[name]) != nil {
+				add(k, "the text must be 1 to %d characters", bridge.MaxTextRunes)
 			}
 		}
 		checkWidget(add, key+".widget", p.Widget)
