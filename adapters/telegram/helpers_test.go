@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -31,9 +32,9 @@ func testDirectory(t testing.TB) *presence.Directory {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
-			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG},
-			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, TelegramUserID: bobTG},
-			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, TelegramUserID: carolTG},
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG)},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(bobTG)},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, Accounts: tgAccount(carolTG)},
 			{ID: "dave", Name: "Dave", Properties: []presence.PropertyID{"acme"}},
 		})
 	if err != nil {
@@ -170,4 +171,9 @@ func richVisitor() bridge.Visitor {
 		Identity: &bridge.Identity{UserID: "u-42 </i><b>", Email: "vera@example.com", Verified: true,
 			Attrs: map[string]string{"plan": "pro & more", "Verified user": "admin\nPage: evil"}},
 	}
+}
+
+// tgAccount is an agent's Accounts with the Telegram user id.
+func tgAccount(user int64) map[presence.Surface]string {
+	return map[presence.Surface]string{Surface: strconv.FormatInt(user, 10)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
@@ -389,7 +391,11 @@ func (e *env) relay(ctx context.Context, cfg *Config, rep *Report) error {
 			if !ok {
 				return errors.New("no Telegram message to reply to")
 			}
-			e.tg.QueueReply(c.agent.TelegramUserID, msgID, text)
+			user, err := strconv.ParseInt(c.agent.Account(telegram.Surface), 10, 64)
+			if err != nil {
+				return fmt.Errorf("agent %s has no Telegram account: %w", c.agent.ID, err)
+			}
+			e.tg.QueueReply(user, msgID, text)
 			return nil
 		})
 		waitArrivals(ctx, run, 30*time.Second)
