@@ -120,8 +120,12 @@ func (a *Adapter) userID(agent presence.AgentID) (int64, bool) {
 	return id, err == nil && id != 0
 }
 
-// agentByUser finds the agent whose Telegram account is the user id.
+// agentByUser finds the agent whose Telegram account is the user id. No
+// user has id 0 (as userID holds too).
 func (a *Adapter) agentByUser(user int64) (presence.Agent, bool) {
+	if user == 0 {
+		return presence.Agent{}, false
+	}
 	return a.dir.AgentByAccount(Surface, strconv.FormatInt(user, 10))
 }
 
