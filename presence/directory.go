@@ -15,15 +15,25 @@ type Directory struct {
 	byProperty map[PropertyID][]AgentID
 	agentOrder []AgentID
 	propOrder  []PropertyID
+	// byAccount finds an agent by a surface and the account id there.
+	byAccount map[Surface]map[string]AgentID
+	// surfaceOrder is the order Surfaces lists an agent's chat apps in.
+	surfaceOrder []Surface
 }
 
 // NewDirectory indexes agents and properties. Agents naming an unknown
-// property are an error: configuration validation should have caught them.
-func NewDirectory(props []Property, agents []Agent) (*Directory, error) {
+// property are an error: configuration validation should have caught them
+// (as it catches two agents sharing one account; should they, the first
+// configured is the one AgentByAccount finds). surfaceOrder is the order Surfaces
+// lists an agent's chat apps in (as configuration shows them); surfaces it
+// does not name come after, sorted by name.
+func NewDirectory(props []Property, agents []Agent, surfaceOrder ...Surface) (*Directory, error) {
 	d := &Directory{
-		agents:     make(map[AgentID]Agent, len(agents)),
-		properties: make(map[PropertyID]Property, len(props)),
-		byProperty: make(map[PropertyID][]AgentID, len(props)),
+		agents:       make(map[AgentID]Agent, len(agents)),
+		properties:   make(map[PropertyID]Property, len(props)),
+		byProperty:   make(map[PropertyID][]AgentID, len(props)),
+		byAccount:    map[Surface]map[string]AgentID{},
+		surfaceOrder: slices.Clone(surfaceOrder),
 	}
 	for _, p := range props {
 		if _, dup := d.properties[p.ID]; dup {
@@ -42,6 +52,7 @@ func NewDirectory(props []Property, agents []Agent) (*Directory, error) {
 			}
 			d.byProperty[p] = append(d.byProperty[p], a.ID)
 		}
+		d.indexAccounts(a)
 		d.agents[a.ID] = a
 		d.agentOrder = append(d.agentOrder, a.ID)
 	}
@@ -85,28 +96,52 @@ func (d *Directory) AgentByName(name string) (Agent, bool) {
 	return Agent{}, false
 }
 
-// AgentByTelegram finds the agent with the given Telegram user id.
-func (d *Directory) AgentByTelegram(userID int64) (Agent, bool) {
-	if userID == 0 {
+// AgentByAccount finds the agent whose account on surface is id.
+func (d *Directory) AgentByAccount(surface Surface, id string) (Agent, bool) {
+	if id == "" {
 		return Agent{}, false
 	}
-	for _, id := range d.agentOrder {
-		if d.agents[id].TelegramUserID == userID {
-			return d.agents[id], true
-		}
+	aid, ok := d.byAccount[surface][id]
+	if !ok {
+		return Agent{}, false
 	}
-	return Agent{}, false
+	return d.agents[aid], true
 }
 
-// AgentBySlack finds the agent with the given Slack user id.
-func (d *Directory) AgentBySlack(userID string) (Agent, bool) {
-	if userID == "" {
-		return Agent{}, false
+// Surfaces lists the chat apps the agent answers from, in the directory's
+// surface order; nil for an unknown agent.
+func (d *Directory) Surfaces(id AgentID) []Surface {
+	a, ok := d.agents[id]
+	if !ok {
+		return nil
 	}
-	for _, id := range d.agentOrder {
-		if d.agents[id].SlackUserID == userID {
-			return d.agents[id], true
+	out := make([]Surface, 0, len(a.Accounts))
+	for _, s := range d.surfaceOrder {
+		if a.Accounts[s] != "" {
+			out = append(out, s)
 		}
 	}
-	return Agent{}, false
+	var rest []Surface
+	for s, acc := range a.Accounts {
+		if acc != "" && !slices.Contains(d.surfaceOrder, s) {
+			rest = append(rest, s)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
+}
+
+func (d *Directory) indexAccounts(a Agent) {
+	for s, acc := range a.Accounts {
+		if acc == "" {
+			continue
+		}
+		if _, dup := d.byAccount[s][acc]; dup {
+			continue
+		}
+		if d.byAccount[s] == nil {
+			d.byAccount[s] = map[string]AgentID{}
+		}
+		d.byAccount[s][acc] = a.ID
+	}
 }

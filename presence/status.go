@@ -6,8 +6,12 @@ import (
 	"time"
 )
 
-// AgentID names an agent across Telegram, Slack and the admin API.
+// AgentID names an agent across every chat app and the admin API.
 type AgentID string
+
+// Surface names a chat app agents answer from, as its adapter names itself
+// (Adapter.Name). Presence treats it as an opaque name.
+type Surface string
 
 // PropertyID names a website (a "property") whose widget shows a status.
 type PropertyID string
@@ -94,9 +98,14 @@ type Agent struct {
 	// InitialStatus is the status before the agent ever chose one. Zero means Offline.
 	InitialStatus Status
 
-	TelegramUserID int64
-	SlackUserID    string
+	// Accounts maps each chat app the agent answers from to the agent's
+	// account there, spelled as that app's adapter documents (its Surface
+	// constant). An empty account counts as none.
+	Accounts map[Surface]string
 }
+
+// Account is the agent's account on surface s, or "" if it has none there.
+func (a Agent) Account(s Surface) string { return a.Accounts[s] }
 
 // Can reports whether the agent holds permission p.
 func (a Agent) Can(p Permission) bool {
@@ -112,18 +121,6 @@ func PermissionFor(s Status) Permission {
 		return ChangeVisibility
 	}
 	return ChangeOnlineStatus
-}
-
-// Surfaces lists the chat apps the agent answers from ("telegram", "slack").
-func (a Agent) Surfaces() []string {
-	out := []string{}
-	if a.TelegramUserID != 0 {
-		out = append(out, "telegram")
-	}
-	if a.SlackUserID != "" {
-		out = append(out, "slack")
-	}
-	return out
 }
 
 func (a Agent) idleAway() time.Duration {

@@ -26,10 +26,12 @@ func boardDirectory(t testing.TB) *presence.Directory {
 			{ID: propQuiet, Name: "Quiet", OfflineMode: presence.ModeHidden},
 		},
 		[]presence.Agent{
-			{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo, propAcme}, Condition: presence.Always, TelegramUserID: 111, SlackUserID: "U111"},
-			{ID: agentBob, Name: "Bob", Properties: []presence.PropertyID{propAcme}, SlackUserID: "U222"},
+			{ID: agentAlice, Name: "Alice", Properties: []presence.PropertyID{propDemo, propAcme}, Condition: presence.Always,
+				Accounts: map[presence.Surface]string{"telegram": "111", "slack": "U111"}},
+			{ID: agentBob, Name: "Bob", Properties: []presence.PropertyID{propAcme}, Accounts: map[presence.Surface]string{"slack": "U222"}},
 			{ID: agentCarol, Name: "Carol", Properties: []presence.PropertyID{propQuiet}},
-		})
+		},
+		"telegram", "slack") // the order configuration lists them in (config.Directory)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,9 +129,17 @@ type boardProperty struct {
 func (s *Server) agentSurfaces(r presence.Report) map[presence.AgentID][]string {
 	out := make(map[presence.AgentID][]string, len(r.Agents))
 	for _, ar := range r.Agents {
-		if a, ok := s.dir.Agent(ar.ID); ok {
-			out[ar.ID] = a.Surfaces()
+		if _, ok := s.dir.Agent(ar.ID); ok {
+			out[ar.ID] = surfaceNames(s.dir.Surfaces(ar.ID))
 		}
+	}
+	return out
+}
+
+func surfaceNames(ss []presence.Surface) []string {
+	out := make([]string, len(ss))
+	for i, x := range ss {
+		out[i] = string(x)
 	}
 	return out
 }

@@ -212,13 +212,17 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 	return a, nil
 }
 
+// Surface is the adapter's name in actions, keys and logs, and as agents'
+// Accounts know it: an agent's account there is their Slack user id.
+const Surface presence.Surface = "slack"
+
 // Name is "slack".
-func (a *Adapter) Name() string { return "slack" }
+func (a *Adapter) Name() string { return string(Surface) }
 
 // Reaches reports whether the agent has a Slack user id.
 func (a *Adapter) Reaches(agent presence.AgentID) bool {
 	ag, ok := a.dir.Agent(agent)
-	return ok && ag.SlackUserID != ""
+	return ok && ag.Account(Surface) != ""
 }
 
 // Shared reports whether the property has a Slack channel.

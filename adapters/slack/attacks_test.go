@@ -197,7 +197,7 @@ func TestOversizeCallbacks(t *testing.T) {
 func TestSlackCommandsWithoutPermission(t *testing.T) {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
-		[]presence.Agent{{ID: "pat", Name: "Pat", Properties: []presence.PropertyID{"acme"}, SlackUserID: "U444", Permissions: []presence.Permission{}}})
+		[]presence.Agent{{ID: "pat", Name: "Pat", Properties: []presence.PropertyID{"acme"}, Accounts: slackAccount("U444"), Permissions: []presence.Permission{}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,10 +115,10 @@ func (a *Adapter) where(d bridge.Delivery) (where, error) {
 		return where{channel: ch}, nil
 	}
 	ag, ok := a.dir.Agent(d.Agent)
-	if !ok || ag.SlackUserID == "" {
+	if !ok || ag.Account(Surface) == "" {
 		return where{}, &bridge.PermanentError{Err: fmt.Errorf("slack: agent %q has no slack user", d.Agent)}
 	}
-	return where{agent: d.Agent, channel: ag.SlackUserID}, nil
+	return where{agent: d.Agent, channel: ag.Account(Surface)}, nil
 }
 
 // once runs fn unless step id was done before, and records it when done.

@@ -34,10 +34,10 @@ func testDirectory(t testing.TB) *presence.Directory {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme & Co"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
-			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme", "beta"}, SlackUserID: "U111"},
-			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, SlackUserID: "U222"},
-			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"acme"}, TelegramUserID: 7},
-			{ID: "dave", Name: "Dave", Properties: []presence.PropertyID{"beta"}, SlackUserID: "U444", Condition: presence.Always},
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme", "beta"}, Accounts: slackAccount("U111")},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, Accounts: slackAccount("U222")},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"acme"}, Accounts: map[presence.Surface]string{"telegram": "7"}},
+			{ID: "dave", Name: "Dave", Properties: []presence.PropertyID{"beta"}, Accounts: slackAccount("U444"), Condition: presence.Always},
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -272,3 +272,8 @@ func unJSON(s string) string {
 func blocksOf(c apiCall) string { return unJSON(c.Form.Get("blocks")) }
 
 var modes = []string{ModeEvents, ModeSocket}
+
+// slackAccount is an agent's Accounts with the Slack user id.
+func slackAccount(user string) map[presence.Surface]string {
+	return map[presence.Surface]string{Surface: user}
+}

@@ -76,7 +76,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevent
 		}
 		chat = bridge.ChatID(id)
 	}
-	agent, ok := a.dir.AgentBySlack(m.User)
+	agent, ok := a.dir.AgentByAccount(Surface, m.User)
 	if !ok {
 		// Strangers talking among themselves in the channel are none of our
 		// business; those who talk to the bot are told once.
@@ -328,7 +328,7 @@ func (a *Adapter) lateAnswer(ctx context.Context, cmd slackapi.SlashCommand, r b
 }
 
 func (a *Adapter) runCommand(ctx context.Context, h bridge.Handler, cmd slackapi.SlashCommand, dedup string) (bridge.Reply, bool) {
-	agent, ok := a.dir.AgentBySlack(cmd.UserID)
+	agent, ok := a.dir.AgentByAccount(Surface, cmd.UserID)
 	if !ok {
 		if a.refuseOnce(ctx, cmd.UserID) {
 			return bridge.Reply{Text: refusal, Private: true}, true
@@ -415,7 +415,7 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.I
 		channel = cb.Container.ChannelID
 	}
 	threadTS := cb.Container.ThreadTs
-	agent, ok := a.dir.AgentBySlack(cb.User.ID)
+	agent, ok := a.dir.AgentByAccount(Surface, cb.User.ID)
 	if !ok {
 		a.refuse(ctx, channel, cb.User.ID, threadTS)
 		return

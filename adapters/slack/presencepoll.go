@@ -16,7 +16,7 @@ func (a *Adapter) pollPresence(ctx context.Context, h bridge.Handler) {
 	var agents []presence.Agent
 	for _, id := range a.dir.Agents() {
 		ag, _ := a.dir.Agent(id)
-		if ag.SlackUserID != "" && ag.Condition != presence.Always {
+		if ag.Account(Surface) != "" && ag.Condition != presence.Always {
 			agents = append(agents, ag)
 		}
 	}
@@ -42,7 +42,7 @@ func (a *Adapter) pollOne(ctx context.Context, h bridge.Handler, ag presence.Age
 	if err != nil || !mine {
 		return
 	}
-	p, err := a.api.GetUserPresenceContext(ctx, ag.SlackUserID)
+	p, err := a.api.GetUserPresenceContext(ctx, ag.Account(Surface))
 	if err != nil {
 		a.log.Debug("slack: users.getPresence", "agent_id", ag.ID, "err", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,10 @@ import (
 
 // surface is the adapter's name in actions, keys and logs.
 const surface = "telegram"
+
+// Surface is the adapter's name as agents' Accounts know it: an agent's
+// account there is their Telegram user id in decimal.
+const Surface presence.Surface = surface
 
 // maxDeliverWait is how long Deliver waits for the local limiter before it
 // hands the wait to the outbox as a RetryAfterError.
@@ -102,8 +107,27 @@ func (a *Adapter) Name() string { return surface }
 
 // Reaches reports whether the agent has a Telegram user id.
 func (a *Adapter) Reaches(agent presence.AgentID) bool {
+	_, ok := a.userID(agent)
+	return ok
+}
+
+// userID is the agent's Telegram user id, which is also their private chat's id.
+func (a *Adapter) userID(agent presence.AgentID) (int64, bool) {
 	ag, ok := a.dir.Agent(agent)
-	return ok && ag.TelegramUserID != 0
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(ag.Account(Surface), 10, 64)
+	return id, err == nil && id != 0
+}
+
+// agentByUser finds the agent whose Telegram account is the user id. No
+// user has id 0 (as userID holds too).
+func (a *Adapter) agentByUser(user int64) (presence.Agent, bool) {
+	if user == 0 {
+		return presence.Agent{}, false
+	}
+	return a.dir.AgentByAccount(Surface, strconv.FormatInt(user, 10))
 }
 
 // Shared reports whether the property has a forum supergroup.

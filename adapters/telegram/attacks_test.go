@@ -21,8 +21,8 @@ func attackDirectory(t *testing.T) *presence.Directory {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}},
 		[]presence.Agent{
-			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG, Condition: presence.Always},
-			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, TelegramUserID: bobTG},
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG), Condition: presence.Always},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(bobTG)},
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestCommandsWithoutPermission(t *testing.T) {
 	const patTG = int64(444)
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}},
-		[]presence.Agent{{ID: "pat", Name: "Pat", Properties: []presence.PropertyID{"acme"}, TelegramUserID: patTG,
+		[]presence.Agent{{ID: "pat", Name: "Pat", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(patTG),
 			InitialStatus: presence.Away, Permissions: []presence.Permission{}}})
 	if err != nil {
 		t.Fatal(err)

@@ -29,9 +29,9 @@ func newLiveEnv(t *testing.T) *liveEnv {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
-			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG, Condition: presence.Always},
-			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, TelegramUserID: bobTG, Condition: presence.Always},
-			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, TelegramUserID: carolTG, Condition: presence.Always},
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG), Condition: presence.Always},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(bobTG), Condition: presence.Always},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, Accounts: tgAccount(carolTG), Condition: presence.Always},
 		})
 	if err != nil {
 		t.Fatal(err)

@@ -149,11 +149,11 @@ func (a *Adapter) remember(ctx context.Context, key, val string, ttl time.Durati
 // when it has no topics (groupPlace).
 func (a *Adapter) destination(ctx context.Context, d bridge.Delivery) (place, error) {
 	if d.Agent != "" {
-		ag, ok := a.dir.Agent(d.Agent)
-		if !ok || ag.TelegramUserID == 0 {
+		user, ok := a.userID(d.Agent)
+		if !ok {
 			return place{}, &bridge.PermanentError{Err: fmt.Errorf("telegram: agent %q has no telegram_user_id", d.Agent)}
 		}
-		return place{chat: ag.TelegramUserID}, nil
+		return place{chat: user}, nil
 	}
 	group := a.cfg.Groups[d.Chat.Property]
 	if group == 0 {

@@ -48,7 +48,7 @@ func TestPlatformOutage(t *testing.T) {
 			t.Cleanup(srv.Close)
 			dir, err := presence.NewDirectory(
 				[]presence.Property{{ID: "acme", Name: "Acme"}},
-				[]presence.Agent{{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG, Condition: presence.Always}})
+				[]presence.Agent{{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG), Condition: presence.Always}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -34,9 +35,9 @@ func testDirectory(t testing.TB) *presence.Directory {
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
-			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, TelegramUserID: aliceTG},
-			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, TelegramUserID: bobTG},
-			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, TelegramUserID: carolTG},
+			{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG)},
+			{ID: "bob", Name: "Bob", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(bobTG)},
+			{ID: "carol", Name: "Carol", Properties: []presence.PropertyID{"beta"}, Accounts: tgAccount(carolTG)},
 			{ID: "dave", Name: "Dave", Properties: []presence.PropertyID{"acme"}},
 		})
 	if err != nil {
@@ -188,4 +189,9 @@ func waitCalls(t testing.TB, api *tgfake.Server, method string, n int, keep func
 		return len(got) >= n
 	})
 	return got
+}
+
+// tgAccount is an agent's Accounts with the Telegram user id.
+func tgAccount(user int64) map[presence.Surface]string {
+	return map[presence.Surface]string{Surface: strconv.FormatInt(user, 10)}
 }

@@ -157,7 +157,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int6
 			where.thread = m.MessageThreadID
 		}
 	}
-	agent, ok := a.dir.AgentByTelegram(m.From.ID)
+	agent, ok := a.agentByUser(m.From.ID)
 	if !ok {
 		return a.refuse(ctx, m.From.ID, where)
 	}
@@ -284,7 +284,7 @@ func parseCommand(text, botName string) (cmd, args string, ok bool) {
 }
 
 func (a *Adapter) onCallback(ctx context.Context, h bridge.Handler, updateID int64, cq *models.CallbackQuery) error {
-	agent, ok := a.dir.AgentByTelegram(cq.From.ID)
+	agent, ok := a.agentByUser(cq.From.ID)
 	if !ok {
 		a.answerCallback(ctx, cq.ID, refusalToast)
 		return nil

@@ -156,8 +156,12 @@ func localStatus(ctx context.Context, file string, prop presence.PropertyID, std
 	}
 	out := statusReport{Report: r, Surfaces: map[presence.AgentID][]string{}}
 	for _, a := range r.Agents {
-		if agent, ok := dir.Agent(a.ID); ok {
-			out.Surfaces[a.ID] = agent.Surfaces()
+		if _, ok := dir.Agent(a.ID); ok {
+			names := []string{}
+			for _, x := range dir.Surfaces(a.ID) {
+				names = append(names, string(x))
+			}
+			out.Surfaces[a.ID] = names
 		}
 	}
 	// The chat lists the admin board shows (Board reads only Redis; the

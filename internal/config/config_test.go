@@ -87,7 +87,7 @@ func TestLoadGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice, _ := d.Agent("alice")
-	if alice.Can("change_visibility") || !alice.Can("change_online_status") || alice.TelegramUserID != 111 {
+	if alice.Can("change_visibility") || !alice.Can("change_online_status") || alice.Account(SurfaceTelegram) != "111" {
 		t.Errorf("alice: %+v", alice)
 	}
 	acme, _ := d.Property("acme")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/onduty/onduty/presence"
@@ -29,6 +30,14 @@ func (c *Config) PresenceProperties() []presence.Property {
 	return out
 }
 
+// The surfaces the agents' configured accounts belong to, in the order the
+// admin board and `onduty status` list them. Each is its adapter's Name
+// (telegram.Surface, slack.Surface; cmd/onduty's tests hold them equal).
+const (
+	SurfaceTelegram presence.Surface = "telegram"
+	SurfaceSlack    presence.Surface = "slack"
+)
+
 // PresenceAgents converts the agents for the presence package.
 func (c *Config) PresenceAgents() []presence.Agent {
 	out := make([]presence.Agent, 0, len(c.Agents))
@@ -36,8 +45,13 @@ func (c *Config) PresenceAgents() []presence.Agent {
 		pa := presence.Agent{
 			ID: presence.AgentID(a.ID), Name: a.Name,
 			Condition: presence.Condition(a.Condition), IdleAwayAfter: a.IdleAwayAfter, IdleOfflineAfter: a.IdleOfflineAfter,
-			InitialStatus:  presence.Status(a.InitialStatus),
-			TelegramUserID: a.TelegramUserID, SlackUserID: a.SlackUserID,
+			InitialStatus: presence.Status(a.InitialStatus), Accounts: map[presence.Surface]string{},
+		}
+		if a.TelegramUserID != 0 {
+			pa.Accounts[SurfaceTelegram] = strconv.FormatInt(a.TelegramUserID, 10)
+		}
+		if a.SlackUserID != "" {
+			pa.Accounts[SurfaceSlack] = a.SlackUserID
 		}
 		for _, p := range a.Properties {
 			pa.Properties = append(pa.Properties, presence.PropertyID(p))
@@ -55,7 +69,7 @@ func (c *Config) PresenceAgents() []presence.Agent {
 
 // Directory builds the presence directory of a valid configuration.
 func (c *Config) Directory() (*presence.Directory, error) {
-	return presence.NewDirectory(c.PresenceProperties(), c.PresenceAgents())
+	return presence.NewDirectory(c.PresenceProperties(), c.PresenceAgents(), SurfaceTelegram, SurfaceSlack)
 }
 
 // Property returns the property with the given id.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,7 +161,8 @@ func startEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 	agents := []presence.Agent{{ID: dutyAgent, Name: "Duty", Properties: []presence.PropertyID{propStatus}, Condition: presence.Always}}
 	for i := range cfg.RelayAgents {
 		t := presence.Agent{ID: presence.AgentID(fmt.Sprintf("tg%03d", i)), Name: fmt.Sprintf("TG %d", i),
-			Properties: []presence.PropertyID{propTG}, Condition: presence.Always, TelegramUserID: tgUserBase + int64(i)}
+			Properties: []presence.PropertyID{propTG}, Condition: presence.Always,
+			Accounts: map[presence.Surface]string{telegram.Surface: strconv.FormatInt(tgUserBase+int64(i), 10)}}
 		p := presence.Agent{ID: presence.AgentID(fmt.Sprintf("pr%03d", i)), Name: fmt.Sprintf("Probe %d", i),
 			Properties: []presence.PropertyID{propProbe}, Condition: presence.Always}
 		e.tgAgents = append(e.tgAgents, t)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/presence"
@@ -390,7 +392,11 @@ func (e *env) relay(ctx context.Context, cfg *Config, rep *Report) error {
 			if !ok {
 				return errors.New("no Telegram message to reply to")
 			}
-			e.tg.Push(tgfake.ReplyMessage(c.agent.TelegramUserID, text, msgID))
+			user, err := strconv.ParseInt(c.agent.Account(telegram.Surface), 10, 64)
+			if err != nil {
+				return fmt.Errorf("agent %s has no Telegram account: %w", c.agent.ID, err)
+			}
+			e.tg.Push(tgfake.ReplyMessage(user, text, msgID))
 			return nil
 		})
 		waitArrivals(ctx, run, 30*time.Second)
