@@ -39,6 +39,30 @@ func raiseNoFile(want uint64) uint64 {
 	return l.Cur
 }
 
+// fitLevels raises this process's RLIMIT_NOFILE for top streams of
+// perStream descriptors each (plus what is open and a margin) and keeps the
+// levels that fit, adding the largest that does when some do not; why is
+// then set. It returns the levels, their top, and the limit in force.
+func fitLevels(levels []int, top, perStream int) (kept []int, fitTop int, limit uint64, why string) {
+	const margin = 512
+	inUse := openFiles()
+	limit = raiseNoFile(uint64(perStream*top + inUse + margin))
+	fit := (int(limit) - inUse - margin) / perStream
+	if fit >= top {
+		return levels, top, limit, ""
+	}
+	why = fmt.Sprintf("RLIMIT_NOFILE is %d (the hard limit; raising it was refused) and %d are in use: at most %d streams fit (%d descriptors each in this process)", limit, inUse, max(fit, 0), perStream)
+	for _, n := range levels {
+		if n <= fit {
+			kept = append(kept, n)
+		}
+	}
+	if fit > 0 && (len(kept) == 0 || kept[len(kept)-1] < fit) {
+		kept = append(kept, fit)
+	}
+	return kept, max(fit, 0), limit, why
+}
+
 // openFiles counts this process's open descriptors.
 func openFiles() int {
 	es, err := os.ReadDir("/proc/self/fd")
@@ -103,21 +127,7 @@ func (e *env) capacity(ctx context.Context, cfg *Config, rep *Report) error {
 		holder, perStream = h, 1
 	}
 	defer holder.close()
-	inUse := openFiles()
-	limit := raiseNoFile(uint64(perStream*top + inUse + 512))
-	if fit := (int(limit) - inUse - 512) / perStream; fit < top {
-		rep.CapacityLimit = fmt.Sprintf("RLIMIT_NOFILE is %d (hard limit; raising it was refused) and %d are in use: at most %d streams fit (%d descriptors each in this process)", limit, inUse, max(fit, 0), perStream)
-		var kept []int
-		for _, n := range levels {
-			if n <= fit {
-				kept = append(kept, n)
-			}
-		}
-		if fit > 0 && (len(kept) == 0 || kept[len(kept)-1] < fit) {
-			kept = append(kept, fit)
-		}
-		levels, top = kept, max(fit, 0)
-	}
+	levels, top, _, rep.CapacityLimit = fitLevels(levels, top, perStream)
 	if top == 0 {
 		return nil
 	}

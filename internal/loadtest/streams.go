@@ -141,22 +141,9 @@ func (e *env) statusStreams(ctx context.Context, cfg *Config, rep *Report) error
 	for i, a := range cfg.SourceAddrs {
 		locals[i%len(clients)] = append(locals[i%len(clients)], a)
 	}
-	inUse := openFiles()
-	limit := raiseNoFile(uint64(perStream*top + inUse + 512))
+	var limit uint64
+	levels, top, limit, rep.StatusStreamsLimit = fitLevels(levels, top, perStream)
 	rep.StatusStreamsFiles = int(limit)
-	if fit := (int(limit) - inUse - 512) / perStream; fit < top {
-		rep.StatusStreamsLimit = fmt.Sprintf("RLIMIT_NOFILE is %d (the hard limit; raising it was refused) and %d are in use: at most %d streams fit in the server process (%d descriptors each there)", limit, inUse, max(fit, 0), perStream)
-		var kept []int
-		for _, n := range levels {
-			if n <= fit {
-				kept = append(kept, n)
-			}
-		}
-		if fit > 0 && (len(kept) == 0 || kept[len(kept)-1] < fit) {
-			kept = append(kept, fit)
-		}
-		levels, top = kept, max(fit, 0)
-	}
 	if top == 0 {
 		return nil
 	}
