@@ -14,7 +14,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -634,13 +633,6 @@ func errTooLong(field string) error {
 	return newErr(http.StatusBadRequest, "text_too_long", fmt.Sprintf("%s is over %d characters", field, bridge.MaxTextRunes))
 }
 
-func checkOptional(field, s string, maxRunes int) error {
-	if utf8.RuneCountInString(s) > maxRunes {
-		return newErr(http.StatusBadRequest, "invalid_field", field+" is too long")
-	}
-	return nil
-}
-
 func checkEmail(s string, required bool) error {
 	bad := newErr(http.StatusBadRequest, "invalid_email", "email is not an email address")
 	if hasControl(s) { // CR or LF could inject headers into an email
@@ -654,7 +646,7 @@ func checkEmail(s string, required bool) error {
 		return nil
 	}
 	at := strings.LastIndexByte(s, '@')
-	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") || hasControl(s) {
+	if len(s) > maxEmailBytes || at < 1 || !strings.Contains(s[at+1:], ".") {
 		return bad
 	}
 	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {

@@ -217,11 +217,9 @@ func TestSMTPDownThenUp(t *testing.T) {
 	f := newFlow(t)
 	retried := testutil.ToFloat64(metrics.Emails.WithLabelValues("retried"))
 	f.smtp.Stop()
-	var ids []bridge.ChatID
 	for i := range 3 {
 		id, _ := f.chat("vic" + string(rune('a'+i)) + "@example.com")
 		f.reply(id, "Answer to chat "+string(rune('A'+i)))
-		ids = append(ids, id)
 	}
 	f.clock.Advance(emailAfter)
 	wait.For(t, "failed attempts while the server is down", func() bool {

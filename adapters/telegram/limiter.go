@@ -93,10 +93,8 @@ func need(ctx context.Context) float64 {
 	return 1
 }
 
-// take consumes one send to chat (a group when chat < 0) if it may go now,
-// and otherwise returns how long to wait before asking again.
-func (l *limiter) take(chat int64) time.Duration { return l.takeNeed(chat, 1) }
-
+// takeNeed consumes one send to chat (a group when chat < 0) if need sends
+// are free now, and otherwise returns how long to wait before asking again.
 func (l *limiter) takeNeed(chat int64, need float64) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()

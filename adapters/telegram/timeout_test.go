@@ -120,9 +120,9 @@ func TestDeliveryTimeoutCoversOnlyThePlatformCall(t *testing.T) {
 			if n != tt.sends {
 				t.Errorf("the offer reached Telegram %d times, want %d", n, tt.sends)
 			}
-			if at := slow.arrivals(); tt.sends == 2 {
+			if tt.sends == 2 {
 				wait.For(t, "two offers", func() bool { return len(slow.arrivals()) >= 2 })
-				at = slow.arrivals()
+				at := slow.arrivals()
 				// The first call's window ends at the timeout; the retry
 				// waits a whole timeout more, so the first request cannot
 				// still be landing when the second is sent.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,5 +299,3 @@ func (s *sseStream) waitFor(name string, d time.Duration) error {
 func (s *sseStream) hold() { s.r = nil }
 
 func (s *sseStream) Close() error { return s.conn.Close() }
-
-func itoa(n int) string { return strconv.Itoa(n) }
