@@ -17,6 +17,15 @@ import (
 // dedupTTL is how long a handled platform event id is remembered.
 const dedupTTL = 24 * time.Hour
 
+// A platform event's dedup mark is dedupBusy while an instance handles it
+// (for at most dedupBusyTTL: one that dies mid-event leaves it to the
+// platform's next try) and dedupDone once handled (for dedupTTL).
+const (
+	dedupBusy    = "busy"
+	dedupDone    = "done"
+	dedupBusyTTL = 20 * time.Second
+)
+
 // Command is one chat command an agent can send, as a platform's menu
 // shows it.
 type Command struct {
@@ -62,32 +71,73 @@ const helpText = `Commands:
 Reply to a visitor's message to answer it. Start with // for a note only the team sees.`
 
 // Handle takes one agent action from an adapter. Every action counts as
-// activity; a platform event seen before (same DedupKey) is ignored.
+// activity. A platform event seen before (same DedupKey) is ignored; one
+// being handled by another instance right now gets ErrInProgress. The
+// claim on the event and the lookup of the chat its ReplyTo names take one
+// round trip together.
 func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	agent, ok := b.dir.Agent(act.Agent)
 	if !ok {
 		return Reply{Text: "You're not set up as an agent here.", Private: true}, nil
 	}
+	var claim *redis.BoolCmd
+	var thread, msg *redis.StringCmd
+	pipe := b.rdb.Pipeline()
+	key := b.keys.Dedup(act.DedupKey)
 	if act.DedupKey != "" {
-		key := b.keys.Dedup(act.DedupKey)
-		fresh, err := b.rdb.SetNX(ctx, key, "1", dedupTTL).Result()
-		if err != nil {
-			return Reply{}, fmt.Errorf("bridge: dedup: %w", err)
+		claim = pipe.SetNX(ctx, key, dedupBusy, dedupBusyTTL)
+	}
+	if act.Chat == "" && act.ReplyTo != nil {
+		thread, msg = b.chatOfCmds(ctx, pipe, act.Surface, *act.ReplyTo)
+	}
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return Reply{}, unavailable("claim action", err)
 		}
-		if !fresh {
-			return Reply{}, nil
+		act.Chat = cmpChat(act.Chat, chatOfResult(thread, msg))
+	}
+	if act.Kind == ActMessage && act.Shared && act.Chat == "" {
+		// Talk in the shared place outside any chat: activity, not a reply.
+		act.Kind, act.Shared = ActActivity, false
+	}
+	if claim == nil {
+		return b.handle(ctx, agent, act)
+	}
+	if !claim.Val() {
+		state, err := b.rdb.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return Reply{}, fmt.Errorf("%w: claim expired meanwhile", ErrInProgress)
+		case err != nil:
+			return Reply{}, unavailable("claim action", err)
+		case state == dedupBusy:
+			return Reply{}, ErrInProgress
 		}
-		reply, err := b.handle(ctx, agent, act)
-		if err != nil {
-			// Let the platform's retry through; if the mark stays, the retry
-			// is taken for a duplicate and the action is lost: say so.
-			if derr := b.rdb.Del(context.WithoutCancel(ctx), key).Err(); derr != nil {
-				b.log.Error("dedup mark not cleared; a retry of this action will be ignored", "dedup_key", act.DedupKey, "agent_id", act.Agent, "err", derr)
-			}
+		b.log.Debug("duplicate platform event ignored", "dedup_key", act.DedupKey, "agent_id", act.Agent)
+		return Reply{}, nil
+	}
+	reply, err := b.handle(ctx, agent, act)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err != nil {
+		// Let the platform's retry through; if the claim stays, the retry
+		// waits for it to expire.
+		if derr := b.rdb.Del(dctx, key).Err(); derr != nil {
+			b.log.Error("dedup claim not cleared; a retry of this action waits for it to expire", "dedup_key", act.DedupKey, "agent_id", act.Agent, "err", derr)
 		}
 		return reply, err
 	}
-	return b.handle(ctx, agent, act)
+	if serr := b.rdb.Set(dctx, key, dedupDone, dedupTTL).Err(); serr != nil {
+		b.log.Warn("platform event not marked handled; a repeat of it may be handled again", "dedup_key", act.DedupKey, "err", serr)
+	}
+	return reply, nil
+}
+
+func cmpChat(a, b ChatID) ChatID {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (b *Bridge) handle(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {

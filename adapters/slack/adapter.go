@@ -243,7 +243,7 @@ func (a *Adapter) bot() (user, id string) {
 // Run learns the bot's identity (auth.test), then takes agent actions from
 // Slack (Socket Mode, or the HTTP handlers in events mode) and hands them to
 // h until ctx is done. It waits for every goroutine it started.
-func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) Run(ctx context.Context, h bridge.Host) error {
 	if err := a.identify(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
