@@ -26,50 +26,6 @@ const (
 	dedupBusyTTL = 20 * time.Second
 )
 
-// Command is one chat command an agent can send, as a platform's menu
-// shows it.
-type Command struct {
-	Name string // what the agent types after the slash
-	Help string // one line for a menu: arguments first, then what it does
-}
-
-// Commands is the list of chat commands, in menu order: what a platform
-// offers in its menu and what Handle understands (command gives each its
-// meaning; /help answers with helpText).
-var Commands = []Command{
-	{"start", "Start: go online"},
-	{"online", "Go online"},
-	{"away", "Go away"},
-	{"invisible", "Go invisible"},
-	{"offline", "Go offline"},
-	{"alwayson", "on|off: stay online without activity"},
-	{"status", "Your status and each site's widget status"},
-	{"team", "Your teammates' statuses"},
-	{"chats", "List and switch chats"},
-	{"accept", "Accept the pending chat"},
-	{"close", "Close the current chat"},
-	{"transfer", "NAME: hand the current chat to a teammate"},
-	{"monitor", "Watch a chat without owning it"},
-	{"reply", "NAME: send a canned reply; alone: list them"},
-	{"block", "[DURATION]: block the chat's visitor (30d)"},
-	{"unblock", "Lift the chat's block"},
-	{"help", "What the bot can do"},
-}
-
-const helpText = `Commands:
-/online, /away, /invisible, /offline — set your status
-/alwayson on|off — stay online without activity (or not)
-/status — your status and each widget's
-/team — your teammates' statuses
-/chats — your chats; pick one to make it current
-/accept — take the waiting chat
-/close — close the current chat
-/transfer NAME — hand the current chat to a teammate
-/monitor — watch the current chat without taking it
-/reply NAME — send a canned reply in the current chat; /reply alone lists them
-/block [DURATION] — block the current chat's visitor (default 30 days); /unblock lifts it
-Reply to a visitor's message to answer it. Start with // for a note only the team sees.`
-
 // Handle takes one agent action from an adapter. Every action counts as
 // activity. A platform event seen before (same DedupKey) is ignored; one
 // being handled by another instance right now gets ErrInProgress. The
@@ -221,42 +177,6 @@ func (b *Bridge) SetPresence(ctx context.Context, id presence.AgentID, s presenc
 		b.applyState(ctx, agent, st, true)
 	}
 	return st, nil
-}
-
-func (b *Bridge) command(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {
-	cmd := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(act.Command), "/"))
-	args := strings.TrimSpace(act.Args)
-	switch cmd {
-	case "start":
-		return b.setStatus(ctx, agent, presence.Online, "Welcome! You're online and will get new chats. Send /help to see what I can do.")
-	case "online", "away", "invisible", "offline":
-		return b.setStatus(ctx, agent, presence.Status(cmd), "")
-	case "alwayson":
-		return b.alwaysOn(ctx, agent, strings.ToLower(args))
-	case "status":
-		return b.statusReply(agent), nil
-	case "team":
-		return b.teamReply(agent), nil
-	case "chats":
-		return b.listChats(ctx, agent)
-	case "accept":
-		return b.accept(ctx, agent, act)
-	case "close":
-		return b.closeByAgent(ctx, agent, act)
-	case "transfer":
-		return b.transfer(ctx, agent, act, args)
-	case "monitor":
-		return b.monitor(ctx, agent, act)
-	case "reply":
-		return b.cannedReply(ctx, agent, act, args)
-	case "block":
-		return b.blockCommand(ctx, agent, act, args)
-	case "unblock":
-		return b.unblockCommand(ctx, agent, act)
-	case "help", "":
-		return Reply{Text: helpText, Private: true}, nil
-	}
-	return Reply{Text: fmt.Sprintf("I don't know /%s. Send /help to see the commands.", cmd), Private: true}, nil
 }
 
 func (b *Bridge) setStatus(ctx context.Context, agent presence.Agent, s presence.Status, greeting string) (Reply, error) {

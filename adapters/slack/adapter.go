@@ -142,21 +142,9 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		log = slog.New(slog.DiscardHandler)
 	}
 	var problems []string
-	if cfg.BotToken == "" {
-		problems = append(problems, "bot_token is required")
-	}
-	switch cfg.Mode {
-	case "", ModeSocket:
+	cfg.Check(func(key, why string) { problems = append(problems, key+": "+why) })
+	if cfg.Mode == "" {
 		cfg.Mode = ModeSocket
-		if cfg.AppToken == "" {
-			problems = append(problems, "app_token is required in socket mode")
-		}
-	case ModeEvents:
-		if cfg.SigningSecret == "" {
-			problems = append(problems, "signing_secret is required in events mode")
-		}
-	default:
-		problems = append(problems, fmt.Sprintf("mode %q: want socket or events", cfg.Mode))
 	}
 	channels := make(map[presence.PropertyID]string, len(cfg.Channels))
 	for p, ch := range cfg.Channels {
