@@ -57,6 +57,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		return nil
 	}
 	pipe := b.rdb.Pipeline()
+	marked := queueDoneMark(ctx, pipe)
 	for _, f := range o.ops {
 		f(ctx, pipe)
 	}
@@ -119,6 +120,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("bridge: write batch: %w", err)
 	}
+	marked()
 	for _, k := range kicks {
 		b.kick(k.adapter, k.shard)
 	}
