@@ -46,6 +46,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ",")+"; and "+loadtest.PhaseCPU+", which runs only when named")
 	cpuRate := fs.Int("cpu-rate", d.CPURate, "visitor messages per second of the cpu phase")
 	cpuDur := fs.Duration("cpu-duration", d.CPUDuration, "how long the cpu phase sends")
+	serveBinary := fs.String("serve-binary", "", "the onduty binary the cpu phase starts (default: this one), e.g. an older build to compare")
 	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' safety poll for missed outbox and timer wake-ups (default: the bridge's own, as serve runs)")
 	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -110,6 +111,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if exe, err := os.Executable(); err == nil {
 		cfg.HolderCommand = []string{exe, "loadtest"}
 		cfg.ServeCommand = []string{exe}
+	}
+	if *serveBinary != "" {
+		cfg.ServeCommand = []string{*serveBinary}
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
