@@ -80,9 +80,13 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
+	// A timer due after the next safety poll of every timer loop needs no
+	// wake-up: each loop looks again within PollEvery, before it is due.
+	// So the idle timer a chat's every message pushes back wakes nobody.
 	newTimer := false
+	soon := b.now().Add(b.cfg.PollEvery)
 	for _, at := range o.timers {
-		newTimer = newTimer || !at.IsZero()
+		newTimer = newTimer || !at.IsZero() && at.Before(soon)
 	}
 	if len(kicks) > 0 || newTimer {
 		// The shard may be worked by another instance, and every instance's

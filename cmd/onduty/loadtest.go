@@ -46,6 +46,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ",")+"; and "+loadtest.PhaseCPU+", which runs only when named")
 	cpuRate := fs.Int("cpu-rate", d.CPURate, "visitor messages per second of the cpu phase")
 	cpuDur := fs.Duration("cpu-duration", d.CPUDuration, "how long the cpu phase sends")
+	serveProfile := fs.String("serve-cpuprofile", "", "the cpu phase's serve process writes its CPU profile to this file")
 	serveBinary := fs.String("serve-binary", "", "the onduty binary the cpu phase starts (default: this one), e.g. an older build to compare")
 	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' safety poll for missed outbox and timer wake-ups (default: the bridge's own, as serve runs)")
 	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
@@ -112,6 +113,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		cfg.HolderCommand = []string{exe, "loadtest"}
 		cfg.ServeCommand = []string{exe}
 	}
+	cfg.ServeCPUProfile = *serveProfile
 	if *serveBinary != "" {
 		cfg.ServeCommand = []string{*serveBinary}
 	}

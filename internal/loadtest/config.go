@@ -93,6 +93,9 @@ type Config struct {
 	// ServeCommand runs onduty (the CPU phase appends "serve --config
 	// FILE"). Nil: the CPU phase reports no figure.
 	ServeCommand []string
+	// ServeCPUProfile, when set, has the CPU phase's serve process write
+	// its CPU profile to this file.
+	ServeCPUProfile string
 
 	// HolderCommand starts a stream holder process for the capacity phase
 	// (a program that calls Hold when HolderEnv is set, e.g. this one). Nil:

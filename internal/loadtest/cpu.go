@@ -91,7 +91,11 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 		return err
 	}
 	defer os.Remove(file)
-	cmd := exec.Command(cfg.ServeCommand[0], append(cfg.ServeCommand[1:], "serve", "--config", file)...)
+	args := append(cfg.ServeCommand[1:], "serve", "--config", file)
+	if cfg.ServeCPUProfile != "" {
+		args = append(args, "--cpuprofile", cfg.ServeCPUProfile)
+	}
+	cmd := exec.Command(cfg.ServeCommand[0], args...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
