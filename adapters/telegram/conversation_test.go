@@ -346,10 +346,10 @@ func TestConversationSurvives429(t *testing.T) {
 }
 
 // lastRouted is the newest Telegram message id in tg's chat that the
-// adapter remembers as belonging to a visitor chat.
+// bridge remembers as belonging to a visitor chat.
 func lastRouted(t *testing.T, l *liveEnv, tg int64) int {
 	t.Helper()
-	keys, err := l.rdb.Client.Keys(t.Context(), l.rdb.Prefix+"tg:msg:"+strconv.FormatInt(tg, 10)+":*").Result()
+	keys, err := l.rdb.Client.Keys(t.Context(), l.rdb.Prefix+"b:ref:telegram:"+strconv.FormatInt(tg, 10)+":m:*").Result()
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("no remembered messages for %d: %v", tg, err)
 	}
