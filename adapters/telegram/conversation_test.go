@@ -26,6 +26,18 @@ type liveEnv struct {
 func newLiveEnv(t *testing.T) *liveEnv {
 	t.Helper()
 	e := newEnv(t)
+	e.dir = liveDirectory(t)
+	a := e.adapter(t, "A", nil, nil)
+	b := startBridge(t, e, a, e.dir)
+	// The bridge's store has no state of its own: this one sees the same Redis.
+	store := presence.NewStore(e.rdb.Client, e.dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
+	return &liveEnv{testEnv: e, a: a, b: b, store: store}
+}
+
+// liveDirectory has alice and bob (acme, private chats) and carol (beta,
+// the forum group), always on duty.
+func liveDirectory(t *testing.T) *presence.Directory {
+	t.Helper()
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
@@ -36,12 +48,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.dir = dir
-	a := e.adapter(t, "A", nil, nil)
-	b := startBridge(t, e, a, dir)
-	// The bridge's store has no state of its own: this one sees the same Redis.
-	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
-	return &liveEnv{testEnv: e, a: a, b: b, store: store}
+	return dir
 }
 
 // command sends an agent's private message and waits for the bot's answer.
