@@ -22,11 +22,8 @@ const (
 	failedText    = "Sorry, that did not work. Please try again in a moment."
 )
 
-const (
-	updateClaimTTL = 24 * time.Hour
-	refusalTTL     = 24 * time.Hour
-	routeTTL       = 30 * 24 * time.Hour
-)
+// refusalTTL is how long a stranger is not told again.
+const refusalTTL = 24 * time.Hour
 
 // transientError marks a failure worth handling the update again for.
 // storage is set when Redis or the bridge's storage was unavailable: the
