@@ -3,6 +3,7 @@ package telegram
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -24,11 +25,11 @@ var _ bridge.RefMigrator = (*Adapter)(nil)
 //	tg:topic:<chat>             the chat's forum topic       → RefThread of the shared place
 //	tg:upd:<update_id> "done"   a handled update             → handled "telegram:<id>", same expiry
 //
+//	tg:dlv:<delivery_id> N      pieces a failed delivery sent → its progress (PutProgress)
+//
 // Dropped: tg:thread (the topic map; topics replaced since are gone on
-// Telegram), tg:msgs (an erasure list), tg:dlv (how many pieces of a
-// failed delivery were sent: a delivery that failed partway before the
-// upgrade shows those pieces again). A "busy" tg:upd claim is left to
-// expire.
+// Telegram) and tg:msgs (an erasure list). A "busy" tg:upd claim is left
+// to expire.
 func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	move := func(pattern string, f func(key, rest string) error) error {
 		return a.scan(ctx, a.cfg.Prefix+pattern+"*", func(key string) error {
@@ -100,7 +101,17 @@ func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 		}},
 		{"tg:thread:", func(string, string) error { return nil }},
 		{"tg:msgs:", func(string, string) error { return nil }},
-		{"tg:dlv:", func(string, string) error { return nil }},
+		{"tg:dlv:", func(key, id string) error {
+			v, ok, err := get(key)
+			if !ok {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil // not a count: nothing to keep
+			}
+			return to.PutProgress(ctx, id, n)
+		}},
 	}
 	for _, s := range steps {
 		if err := move(s.pattern, s.f); err != nil {
