@@ -71,8 +71,9 @@ const (
 // visitorAPI is the visitor API of SPEC §6 and §9: the widget status and
 // its stream (status.go), chats, messages, files, transcripts and the
 // visitor's event stream, offline messages, ratings, transcripts by email
-// and the continue page (email.go). Every request is checked against the
-// property's origins (cors) and counted against the per-client limits.
+// and the continue page (email.go). Requests are checked against the
+// property's allowed origins (cors); those that create something are
+// counted against the per-client limits (limits).
 type visitorAPI struct {
 	props    map[presence.PropertyID]PropertyConfig
 	dir      *presence.Directory
