@@ -165,7 +165,7 @@ func (b *Bridge) cacheProperty(id ChatID, p presence.PropertyID) {
 
 // Compile-time checks: the bridge is both seams' implementation.
 var (
-	_ Handler        = (*Bridge)(nil)
+	_ Host           = (*Bridge)(nil)
 	_ VisitorService = (*Bridge)(nil)
 	_ FileStore      = (*Bridge)(nil)
 )
@@ -289,6 +289,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	adapters := b.adapters
 	b.mu.Unlock()
 
+	// Adapters' chat state written before the bridge kept it moves into
+	// the bridge's records before anything is delivered.
+	b.migrateRefs(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, len(adapters))
 	for _, a := range adapters {

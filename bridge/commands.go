@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,77 +18,109 @@ import (
 // dedupTTL is how long a handled platform event id is remembered.
 const dedupTTL = 24 * time.Hour
 
-// Command is one chat command an agent can send, as a platform's menu
-// shows it.
-type Command struct {
-	Name string // what the agent types after the slash
-	Help string // one line for a menu: arguments first, then what it does
-}
-
-// Commands is the list of chat commands, in menu order: what a platform
-// offers in its menu and what Handle understands (command gives each its
-// meaning; /help answers with helpText).
-var Commands = []Command{
-	{"start", "Start: go online"},
-	{"online", "Go online"},
-	{"away", "Go away"},
-	{"invisible", "Go invisible"},
-	{"offline", "Go offline"},
-	{"alwayson", "on|off: stay online without activity"},
-	{"status", "Your status and each site's widget status"},
-	{"team", "Your teammates' statuses"},
-	{"chats", "List and switch chats"},
-	{"accept", "Accept the pending chat"},
-	{"close", "Close the current chat"},
-	{"transfer", "NAME: hand the current chat to a teammate"},
-	{"monitor", "Watch a chat without owning it"},
-	{"reply", "NAME: send a canned reply; alone: list them"},
-	{"block", "[DURATION]: block the chat's visitor (30d)"},
-	{"unblock", "Lift the chat's block"},
-	{"help", "What the bot can do"},
-}
-
-const helpText = `Commands:
-/online, /away, /invisible, /offline — set your status
-/alwayson on|off — stay online without activity (or not)
-/status — your status and each widget's
-/team — your teammates' statuses
-/chats — your chats; pick one to make it current
-/accept — take the waiting chat
-/close — close the current chat
-/transfer NAME — hand the current chat to a teammate
-/monitor — watch the current chat without taking it
-/reply NAME — send a canned reply in the current chat; /reply alone lists them
-/block [DURATION] — block the current chat's visitor (default 30 days); /unblock lifts it
-Reply to a visitor's message to answer it. Start with // for a note only the team sees.`
+// A platform event's dedup mark is dedupBusy while an instance handles it
+// (for at most dedupBusyTTL: one that dies mid-event leaves it to the
+// platform's next try) and dedupDone once handled (for dedupTTL).
+const (
+	dedupBusy    = "busy"
+	dedupDone    = "done"
+	dedupBusyTTL = 20 * time.Second
+)
 
 // Handle takes one agent action from an adapter. Every action counts as
-// activity; a platform event seen before (same DedupKey) is ignored.
+// activity. A platform event seen before (same DedupKey) is ignored; one
+// being handled by another instance right now gets ErrInProgress. The
+// claim on the event and the lookup of the chat its ReplyTo names take one
+// round trip together.
 func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	agent, ok := b.dir.Agent(act.Agent)
 	if !ok {
 		return Reply{Text: "You're not set up as an agent here.", Private: true}, nil
 	}
+	var claim *redis.BoolCmd
+	var thread, msg *redis.StringCmd
+	pipe := b.rdb.Pipeline()
+	key := b.keys.Dedup(act.DedupKey)
 	if act.DedupKey != "" {
-		key := b.keys.Dedup(act.DedupKey)
-		fresh, err := b.rdb.SetNX(ctx, key, "1", dedupTTL).Result()
-		if err != nil {
-			return Reply{}, fmt.Errorf("bridge: dedup: %w", err)
+		claim = pipe.SetNX(ctx, key, dedupBusy, dedupBusyTTL)
+	}
+	if act.Chat == "" && act.ReplyTo != nil {
+		thread, msg = b.chatOfCmds(ctx, pipe, act.Surface, *act.ReplyTo)
+	}
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return Reply{}, unavailable("claim action", err)
 		}
-		if !fresh {
-			return Reply{}, nil
+		act.Chat = cmpChat(act.Chat, chatOfResult(thread, msg))
+	}
+	if act.Kind == ActMessage && act.Shared && act.Chat == "" {
+		// Talk in the shared place outside any chat: activity, not a reply.
+		act.Kind, act.Shared = ActActivity, false
+	}
+	if claim == nil {
+		return b.handle(ctx, agent, act)
+	}
+	if !claim.Val() {
+		state, err := b.rdb.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return Reply{}, fmt.Errorf("%w: claim expired meanwhile", ErrInProgress)
+		case err != nil:
+			return Reply{}, unavailable("claim action", err)
+		case state == dedupBusy:
+			return Reply{}, ErrInProgress
 		}
-		reply, err := b.handle(ctx, agent, act)
-		if err != nil {
-			// Let the platform's retry through; if the mark stays, the retry
-			// is taken for a duplicate and the action is lost: say so.
-			if derr := b.rdb.Del(context.WithoutCancel(ctx), key).Err(); derr != nil {
-				b.log.Error("dedup mark not cleared; a retry of this action will be ignored", "dedup_key", act.DedupKey, "agent_id", act.Agent, "err", derr)
-			}
+		b.log.Debug("duplicate platform event ignored", "dedup_key", act.DedupKey, "agent_id", act.Agent)
+		return Reply{}, nil
+	}
+	// The first batch the action writes marks the event done in the same
+	// round trip (see flush); an action that writes none is marked here.
+	mark := &doneMark{key: key}
+	reply, err := b.handle(context.WithValue(ctx, doneMarkKey{}, mark), agent, act)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err != nil {
+		// Let the platform's retry through; if the claim stays, the retry
+		// waits for it to expire.
+		if derr := b.rdb.Del(dctx, key).Err(); derr != nil {
+			b.log.Error("dedup claim not cleared; a retry of this action waits for it to expire", "dedup_key", act.DedupKey, "agent_id", act.Agent, "err", derr)
 		}
 		return reply, err
 	}
-	return b.handle(ctx, agent, act)
+	if mark.written.Load() {
+		return reply, nil
+	}
+	if serr := b.rdb.Set(dctx, key, dedupDone, dedupTTL).Err(); serr != nil {
+		b.log.Warn("platform event not marked handled; a repeat of it may be handled again", "dedup_key", act.DedupKey, "err", serr)
+	}
+	return reply, nil
+}
+
+// doneMark is the dedup key of the action being handled, carried on its
+// context so that the first batch it flushes marks it done.
+type doneMark struct {
+	key     string
+	written atomic.Bool
+}
+
+type doneMarkKey struct{}
+
+// queueDoneMark adds the context's dedup mark to pipe unless written; the
+// caller calls the function it returns once pipe succeeded.
+func queueDoneMark(ctx context.Context, pipe redis.Pipeliner) (written func()) {
+	m, _ := ctx.Value(doneMarkKey{}).(*doneMark)
+	if m == nil || m.written.Load() {
+		return func() {}
+	}
+	pipe.Set(ctx, m.key, dedupDone, dedupTTL)
+	return func() { m.written.Store(true) }
+}
+
+func cmpChat(a, b ChatID) ChatID {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (b *Bridge) handle(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {
@@ -171,42 +204,6 @@ func (b *Bridge) SetPresence(ctx context.Context, id presence.AgentID, s presenc
 		b.applyState(ctx, agent, st, true)
 	}
 	return st, nil
-}
-
-func (b *Bridge) command(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {
-	cmd := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(act.Command), "/"))
-	args := strings.TrimSpace(act.Args)
-	switch cmd {
-	case "start":
-		return b.setStatus(ctx, agent, presence.Online, "Welcome! You're online and will get new chats. Send /help to see what I can do.")
-	case "online", "away", "invisible", "offline":
-		return b.setStatus(ctx, agent, presence.Status(cmd), "")
-	case "alwayson":
-		return b.alwaysOn(ctx, agent, strings.ToLower(args))
-	case "status":
-		return b.statusReply(agent), nil
-	case "team":
-		return b.teamReply(agent), nil
-	case "chats":
-		return b.listChats(ctx, agent)
-	case "accept":
-		return b.accept(ctx, agent, act)
-	case "close":
-		return b.closeByAgent(ctx, agent, act)
-	case "transfer":
-		return b.transfer(ctx, agent, act, args)
-	case "monitor":
-		return b.monitor(ctx, agent, act)
-	case "reply":
-		return b.cannedReply(ctx, agent, act, args)
-	case "block":
-		return b.blockCommand(ctx, agent, act, args)
-	case "unblock":
-		return b.unblockCommand(ctx, agent, act)
-	case "help", "":
-		return Reply{Text: helpText, Private: true}, nil
-	}
-	return Reply{Text: fmt.Sprintf("I don't know /%s. Send /help to see the commands.", cmd), Private: true}, nil
 }
 
 func (b *Bridge) setStatus(ctx context.Context, agent presence.Agent, s presence.Status, greeting string) (Reply, error) {

@@ -135,14 +135,61 @@ func TestDedupIgnoresPlatformRetries(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := x.b.Handle(context.Background(), Action{Kind: ActMessage, Agent: "alice", Chat: c.ID, Text: "once", DedupKey: "telegram:42"}); err != nil {
+			// A repeat while the first is being handled is told to come
+			// back later (ErrInProgress), as the platform's retry does.
+			if _, err := x.b.Handle(context.Background(), Action{Kind: ActMessage, Agent: "alice", Chat: c.ID, Text: "once", DedupKey: "telegram:42"}); err != nil && !errors.Is(err, ErrInProgress) {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
+	// Once handled, a repeat is ignored without an error.
+	for _, x := range []*instance{in, other} {
+		if r, err := x.b.Handle(context.Background(), Action{Kind: ActMessage, Agent: "alice", Chat: c.ID, Text: "once", DedupKey: "telegram:42"}); err != nil || r.Text != "" {
+			t.Fatalf("repeat after handling: %+v, %v", r, err)
+		}
+	}
 	if n := countPrefix(in.transcript(t, c.ID), "agent:once"); n != 1 {
 		t.Fatalf("message posted %d times", n)
+	}
+}
+
+// TestDedupClaimOfDeadInstance: a claim left by an instance that died
+// mid-event makes repeats wait (ErrInProgress) until it expires; then the
+// event is handled. A failed handling drops the claim at once.
+func TestDedupClaimOfDeadInstance(t *testing.T) {
+	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	in := e.start(nil)
+	e.status(presence.Online, "alice")
+	c := in.acceptedChat(t, "alice")
+	ctx := context.Background()
+	key := in.b.keys.Dedup("telegram:77")
+	if err := e.r.Client.Set(ctx, key, dedupBusy, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	act := Action{Kind: ActMessage, Agent: "alice", Chat: c.ID, Text: "late", DedupKey: "telegram:77"}
+	if _, err := in.b.Handle(ctx, act); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("while claimed elsewhere: %v, want ErrInProgress", err)
+	}
+	if err := e.r.Client.Del(ctx, key).Err(); err != nil { // the claim expired
+		t.Fatal(err)
+	}
+	if _, err := in.b.Handle(ctx, act); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPrefix(in.transcript(t, c.ID), "agent:late"); n != 1 {
+		t.Fatalf("message posted %d times", n)
+	}
+	if v, _ := e.r.Client.Get(ctx, key).Result(); v != dedupDone {
+		t.Fatalf("mark after handling: %q, want %q", v, dedupDone)
+	}
+	// A failed handling (unknown chat is not a failure; a closed Redis is):
+	// here, an action for a chat of no property fails and leaves no claim.
+	bad := Action{Kind: ActAccept, Agent: "alice", Chat: "nosuchchat", DedupKey: "telegram:78"}
+	if _, err := in.b.Handle(ctx, bad); err != nil {
+		if n, _ := e.r.Client.Exists(ctx, in.b.keys.Dedup("telegram:78")).Result(); n != 0 {
+			t.Fatalf("failed action left its claim")
+		}
 	}
 }
 

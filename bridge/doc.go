@@ -76,12 +76,21 @@
 //	{p}:blocked:vid:VID          string  "blockid|until-ms": the visitor id is blocked when the block ends
 //	chatp:ID                     string  the chat's property                        ClosedChatTTL after close
 //	cur:{agent}                  string  the agent's current chat                   none
-//	dedup:KEY                    string  handled platform event                     24h
+//	dedup:KEY                    string  platform event: "busy" while an instance   20s busy, 24h done
+//	                                     handles it, "done" once handled
+//	refs:{ID}:ADAPTER            hash    what the adapter made for the chat:        30d after the last write
+//	                                     thread|TARGET and offer|TARGET|CONV|MSG
+//	                                     (RemoteRef JSON), key|SUFFIX (the ref:
+//	                                     keys written, for erasure)
+//	ref:SURFACE:CONV:m:MSG       string  the chat a platform message belongs to     30d
+//	ref:SURFACE:CONV:t:THREAD    string  the chat a thread or topic belongs to      30d
 //	timers                       zset    "kind|property|target" → due (ms)          none
 //	                                     (kind email: a chat's unread replies)
 //	outbox:{adapter:N}           stream  field d = Delivery JSON, shard N           entries deleted when done
 //	outbox:{adapter:N}:lease     string  instance working the shard (only while     LeaseTTL (3s), renewed
 //	                                     it has work)
+//	outbox:{adapter:N}:progress  hash    delivery id → what its failed attempts     30d; field removed when
+//	                                     made (RemoteRef JSON list)                 the delivery is done
 //	outbox:dead                  stream  adapter, d, err of failed deliveries       MAXLEN ~10000
 //	visitor-events               channel VisitorEvent JSON for every instance       -
 //	outbox-kick                  channel "adapter|shard …" that just got work,      -
@@ -126,7 +135,22 @@
 // later entries wait; *PermanentError, or failing for Config.GiveUpAfter,
 // moves it to the dead-letter stream. Delivery is at least once: an
 // instance dying after Deliver but before the entry's removal delivers it
-// again (adapters may dedupe by Delivery.ID).
+// again.
+//
+// # What adapters make
+//
+// Deliver returns the objects it made on the platform (RemoteRef: a
+// message, an offer, the chat's thread or forum topic), also when it fails
+// partway. The worker records them in the same round trip that removes
+// the entry (refs.go): the ref:… keys map each object to its chat, so an
+// agent's reply to it finds the chat (Host.ChatOf, Action.ReplyTo, in the
+// round trip that claims the event's dedup mark), and the chat's refs hash
+// hands later deliveries their thread and open offers (Delivery.Thread,
+// Delivery.Offers). Only the shard's worker writes a chat's refs hash, so
+// it reads it once per lease and keeps it. What a failed attempt made is
+// kept in the shard's progress hash and handed to the next attempt
+// (Delivery.Done), which continues after it. Adapters keep no chat state;
+// an adapter that did before (RefMigrator) moves it here at start.
 //
 // Visitor events are published on one channel every instance follows and
 // fanned out to the streams open there; the transcript is the durable copy.

@@ -20,11 +20,12 @@ import (
 // path as any close (its agents are told, its offers withdrawn, its timers
 // cancelled, its owner's load freed); then its hash, transcript, sets,
 // files, chat → property mapping, timers, agents' current-chat pointers,
-// returning-visitor counts, dead letters and the adapters' references
-// (ChatEraser) are deleted. Outbox items already queued (among them the
-// closing notice to agents) still go out: they are deliveries in flight,
-// and the references an adapter records for them hold only the chat id and
-// expire (Telegram's after 30 days).
+// returning-visitor counts, dead letters and the records of what adapters
+// made for the chat (refs) are deleted, and an adapter's own keys
+// (ChatEraser). Outbox items already queued (among them the closing notice
+// to agents) still go out: they are deliveries in flight, and the records
+// made for them hold only platform ids and the chat id, and expire after
+// 30 days.
 
 // ChatEraser is an optional Adapter capability: an adapter that keeps keys
 // of its own named after a chat deletes them.
@@ -216,6 +217,9 @@ func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
 		return false, unavailable("erase chat", err)
 	}
 	if err := b.eraseDeadLetters(ctx, id); err != nil {
+		return false, err
+	}
+	if err := b.eraseRefs(ctx, id); err != nil {
 		return false, err
 	}
 	for _, a := range b.adapterList() {

@@ -51,6 +51,9 @@ type fakeAdapter struct {
 	onDeliver func(d Delivery)
 	// runErr, if set, is what Run returns at once (a platform refusing us).
 	runErr error
+	// makes, if set, says what each call made on the platform (and may
+	// fail after making part of it).
+	makes func(call int, d Delivery) ([]RemoteRef, error)
 }
 
 func (f *fakeAdapter) Name() string { return f.name }
@@ -58,7 +61,7 @@ func (f *fakeAdapter) Reaches(a presence.AgentID) bool {
 	return f.reaches == nil || f.reaches[a]
 }
 func (f *fakeAdapter) Shared(presence.PropertyID) bool { return f.shared }
-func (f *fakeAdapter) Run(ctx context.Context, _ Handler) error {
+func (f *fakeAdapter) Run(ctx context.Context, _ Host) error {
 	if f.runErr != nil {
 		return f.runErr
 	}
@@ -66,13 +69,21 @@ func (f *fakeAdapter) Run(ctx context.Context, _ Handler) error {
 	return nil
 }
 
-func (f *fakeAdapter) Deliver(_ context.Context, d Delivery) error {
+func (f *fakeAdapter) Deliver(_ context.Context, d Delivery) ([]RemoteRef, error) {
 	f.mu.Lock()
 	f.calls++
+	var made []RemoteRef
+	if f.makes != nil {
+		var err error
+		if made, err = f.makes(f.calls, d); err != nil {
+			f.mu.Unlock()
+			return made, err
+		}
+	}
 	if f.fail != nil {
 		if err := f.fail(f.calls, d); err != nil {
 			f.mu.Unlock()
-			return err
+			return nil, err
 		}
 	}
 	f.got = append(f.got, d)
@@ -81,7 +92,7 @@ func (f *fakeAdapter) Deliver(_ context.Context, d Delivery) error {
 	if cb != nil {
 		cb(d)
 	}
-	return nil
+	return made, nil
 }
 
 func (f *fakeAdapter) setFail(fn func(call int, d Delivery) error) {

@@ -95,6 +95,28 @@ func (k keys) Current(a presence.AgentID) string { return k.prefix + "cur:{" + s
 // Dedup marks a handled inbound platform event.
 func (k keys) Dedup(key string) string { return k.prefix + "dedup:" + key }
 
+// Refs is the hash of what adapter made on its platform for a chat (see
+// refs.go for its fields).
+func (k keys) Refs(adapter string, id ChatID) string {
+	return k.prefix + "refs:{" + string(id) + "}:" + adapter
+}
+
+// RefChat maps one platform object to its chat: kind "m" for a message
+// (id: its message id), "t" for a thread or forum topic (id: its thread id).
+func (k keys) RefChat(surface, conversation, kind, id string) string {
+	return k.prefix + k.refChatSuffix(surface, conversation, kind, id)
+}
+
+func (k keys) refChatSuffix(surface, conversation, kind, id string) string {
+	return "ref:" + surface + ":" + conversation + ":" + kind + ":" + id
+}
+
+// Progress is the hash delivery id → the objects an attempt made before it
+// failed (JSON []RemoteRef), for one outbox shard.
+func (k keys) Progress(adapter string, shard int) string {
+	return k.Outbox(adapter, shard) + ":progress"
+}
+
 // Timers is the sorted set of due timers (member "kind|property|target", score unix ms).
 func (k keys) Timers() string { return k.prefix + "timers" }
 

@@ -57,6 +57,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		return nil
 	}
 	pipe := b.rdb.Pipeline()
+	marked := queueDoneMark(ctx, pipe)
 	for _, f := range o.ops {
 		f(ctx, pipe)
 	}
@@ -79,9 +80,13 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
+	// A timer due after the next safety poll of every timer loop needs no
+	// wake-up: each loop looks again within PollEvery, before it is due.
+	// So the idle timer a chat's every message pushes back wakes nobody.
 	newTimer := false
+	soon := b.now().Add(b.cfg.PollEvery)
 	for _, at := range o.timers {
-		newTimer = newTimer || !at.IsZero()
+		newTimer = newTimer || !at.IsZero() && at.Before(soon)
 	}
 	if len(kicks) > 0 || newTimer {
 		// The shard may be worked by another instance, and every instance's
@@ -119,6 +124,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("bridge: write batch: %w", err)
 	}
+	marked()
 	for _, k := range kicks {
 		b.kick(k.adapter, k.shard)
 	}
@@ -275,6 +281,12 @@ type shardWorker struct {
 	// recent is when each chat's last delivery was attempted: a chat that
 	// delivered within backlogMemory is not fresh.
 	recent map[string]time.Time
+	// refs caches the refs hashes of the shard's chats on this adapter:
+	// only this worker writes them while it holds the lease.
+	refs map[ChatID]*chatRefs
+	// progress is what failed attempts made, by delivery id (the shard's
+	// progress hash, read when the lease is taken).
+	progress map[string][]RemoteRef
 }
 
 // chatQueue is one chat's deliveries in a shard, in stream order.
@@ -413,10 +425,11 @@ func (w *shardWorker) work(ctx context.Context) bool {
 	if w.recent == nil {
 		w.recent = map[string]time.Time{}
 	}
+	w.refs, w.progress = map[ChatID]*chatRefs{}, nil
 	emptied := w.drain(wctx)
 	stop()
 	<-kept
-	w.queues, w.order = nil, nil
+	w.queues, w.order, w.refs, w.progress = nil, nil, nil, nil
 	// Given back at once when drained or stopping, so that another instance
 	// (or this one restarted) need not wait for it to expire. Only the
 	// holder's own lease is deleted.
@@ -550,9 +563,23 @@ func (w *shardWorker) drain(ctx context.Context) bool {
 	return false
 }
 
-// read queues the entries added since the last read.
+// read queues the entries added since the last read (and, the first
+// time under a lease, what failed attempts made).
 func (w *shardWorker) read(ctx context.Context) error {
 	b := w.b
+	if w.progress == nil {
+		m, err := b.rdb.HGetAll(ctx, b.keys.Progress(w.a.Name(), w.shard)).Result()
+		if err != nil {
+			return err
+		}
+		w.progress = make(map[string][]RemoteRef, len(m))
+		for id, v := range m {
+			var refs []RemoteRef
+			if json.Unmarshal([]byte(v), &refs) == nil {
+				w.progress[id] = refs
+			}
+		}
+	}
 	start := w.lastID
 	if start != "-" {
 		start = "(" + start
@@ -670,7 +697,23 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 	now := time.Now()
 	d := e.d
 	d.Backlog = w.backlogged(q, e, now)
-	err := w.a.Deliver(withCallTimeout(ctx, b.cfg.DeliverTimeout), d)
+	var cr *chatRefs
+	if d.Chat.ID != "" {
+		var err error
+		if cr, err = w.chatRefs(ctx, d.Chat.ID); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			b.log.Warn("chat refs read failed; will retry", "adapter", name, "chat_id", d.Chat.ID, "err", err)
+			e.attempts--
+			q.lastPause = b.retryBackoff().Next(q.lastPause)
+			q.notBefore = now.Add(q.lastPause)
+			return true
+		}
+		d.Thread, d.Offers = cr.thread(d.Agent), cr.offersOf(d.Agent)
+	}
+	d.Done = w.progress[d.ID]
+	made, err := w.a.Deliver(withCallTimeout(ctx, b.cfg.DeliverTimeout), d)
 	var ra *RetryAfterError
 	paced := errors.As(err, &ra) && errors.Is(err, ErrPaced)
 	if !paced {
@@ -685,7 +728,12 @@ func (w *shardWorker) deliverHead(ctx context.Context, q *chatQueue) bool {
 		}
 		q.items = q.items[1:]
 		q.lastPause = 0
-		return w.remove(ctx, e.ids...)
+		return w.finish(ctx, d, cr, made, e.ids)
+	}
+	if len(made) > 0 {
+		// Made part of it: keep that, so replies to it reach the chat
+		// and the next attempt continues after it.
+		w.keepProgress(ctx, d, cr, made)
 	}
 	if ctx.Err() != nil {
 		return false
@@ -744,7 +792,79 @@ func (w *shardWorker) giveUp(ctx context.Context, q *chatQueue, e *outEntry, cau
 	}
 	q.items = q.items[1:]
 	q.lastPause = 0
-	return w.remove(ctx, e.ids...)
+	return w.finish(ctx, e.d, nil, nil, e.ids)
+}
+
+// chatRefs is the chat's refs hash on the worker's adapter, read once per
+// lease.
+func (w *shardWorker) chatRefs(ctx context.Context, id ChatID) (*chatRefs, error) {
+	if cr := w.refs[id]; cr != nil {
+		return cr, nil
+	}
+	cr, err := w.b.loadRefs(ctx, w.a.Name(), id)
+	if err != nil {
+		return nil, err
+	}
+	if len(w.refs) >= 10000 {
+		clear(w.refs)
+	}
+	w.refs[id] = cr
+	return cr, nil
+}
+
+// keepProgress records what a failed attempt made: in the refs (replies
+// to it reach the chat) and in the shard's progress hash (the next
+// attempt, here or on another instance, continues after it). A failure to
+// write it is logged: the next attempt may then show it again.
+func (w *shardWorker) keepProgress(ctx context.Context, d Delivery, cr *chatRefs, made []RemoteRef) {
+	b := w.b
+	done := append(slices.Clone(d.Done), made...)
+	w.progress[d.ID] = done
+	body, err := json.Marshal(done)
+	if err != nil {
+		return
+	}
+	pipe := b.rdb.Pipeline()
+	if cr != nil {
+		b.refWrites(ctx, pipe, cr, w.a.Name(), d, made, false)
+	}
+	pipe.HSet(ctx, b.keys.Progress(w.a.Name(), w.shard), d.ID, body)
+	pipe.Expire(ctx, b.keys.Progress(w.a.Name(), w.shard), refTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.log.Warn("partial delivery not recorded; a retry may show part of it twice", "adapter", w.a.Name(), "delivery_id", d.ID, "err", err)
+	}
+}
+
+// finish records what a delivery made and removes its entries, in one
+// round trip, retrying while Redis is away: skipping the removal would
+// deliver them again, after later items. A nil cr writes no refs (given up).
+func (w *shardWorker) finish(ctx context.Context, d Delivery, cr *chatRefs, made []RemoteRef, ids []string) bool {
+	b := w.b
+	_, hadProgress := w.progress[d.ID]
+	delete(w.progress, d.ID)
+	var pause time.Duration
+	for {
+		pipe := b.rdb.Pipeline()
+		if cr != nil {
+			b.refWrites(ctx, pipe, cr, w.a.Name(), d, made, true)
+		}
+		if hadProgress {
+			pipe.HDel(ctx, b.keys.Progress(w.a.Name(), w.shard), d.ID)
+		}
+		pipe.XDel(ctx, w.key, ids...)
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		pause = b.retryBackoff().Next(pause)
+		b.log.Warn("outbox remove failed; retrying", "key", w.key, "ids", ids, "err", err)
+		if !backoff.Sleep(ctx, pause) {
+			return false
+		}
+	}
 }
 
 // retryBackoff paces the outbox's retries: Config.RetryMin doubling to

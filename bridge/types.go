@@ -182,6 +182,10 @@ var (
 	ErrInvalidRating = errors.New("bridge: score must be 1..5 and the comment at most 1000 characters")
 	// ErrUnavailable wraps Redis failures: the caller should answer 503, never 2xx.
 	ErrUnavailable = errors.New("bridge: storage unavailable")
+	// ErrInProgress: another instance is handling the same platform event
+	// (Action.DedupKey) right now. Try again later: if that instance dies,
+	// its claim expires and the event is handled here.
+	ErrInProgress = errors.New("bridge: the same platform event is being handled elsewhere")
 )
 
 // RetryAfterError is returned by Adapter.Deliver when the platform asked us to
@@ -369,6 +373,20 @@ type Delivery struct {
 	// Hook is the chat event to send (KindHook).
 	Hook *Hook `json:"hook,omitempty"`
 
+	// Thread is the chat's own place on this adapter for this delivery's
+	// target (Agent, or the shared place when Agent is empty): the RefThread
+	// an earlier delivery made. Nil until one was made. Set by the outbox,
+	// never stored with the item.
+	Thread *RemoteRef `json:"-"`
+	// Offers are the RefOffer objects shown for the chat to this target
+	// and not yet edited: what KindTaken and KindWithdrawn edit. Set by the
+	// outbox.
+	Offers []RemoteRef `json:"-"`
+	// Done are the objects an earlier attempt of this same delivery made
+	// before it failed: the adapter continues after them instead of
+	// showing them again. Set by the outbox.
+	Done []RemoteRef `json:"-"`
+
 	// Backlog is set by the outbox (never stored) when the chat's
 	// deliveries are queued up behind the platform's pacing. Adapters let
 	// items without it go first: a backlogged item should not take the last
@@ -390,7 +408,7 @@ type Adapter interface {
 	// with an empty Agent, and per-agent deliveries are only notices and prompts.
 	Shared(p presence.PropertyID) bool
 	// Run receives agent actions and hands them to h until ctx is done.
-	Run(ctx context.Context, h Handler) error
+	Run(ctx context.Context, h Host) error
 	// Deliver shows one outbox item on the platform. It returns
 	// *RetryAfterError when rate limited (wrapping ErrPaced when its own
 	// pacing held the item back), *PermanentError when retrying cannot help,
@@ -398,9 +416,51 @@ type Adapter interface {
 	// other error is retried with backoff. ctx has no deadline: Deliver
 	// bounds its pacing waits itself and runs each platform request through
 	// Call, which applies the delivery timeout to the request alone.
-	// Delivery is at least once: an adapter that can tell (by d.ID) should
-	// not post twice.
-	Deliver(ctx context.Context, d Delivery) error
+	//
+	// Deliver returns the objects it made on the platform (messages, offers,
+	// the chat's thread), also when it fails partway: the bridge keeps
+	// them, so that replies to them reach the chat (Host.ChatOf), later
+	// deliveries find the chat's thread and offers (Delivery.Thread,
+	// Delivery.Offers), and a retry continues after what was already shown
+	// (Delivery.Done). The adapter keeps none of this itself.
+	Deliver(ctx context.Context, d Delivery) ([]RemoteRef, error)
+}
+
+// RefRole says what an object on a platform is to its chat.
+type RefRole string
+
+// Roles of remote objects.
+const (
+	// RefMessage: a message shown for the chat; a reply to it answers the chat.
+	RefMessage RefRole = "message"
+	// RefOffer: an offer with buttons, edited when the chat is taken or the
+	// offer withdrawn (Delivery.Offers); a reply to it answers the chat.
+	RefOffer RefRole = "offer"
+	// RefThread: the chat's own place on the platform (a Telegram forum
+	// topic, the Slack message a chat's thread hangs off); what is written
+	// in it answers the chat. One per chat and target; a newer one replaces
+	// the older.
+	RefThread RefRole = "thread"
+)
+
+// RemoteRef names an object an adapter made on its platform, in the
+// platform's own ids. The bridge keeps what Deliver returns and hands it
+// back (Delivery.Thread, Offers, Done); an adapter names what an agent
+// answered with one (Action.ReplyTo, Host.ChatOf).
+type RemoteRef struct {
+	Role RefRole `json:"role,omitempty"`
+	// Conversation is the platform's chat or channel id (a Telegram chat
+	// id, a Slack channel id).
+	Conversation string `json:"conv"`
+	// Message is the platform's message id (Telegram message_id, Slack
+	// ts); for a thread, the message it hangs off, if any.
+	Message string `json:"msg,omitempty"`
+	// Thread is the thread or forum topic the object is in or, for a
+	// RefThread, is (Telegram message_thread_id, Slack thread_ts).
+	Thread string `json:"thread,omitempty"`
+	// Extra is what the adapter needs to redraw the object later (Slack:
+	// the chat's first message, shown under its thread's root).
+	Extra string `json:"extra,omitempty"`
 }
 
 // ActionKind says what an agent did.
@@ -436,13 +496,22 @@ type Action struct {
 	Text    string           `json:"text,omitempty"`
 	// Attachment is a file the agent sent, already stored (see Bridge.PutFile).
 	Attachment *Attachment `json:"attachment,omitempty"`
+	// ReplyTo is the platform object the action answers: the message an
+	// agent replied to (Conversation and Message) or the thread it wrote
+	// in (Conversation and Thread). When Chat is empty the bridge finds
+	// the chat it belongs to (see Host.ChatOf).
+	ReplyTo *RemoteRef `json:"reply_to,omitempty"`
 	// DedupKey identifies the platform event ("telegram:42", "slack:Ev123");
-	// an action whose key was already handled is ignored. Empty: no check.
+	// an action whose key was already handled is ignored, and one being
+	// handled by another instance gets ErrInProgress. Empty: no check.
 	DedupKey string `json:"dedup_key,omitempty"`
 	// Shared: the message was written in the property's shared place on
-	// Surface (a Slack channel's chat thread, a Telegram forum topic), which
-	// therefore shows it already. A message written elsewhere (a DM to the
-	// bot) is copied there for the team.
+	// Surface (a Slack channel's chat thread, a Telegram forum topic, a
+	// reply in a group), which therefore shows it already. A message
+	// written elsewhere (a DM to the bot) is copied there for the team. A
+	// message written in the shared place that belongs to no chat (Chat
+	// empty and ReplyTo naming nothing the bridge knows) is talk among the
+	// team: it counts as activity only.
 	Shared bool `json:"shared,omitempty"`
 }
 
@@ -477,9 +546,20 @@ type Handler interface {
 	Handle(ctx context.Context, a Action) (Reply, error)
 }
 
-// FileStore keeps the files of chats. *Bridge implements it; adapters find
-// it on the Handler given to Run, the widget on its VisitorService, by type
-// assertion (without it, files are named, not passed on).
+// Host is what the bridge gives an adapter's Run: it takes the agents'
+// actions, tells which chat a platform object belongs to, and keeps files.
+// *Bridge implements it.
+type Host interface {
+	Handler
+	FileStore
+	// ChatOf names the chat that ref (an object the adapter surface made
+	// for it, or the thread it lives in) belongs to, "" when none: what an
+	// agent replied to or wrote in. Errors are Redis failures (retry).
+	ChatOf(ctx context.Context, surface string, ref RemoteRef) (ChatID, error)
+}
+
+// FileStore keeps the files of chats. *Bridge implements it; adapters get
+// it with their Host.
 type FileStore interface {
 	// PutFile stores a file's bytes for a chat (size-capped, with a TTL) and
 	// returns the Attachment to put on a message or an Action.

@@ -23,8 +23,12 @@ type mailbox struct {
 func (m *mailbox) Name() string                                    { return bridge.EmailTarget }
 func (m *mailbox) Reaches(presence.AgentID) bool                   { return false }
 func (m *mailbox) Shared(presence.PropertyID) bool                 { return false }
-func (m *mailbox) Run(ctx context.Context, _ bridge.Handler) error { <-ctx.Done(); return nil }
-func (m *mailbox) Deliver(_ context.Context, d bridge.Delivery) error {
+func (m *mailbox) Run(ctx context.Context, _ bridge.Host) error { <-ctx.Done(); return nil }
+func (m *mailbox) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, m.deliverOne(ctx, d)
+}
+
+func (m *mailbox) deliverOne(_ context.Context, d bridge.Delivery) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.emails = append(m.emails, d)

@@ -44,7 +44,11 @@ func (a *Adapter) Reaches(agent presence.AgentID) bool { return agent == a.agent
 func (a *Adapter) Shared(presence.PropertyID) bool { return false }
 
 // Deliver writes the delivery to the log.
-func (a *Adapter) Deliver(_ context.Context, d bridge.Delivery) error {
+func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, a.deliverOne(ctx, d)
+}
+
+func (a *Adapter) deliverOne(_ context.Context, d bridge.Delivery) error {
 	attrs := []any{"kind", d.Kind, "chat_id", d.Chat.ID, "agent_id", d.Agent}
 	switch d.Kind {
 	case bridge.KindOffer:
@@ -78,7 +82,7 @@ func (a *Adapter) Deliver(_ context.Context, d bridge.Delivery) error {
 // ("#CHATID text" names the chat). A read from a terminal cannot be
 // interrupted: after ctx is done, the reading goroutine ends at the next line
 // or at the end of input, not before; Run itself returns at once.
-func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) Run(ctx context.Context, h bridge.Host) error {
 	if a.in == nil {
 		<-ctx.Done()
 		return nil

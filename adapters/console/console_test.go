@@ -90,7 +90,7 @@ func TestDeliverOfflineMessage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			a := New("demo", nil, slog.New(slog.NewTextHandler(&logs, nil)))
-			err := a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindOffer, Agent: "demo",
+			_, err := a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindOffer, Agent: "demo",
 				Chat:    bridge.Chat{ID: "c1", Offline: tc.offline, Visitor: bridge.Visitor{Name: "Vera", Email: "vera@example.com"}},
 				Message: &bridge.Message{Text: "Call me back"}})
 			if err != nil {
@@ -112,7 +112,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // panicking.
 func TestNilLogger(t *testing.T) {
 	a := New("demo", nil, nil)
-	if err := a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindNotice, Agent: "demo", Text: "hi"}); err != nil {
+	if _, err := a.Deliver(context.Background(), bridge.Delivery{Kind: bridge.KindNotice, Agent: "demo", Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -132,7 +132,7 @@ func (s *Sender) Reaches(presence.AgentID) bool { return false }
 func (s *Sender) Shared(presence.PropertyID) bool { return false }
 
 // Run has nothing to receive; it waits for ctx.
-func (s *Sender) Run(ctx context.Context, _ bridge.Handler) error {
+func (s *Sender) Run(ctx context.Context, _ bridge.Host) error {
 	<-ctx.Done()
 	return nil
 }
@@ -140,7 +140,11 @@ func (s *Sender) Run(ctx context.Context, _ bridge.Handler) error {
 // Deliver sends one email. A 5xx answer is a *bridge.PermanentError;
 // connection errors and 4xx answers are returned as they are, for the
 // outbox to retry.
-func (s *Sender) Deliver(ctx context.Context, d bridge.Delivery) error {
+func (s *Sender) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, s.deliverOne(ctx, d)
+}
+
+func (s *Sender) deliverOne(ctx context.Context, d bridge.Delivery) error {
 	if d.Kind != bridge.KindEmail || d.Email == nil {
 		return &bridge.PermanentError{Err: fmt.Errorf("email: delivery %s of kind %s is not an email", d.ID, d.Kind)}
 	}

@@ -52,7 +52,7 @@ func TestSendModes(t *testing.T) {
 				t.Fatalf("url %s", srv.URL())
 			}
 			s := newSender(t, srv)
-			if err := s.Deliver(context.Background(), replies("vic@example.com", "Vic", "It ships today.")); err != nil {
+			if _, err := s.Deliver(context.Background(), replies("vic@example.com", "Vic", "It ships today.")); err != nil {
 				t.Fatal(err)
 			}
 			m := srv.WaitN(t, 1)[0]
@@ -69,7 +69,7 @@ func TestSendModes(t *testing.T) {
 func TestComposedMessage(t *testing.T) {
 	srv := smtptest.New(t)
 	s := newSender(t, srv)
-	if err := s.Deliver(context.Background(), replies("vic@example.com", "Vic Müller", "It ships <b>today</b> & tomorrow.", "Anything else?")); err != nil {
+	if _, err := s.Deliver(context.Background(), replies("vic@example.com", "Vic Müller", "It ships <b>today</b> & tomorrow.", "Anything else?")); err != nil {
 		t.Fatal(err)
 	}
 	m := srv.WaitN(t, 1)[0]
@@ -102,7 +102,7 @@ func TestHeaderInjection(t *testing.T) {
 	s := newSender(t, srv)
 	d := replies("vic@example.com", "Vic\r\nBcc: everyone@example.com", "hi")
 	d.Email.Property = "Acme\r\nX-Injected: yes"
-	if err := s.Deliver(context.Background(), d); err != nil {
+	if _, err := s.Deliver(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	m := srv.WaitN(t, 1)[0]
@@ -113,7 +113,7 @@ func TestHeaderInjection(t *testing.T) {
 		t.Errorf("subject %q", m.Subject)
 	}
 	for _, bad := range []string{"vic@example.com\r\nBcc: everyone@example.com", "vic@example.com\n", "Vic <vic@example.com>", "not an address"} {
-		err := s.Deliver(context.Background(), replies(bad, "Vic", "hi"))
+		_, err := s.Deliver(context.Background(), replies(bad, "Vic", "hi"))
 		var perm *bridge.PermanentError
 		if !errors.As(err, &perm) {
 			t.Errorf("address %q: %v, want a permanent error", bad, err)
@@ -138,7 +138,7 @@ func TestServerAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := smtptest.New(t)
 			srv.SetRcptAnswer(func(string) error { return tc.answer })
-			err := newSender(t, srv).Deliver(context.Background(), replies("vic@example.com", "Vic", "hi"))
+			_, err := newSender(t, srv).Deliver(context.Background(), replies("vic@example.com", "Vic", "hi"))
 			var perm *bridge.PermanentError
 			if err == nil || errors.As(err, &perm) != tc.permanent {
 				t.Errorf("err %v, permanent %v, want %v", err, errors.As(err, &perm), tc.permanent)
@@ -148,7 +148,7 @@ func TestServerAnswers(t *testing.T) {
 	t.Run("server down", func(t *testing.T) {
 		srv := smtptest.New(t)
 		srv.Stop()
-		err := newSender(t, srv).Deliver(context.Background(), replies("vic@example.com", "Vic", "hi"))
+		_, err := newSender(t, srv).Deliver(context.Background(), replies("vic@example.com", "Vic", "hi"))
 		var perm *bridge.PermanentError
 		if err == nil || errors.As(err, &perm) {
 			t.Errorf("err %v: want a retryable error", err)

@@ -142,21 +142,9 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		log = slog.New(slog.DiscardHandler)
 	}
 	var problems []string
-	if cfg.BotToken == "" {
-		problems = append(problems, "bot_token is required")
-	}
-	switch cfg.Mode {
-	case "", ModeSocket:
+	cfg.Check(func(key, why string) { problems = append(problems, key+": "+why) })
+	if cfg.Mode == "" {
 		cfg.Mode = ModeSocket
-		if cfg.AppToken == "" {
-			problems = append(problems, "app_token is required in socket mode")
-		}
-	case ModeEvents:
-		if cfg.SigningSecret == "" {
-			problems = append(problems, "signing_secret is required in events mode")
-		}
-	default:
-		problems = append(problems, fmt.Sprintf("mode %q: want socket or events", cfg.Mode))
 	}
 	channels := make(map[presence.PropertyID]string, len(cfg.Channels))
 	for p, ch := range cfg.Channels {
@@ -243,7 +231,7 @@ func (a *Adapter) bot() (user, id string) {
 // Run learns the bot's identity (auth.test), then takes agent actions from
 // Slack (Socket Mode, or the HTTP handlers in events mode) and hands them to
 // h until ctx is done. It waits for every goroutine it started.
-func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) Run(ctx context.Context, h bridge.Host) error {
 	if err := a.identify(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

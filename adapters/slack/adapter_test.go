@@ -22,10 +22,12 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{"socket needs app token", Config{BotToken: "b"}, "app_token"},
 		{"events needs signing secret", Config{BotToken: "b", Mode: ModeEvents}, "signing_secret"},
-		{"bot token", Config{AppToken: "a"}, "bot_token"},
-		{"bad mode", Config{BotToken: "b", Mode: "rtm"}, `mode "rtm"`},
-		{"unknown property", Config{BotToken: "b", AppToken: "a", Channels: map[presence.PropertyID]string{"nope": "C9"}}, `"nope"`},
-		{"socket ok", Config{BotToken: "b", AppToken: "a"}, ""},
+		{"bot token", Config{AppToken: "xapp-a"}, "bot_token"},
+		{"bad mode", Config{BotToken: "b", Mode: "rtm"}, `slack.mode: "rtm"`},
+		{"unknown property", Config{BotToken: "b", AppToken: "xapp-a", Channels: map[presence.PropertyID]string{"nope": "C9"}}, `"nope"`},
+		{"app token shape", Config{BotToken: "b", AppToken: "a"}, "slack.app_token: must start with xapp-"},
+		{"bad api url", Config{BotToken: "b", AppToken: "xapp-a", APIURL: "slack.example/api/"}, "slack.api_url"},
+		{"socket ok", Config{BotToken: "b", AppToken: "xapp-a"}, ""},
 		{"events ok", Config{BotToken: "b", SigningSecret: "s", Mode: ModeEvents, APIURL: "http://localhost:1/api"}, ""},
 	}
 	for _, tt := range tests {
@@ -47,7 +49,7 @@ func TestNewValidates(t *testing.T) {
 	}
 	// An empty channel means none, and the caller's map is left alone.
 	chans := map[presence.PropertyID]string{"acme": "C1", "beta": ""}
-	a, err := New(Config{BotToken: "b", AppToken: "a", Channels: chans}, dir, rdb, nil)
+	a, err := New(Config{BotToken: "b", AppToken: "xapp-a", Channels: chans}, dir, rdb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

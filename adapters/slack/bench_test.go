@@ -33,7 +33,7 @@ func BenchmarkDeliverMessage(b *testing.B) {
 	text := strings.Repeat("Fish & chips <3 ", 60)
 	b.ResetTimer()
 	for i := range b.N {
-		err := hs.a.Deliver(ctx, bridge.Delivery{ID: fmt.Sprintf("bm%d", i), Kind: bridge.KindMessage,
+		_, err := hs.a.Deliver(ctx, bridge.Delivery{ID: fmt.Sprintf("bm%d", i), Kind: bridge.KindMessage,
 			Chat: bridge.Chat{ID: "bench", Property: "acme"}, Message: &bridge.Message{From: bridge.FromVisitor, Text: text}})
 		if err != nil {
 			b.Fatal(err)

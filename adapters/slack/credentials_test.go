@@ -81,7 +81,7 @@ func TestRunStopsWhenBotTokenRevoked(t *testing.T) {
 			go func() { done <- a.Run(ctx, &fakeHandler{}) }()
 			fake.waitCall(t, "auth.test", 1)
 			fake.failNext("chat.postMessage", failure{Err: "token_revoked"})
-			err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Text: "hi"})
+			_, err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Text: "hi"})
 			var pe *bridge.PermanentError
 			if err == nil || errors.As(err, &pe) {
 				t.Fatalf("Deliver: %v, want an error worth retrying", err)

@@ -49,7 +49,11 @@ type root struct {
 // Deliver shows one outbox item. Items already shown (by d.ID) are skipped.
 // Errors: *bridge.RetryAfterError on 429, *bridge.PermanentError when Slack
 // says the request itself is wrong, anything else is worth retrying.
-func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
+func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, a.deliverOne(ctx, d)
+}
+
+func (a *Adapter) deliverOne(ctx context.Context, d bridge.Delivery) error {
 	err := a.deliver(withBacklog(ctx, d.Backlog), d)
 	if rej, ok := rejected(botTokenKey, err); ok {
 		// Kept in the outbox (retried); the adapter stops until the token is fixed.

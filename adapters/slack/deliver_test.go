@@ -25,7 +25,7 @@ func TestDeliverSharedChannel(t *testing.T) {
 		Visitor: bridge.Visitor{Name: "Vera <b>", Email: "vera@example.com", PageURL: "https://acme.example/pricing?a=1&b=2"}}
 	deliver := func(d bridge.Delivery) {
 		t.Helper()
-		if err := hs.a.Deliver(ctx, d); err != nil {
+		if _, err := hs.a.Deliver(ctx, d); err != nil {
 			t.Fatalf("deliver %s: %v", d.ID, err)
 		}
 	}
@@ -100,7 +100,7 @@ func TestDeliverToAgents(t *testing.T) {
 		t.Fatal("Shared/Reaches wrong")
 	}
 	// beta has no channel: its chats go to each agent's DM.
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat,
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat,
 		Message: &bridge.Message{From: bridge.FromVisitor, Text: "hello"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestDeliverToAgents(t *testing.T) {
 	if !ok || r.Channel != "D111" {
 		t.Fatalf("DM root %+v", r)
 	}
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b2", Kind: bridge.KindMessage, Agent: "alice", Chat: chat,
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b2", Kind: bridge.KindMessage, Agent: "alice", Chat: chat,
 		Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,13 +125,13 @@ func TestDeliverToAgents(t *testing.T) {
 		t.Errorf("DM thread reply %+v", a)
 	}
 
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: chat, Text: "Alice transferred a chat to you."}); err != nil {
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: chat, Text: "Alice transferred a chat to you."}); err != nil {
 		t.Fatal(err)
 	}
 	if n := hs.fake.waitCall(t, "chat.postMessage", 3); n.Form.Get("channel") != "U222" || !strings.Contains(blocksOf(n), "transferred") {
 		t.Errorf("notice %v", n.Form)
 	}
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice", Text: "Still on duty?"}); err != nil {
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice", Text: "Still on duty?"}); err != nil {
 		t.Fatal(err)
 	}
 	if p := hs.fake.waitCall(t, "chat.postMessage", 4); p.Form.Get("channel") != "U111" || !strings.Contains(blocksOf(p), `"action_id":"onduty_still_here"`) {
@@ -140,7 +140,7 @@ func TestDeliverToAgents(t *testing.T) {
 	// Edits of a chat never shown here are no-ops, not new messages.
 	before := len(hs.fake.callsOf("chat.postMessage"))
 	for _, k := range []bridge.DeliveryKind{bridge.KindTaken, bridge.KindWithdrawn, bridge.KindClosed} {
-		if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "u-" + string(k), Kind: k, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
+		if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "u-" + string(k), Kind: k, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
 			t.Fatalf("%s without an offer: %v", k, err)
 		}
 	}
@@ -148,10 +148,10 @@ func TestDeliverToAgents(t *testing.T) {
 		t.Errorf("edits of an unseen chat posted %d messages, %d updates", n-before, len(hs.fake.callsOf("chat.update")))
 	}
 	var pe *bridge.PermanentError
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "carol", Text: "hi"}); !errors.As(err, &pe) {
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "carol", Text: "hi"}); !errors.As(err, &pe) {
 		t.Errorf("notice to an agent without Slack: %v, want PermanentError", err)
 	}
-	if err := hs.a.Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindOffer, Chat: chat}); !errors.As(err, &pe) {
+	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindOffer, Chat: chat}); !errors.As(err, &pe) {
 		t.Errorf("shared offer for a property without channel: %v, want PermanentError", err)
 	}
 }
@@ -179,7 +179,7 @@ func TestDeliverErrors(t *testing.T) {
 			d := bridge.Delivery{ID: "e1", Kind: bridge.KindMessage, Chat: bridge.Chat{ID: "c", Property: "acme"},
 				Message: &bridge.Message{From: bridge.FromVisitor, Text: "x"}}
 			// The chat has no root yet, so the first call is the root's post.
-			err := a.Deliver(context.Background(), d)
+			_, err := a.Deliver(context.Background(), d)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -204,7 +204,7 @@ func TestDeliverErrors(t *testing.T) {
 			}
 			// Nothing is dropped: the retry goes through once Slack is back.
 			a.pace = newPacer(time.Millisecond, 1)
-			if err := a.Deliver(context.Background(), d); err != nil {
+			if _, err := a.Deliver(context.Background(), d); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			if n := len(fake.callsOf("chat.postMessage")); n != 3 { // failed root, root, message
@@ -294,7 +294,7 @@ func TestMessageDeliveryRoundTrips(t *testing.T) {
 		Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}}
 	for range 2 {
 		n.All.Store(0)
-		if err := hs.a.Deliver(context.Background(), d); err != nil {
+		if _, err := hs.a.Deliver(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 		if got := n.All.Load(); got > 3 {

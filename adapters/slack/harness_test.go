@@ -96,7 +96,7 @@ func newHarnessPrep(t testing.TB, mode string, prep func(*Adapter), tweak ...fun
 	return hs
 }
 
-func (hs *harness) start(h bridge.Handler) {
+func (hs *harness) start(h bridge.Host) {
 	t := hs.t
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -247,7 +247,7 @@ func (hs *harness) button(user, actionID, value, channel, threadTS string) {
 func (hs *harness) offer(chat bridge.ChatID, first string) string {
 	hs.t.Helper()
 	before := len(hs.fake.callsOf("chat.postMessage"))
-	err := hs.a.Deliver(context.Background(), bridge.Delivery{
+	_, err := hs.a.Deliver(context.Background(), bridge.Delivery{
 		ID: "offer-" + string(chat), Kind: bridge.KindOffer,
 		Chat:    bridge.Chat{ID: chat, Property: "acme", State: bridge.Pending, Visitor: bridge.Visitor{Name: "Vera", Email: "vera@example.com"}},
 		Message: &bridge.Message{Chat: chat, From: bridge.FromVisitor, Text: first},

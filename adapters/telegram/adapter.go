@@ -136,7 +136,7 @@ func (a *Adapter) Shared(p presence.PropertyID) bool { return a.cfg.Groups[p] !=
 // Run receives updates and hands agent actions to h until ctx is done:
 // by long polling while this instance holds the polling lease, or, in
 // webhook mode, by registering the webhook (WebhookHandler receives).
-func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) Run(ctx context.Context, h bridge.Host) error {
 	if h == nil {
 		return errors.New("telegram: run: nil handler")
 	}

@@ -19,7 +19,7 @@ func BenchmarkDeliverMessage(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		d := bridge.Delivery{ID: "b" + strconv.Itoa(i), Kind: bridge.KindMessage, Agent: "alice", Chat: chat, Message: m}
-		if err := a.Deliver(b.Context(), d); err != nil {
+		if _, err := a.Deliver(b.Context(), d); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,8 +3,10 @@ package telegram
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,39 +81,67 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// Validate returns every problem of the configuration, each naming its field.
+// Validate returns every problem of the configuration, each naming its
+// field; Check finds them.
 func (c Config) Validate() error {
 	var errs []error
+	c.Check(func(key, why string) { errs = append(errs, errors.New(key+": "+why)) })
+	return errors.Join(errs...)
+}
+
+// Check reports each setting Telegram would refuse or the adapter cannot
+// use: its key as onduty's configuration file writes it
+// ("telegram.webhook_url"; a group as "properties[ID].telegram_group") and
+// why. It is the one place of these rules: Validate (so New) and the
+// configuration loader (check-config) both call it, the loader with no
+// Groups and CheckGroup for each property, under its own keys.
+func (c Config) Check(report func(key, why string)) {
 	if strings.TrimSpace(c.Token) == "" {
-		errs = append(errs, errors.New("telegram.token: required"))
+		report("telegram.token", "required when Telegram is enabled (or set TELEGRAM_BOT_TOKEN)")
 	}
-	if c.APIURL != "" {
-		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("telegram.api_url: %q is not an http(s) URL", c.APIURL))
-		}
+	if c.APIURL != "" && !httpURL(c.APIURL) {
+		report("telegram.api_url", fmt.Sprintf("%q: want an http(s) URL", c.APIURL))
 	}
 	switch c.Mode {
 	case "", ModePolling:
 	case ModeWebhook:
-		if c.WebhookURL == "" {
-			errs = append(errs, errors.New("telegram.webhook_url: required in webhook mode"))
-		} else if u, err := url.Parse(c.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" {
-			errs = append(errs, fmt.Errorf("telegram.webhook_url: %q is not an http(s) URL", c.WebhookURL))
+		switch {
+		case c.WebhookURL == "":
+			report("telegram.webhook_url", "required in webhook mode")
+		case !httpURL(c.WebhookURL):
+			report("telegram.webhook_url", fmt.Sprintf("%q: want an http(s) URL", c.WebhookURL))
 		}
-		if !validSecret(c.WebhookSecret) {
-			errs = append(errs, errors.New("telegram.webhook_secret: required in webhook mode, 1-256 characters of A-Z a-z 0-9 _ -"))
+		switch {
+		case c.WebhookSecret == "":
+			report("telegram.webhook_secret", "required in webhook mode")
+		case !validSecret(c.WebhookSecret):
+			report("telegram.webhook_secret", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
 		}
 	default:
-		errs = append(errs, fmt.Errorf("telegram.mode: %q is neither polling nor webhook", c.Mode))
+		report("telegram.mode", fmt.Sprintf("%q: want polling or webhook", c.Mode))
 	}
-	for p, g := range c.Groups {
-		if g >= 0 {
-			errs = append(errs, fmt.Errorf("properties[%s].telegram_group: %d is not a group id (they are negative)", p, g))
+	for _, p := range slices.Sorted(maps.Keys(c.Groups)) {
+		if why := CheckGroup(c.Groups[p]); why != "" {
+			report("properties["+string(p)+"].telegram_group", why)
 		}
 	}
-	return errors.Join(errs...)
 }
 
+// CheckGroup says why id cannot be a property's telegram_group, or "" when
+// it can: Telegram's group and supergroup ids are negative.
+func CheckGroup(id int64) string {
+	if id >= 0 {
+		return fmt.Sprintf("%d is not a group id (they are negative)", id)
+	}
+	return ""
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// validSecret is Telegram's rule for a webhook's secret_token.
 func validSecret(s string) bool {
 	if len(s) == 0 || len(s) > 256 {
 		return false

@@ -125,7 +125,7 @@ func TestDeliveryStopsRunWhenTokenRejected(t *testing.T) {
 	go func() { done <- a.Run(ctx, &fakeHandler{}) }()
 	waitCalls(t, e.api, "setWebhook", 1, nil)
 	e.api.FailNext("sendMessage", 1, 401, "Unauthorized", 0)
-	err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "alice", Text: "hi"})
+	_, err := a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "alice", Text: "hi"})
 	if err == nil || asPermanent(err) {
 		t.Fatalf("Deliver: %v, want an error worth retrying", err)
 	}

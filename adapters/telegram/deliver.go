@@ -36,7 +36,11 @@ type document struct {
 }
 
 // Deliver shows one outbox item on Telegram (see bridge.Adapter).
-func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) error {
+func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, a.deliverOne(ctx, d)
+}
+
+func (a *Adapter) deliverOne(ctx context.Context, d bridge.Delivery) error {
 	err := a.deliver(withBacklog(ctx, d.Backlog), d)
 	if rej, ok := rejectedSDK(err); ok {
 		// Kept in the outbox (retried); the adapter stops until the token is fixed.

@@ -63,14 +63,14 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	chat := testChat("chatA1", "acme")
 	first := &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "Hi, is 5 < 6 & 7 > 3?"}
 	ctx := t.Context()
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "d2", Kind: bridge.KindOffer, Agent: "bob", Chat: chat, Message: first, Monitor: true}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d2", Kind: bridge.KindOffer, Agent: "bob", Chat: chat, Message: first, Monitor: true}); err != nil {
 		t.Fatal(err)
 	}
 	// Delivered twice (outbox retry): no second post.
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
 	aliceOffers, bobOffers := sentTo(e.api, aliceTG), sentTo(e.api, bobTG)
@@ -111,7 +111,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 
 	// The bridge says who won: every offer is edited, buttons removed.
 	for _, ag := range []string{"alice", "bob"} {
-		if err := a.Deliver(ctx, bridge.Delivery{ID: "t-" + ag, Kind: bridge.KindTaken, Agent: presence.AgentID(ag), Chat: chat, TakenBy: "Alice"}); err != nil {
+		if _, err := a.Deliver(ctx, bridge.Delivery{ID: "t-" + ag, Kind: bridge.KindTaken, Agent: presence.AgentID(ag), Chat: chat, TakenBy: "Alice"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,7 +130,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 		t.Errorf("edited %v, want alice's 1001 and bob's 1002", ids)
 	}
 	// Nothing left to edit: a repeated Taken does nothing.
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "t-again", Kind: bridge.KindTaken, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "t-again", Kind: bridge.KindTaken, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.api.Calls("editMessageText")); n != 2 {
@@ -147,7 +147,7 @@ func TestReplyAndPlainTextRouting(t *testing.T) {
 	for i, id := range []bridge.ChatID{"chatX", "chatY"} {
 		c := testChat(id, "acme")
 		m := &bridge.Message{ID: "1-0", Chat: id, From: bridge.FromVisitor, Text: "question " + string(id)}
-		if err := a.Deliver(ctx, bridge.Delivery{ID: "m" + strconv.Itoa(i), Kind: bridge.KindMessage, Agent: "alice", Chat: c, Message: m}); err != nil {
+		if _, err := a.Deliver(ctx, bridge.Delivery{ID: "m" + strconv.Itoa(i), Kind: bridge.KindMessage, Agent: "alice", Chat: c, Message: m}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,7 +188,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	}
 	chat := testChat("chatT1", "beta")
 	first := &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "hello from beta"}
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "o1", Kind: bridge.KindOffer, Chat: chat, Message: first}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "o1", Kind: bridge.KindOffer, Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
 	topics := e.api.Calls("createForumTopic")
@@ -217,7 +217,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	// Someone deletes the topic: the next message recreates it, nothing lost.
 	e.api.DeleteThread(51)
 	m2 := &bridge.Message{ID: "2-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "are you there?"}
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "m2", Kind: bridge.KindMessage, Chat: chat, Message: m2}); err != nil {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "m2", Kind: bridge.KindMessage, Chat: chat, Message: m2}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.api.Calls("createForumTopic")); n != 2 {
@@ -264,13 +264,13 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 
 	// The first piece goes out, then Telegram says 429 with retry_after 3.
 	e.api.FailAfter("sendMessage", 1, 1, 429, "Too Many Requests: retry after 3", 3)
-	err := a.Deliver(ctx, d)
+	_, err := a.Deliver(ctx, d)
 	ra, ok := asRetryAfter(err)
 	if !ok || ra.After != 3*time.Second {
 		t.Fatalf("Deliver under 429 = %v, want RetryAfterError of 3s", err)
 	}
 	// The outbox retries: the rest follows, nothing repeated, nothing lost.
-	if err := a.Deliver(ctx, d); err != nil {
+	if _, err := a.Deliver(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	var pieces []string
@@ -307,7 +307,7 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.api.FailNext("sendMessage", 1, tt.code, tt.desc, 0)
-			err := a.Deliver(ctx, bridge.Delivery{ID: "e" + strconv.Itoa(i), Kind: bridge.KindNotice, Agent: "bob", Text: "x"})
+			_, err := a.Deliver(ctx, bridge.Delivery{ID: "e" + strconv.Itoa(i), Kind: bridge.KindNotice, Agent: "bob", Text: "x"})
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -323,10 +323,10 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 		})
 	}
 	// An agent without Telegram, or a property without a group, cannot be reached.
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "dave", Text: "x"}); !asPermanent(err) {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "dave", Text: "x"}); !asPermanent(err) {
 		t.Errorf("dave: %v, want permanent", err)
 	}
-	if err := a.Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindMessage, Chat: testChat("c", "acme"), Text: "x"}); !asPermanent(err) {
+	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindMessage, Chat: testChat("c", "acme"), Text: "x"}); !asPermanent(err) {
 		t.Errorf("shared delivery without group: %v, want permanent", err)
 	}
 	if a.Reaches("dave") || !a.Reaches("alice") {
@@ -351,7 +351,7 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 		{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: priv, Text: "Alice transferred chat #chatW1 to you."},
 	}
 	for _, d := range steps {
-		if err := a.Deliver(ctx, d); err != nil {
+		if _, err := a.Deliver(ctx, d); err != nil {
 			t.Fatalf("%s: %v", d.ID, err)
 		}
 	}
@@ -400,7 +400,7 @@ func TestDeliveryRoundTrips(t *testing.T) {
 	} {
 		for range 2 { // the second time is an outbox retry
 			n.All.Store(0)
-			if err := a.Deliver(ctx, d); err != nil {
+			if _, err := a.Deliver(ctx, d); err != nil {
 				t.Fatal(err)
 			}
 			if got := n.All.Load(); got > 2 {

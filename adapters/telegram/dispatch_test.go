@@ -220,7 +220,10 @@ func TestShutdownWaitsForWorkers(t *testing.T) {
 	}
 }
 
-type ctxHandler struct{ fn func(ctx context.Context) }
+type ctxHandler struct {
+	bridgetest.Handler
+	fn func(ctx context.Context)
+}
 
 func (h *ctxHandler) Handle(ctx context.Context, _ bridge.Action) (bridge.Reply, error) {
 	h.fn(ctx)

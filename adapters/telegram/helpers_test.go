@@ -97,7 +97,7 @@ func (e *testEnv) adapter(t testing.TB, instance string, rdb redis.UniversalClie
 }
 
 // run starts a.Run(ctx, h) and returns a stop function (also run at cleanup).
-func run(t testing.TB, a *Adapter, h bridge.Handler) (stop func()) {
+func run(t testing.TB, a *Adapter, h bridge.Host) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -235,7 +235,7 @@ func TestStillOnDutyPrompt(t *testing.T) {
 	a := e.adapter(t, "A", nil, nil)
 	h := &fakeHandler{}
 	run(t, a, h)
-	if err := a.Deliver(t.Context(), bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice"}); err != nil {
+	if _, err := a.Deliver(t.Context(), bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	sent := sentTo(e.api, aliceTG)
@@ -301,7 +301,7 @@ func TestFiles(t *testing.T) {
 		ID: "3-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "see attached",
 		Attachment: &bridge.Attachment{Key: "vis1", Name: "report.pdf", MIME: "application/pdf", Size: 13},
 	}}
-	if err := a.Deliver(t.Context(), d); err != nil {
+	if _, err := a.Deliver(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	docs := e.api.Calls("sendDocument")

@@ -127,7 +127,7 @@ func (w *Webhook) Wants(e bridge.HookEvent, p presence.PropertyID) bool {
 }
 
 // Run has nothing to receive; it waits for ctx.
-func (w *Webhook) Run(ctx context.Context, _ bridge.Handler) error {
+func (w *Webhook) Run(ctx context.Context, _ bridge.Host) error {
 	<-ctx.Done()
 	return nil
 }
@@ -165,7 +165,11 @@ func Sign(secret, body []byte) string {
 // Deliver posts one event. A 2xx answer is success; anything else (a
 // connection error, a timeout, any other status) is returned for the outbox
 // to retry, honouring Retry-After on 429 and 503.
-func (w *Webhook) Deliver(ctx context.Context, d bridge.Delivery) error {
+func (w *Webhook) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, w.deliverOne(ctx, d)
+}
+
+func (w *Webhook) deliverOne(ctx context.Context, d bridge.Delivery) error {
 	body, err := Body(d)
 	if err != nil {
 		return &bridge.PermanentError{Err: err}

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/onduty/onduty/adapters/slack"
+	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
@@ -144,8 +146,13 @@ func (c *Config) Validate() Problems {
 		if len(p.Prechat.Consent) > 1000 {
 			add(key+".prechat.consent", "at most 1000 characters")
 		}
-		if p.TelegramGroup != 0 && c.Telegram == nil {
-			add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
+		if p.TelegramGroup != 0 {
+			if c.Telegram == nil {
+				add(key+".telegram_group", "set, but Telegram is not configured (telegram: section or TELEGRAM_BOT_TOKEN)")
+			}
+			if why := telegram.CheckGroup(p.TelegramGroup); why != "" {
+				add(key+".telegram_group", "%s", why)
+			}
 		}
 	}
 	for i, w := range c.Webhooks {
@@ -233,47 +240,14 @@ func (c *Config) Validate() Problems {
 			add("public_url", "required with email: continue links in emails point there")
 		}
 	}
+	report := func(key, why string) { add(key, "%s", why) }
 	if t := c.Telegram; t != nil {
-		if t.Token == "" {
-			add("telegram.token", "required when Telegram is enabled (or set TELEGRAM_BOT_TOKEN)")
-		}
-		checkURL(add, "telegram.api_url", t.APIURL)
-		switch t.Mode {
-		case "polling":
-		case "webhook":
-			if t.WebhookURL == "" {
-				add("telegram.webhook_url", "required in webhook mode")
-			} else {
-				checkURL(add, "telegram.webhook_url", t.WebhookURL)
-			}
-			if t.WebhookSecret == "" {
-				add("telegram.webhook_secret", "required in webhook mode")
-			} else if !validWebhookSecret(t.WebhookSecret.Reveal()) {
-				add("telegram.webhook_secret", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
-			}
-		default:
-			add("telegram.mode", "%q: want polling or webhook", t.Mode)
-		}
+		telegram.Config{Token: t.Token.Reveal(), APIURL: t.APIURL, Mode: t.Mode,
+			WebhookURL: t.WebhookURL, WebhookSecret: t.WebhookSecret.Reveal()}.Check(report)
 	}
 	if s := c.Slack; s != nil {
-		if s.BotToken == "" {
-			add("slack.bot_token", "required when Slack is enabled (or set SLACK_BOT_TOKEN)")
-		}
-		checkURL(add, "slack.api_url", s.APIURL)
-		switch s.Mode {
-		case "socket":
-			if s.AppToken == "" {
-				add("slack.app_token", "required in socket mode (or set SLACK_APP_TOKEN)")
-			} else if !strings.HasPrefix(s.AppToken.Reveal(), "xapp-") {
-				add("slack.app_token", "must start with xapp-")
-			}
-		case "events":
-			if s.SigningSecret == "" {
-				add("slack.signing_secret", "required in events mode (or set SLACK_SIGNING_SECRET)")
-			}
-		default:
-			add("slack.mode", "%q: want socket or events", s.Mode)
-		}
+		slack.Config{BotToken: s.BotToken.Reveal(), AppToken: s.AppToken.Reveal(), SigningSecret: s.SigningSecret.Reveal(),
+			Mode: s.Mode, APIURL: s.APIURL}.Check(report)
 		for i, p := range c.Properties {
 			if p.SlackChannel == "" {
 				add(fmt.Sprintf("properties[%d] (%s).slack_channel", i, p.ID), "required when Slack is enabled: where this property's chats go")
@@ -317,10 +291,6 @@ func checkURL(add func(string, string, ...any), key, raw string) {
 }
 
 func validID(s string) bool { return len(s) <= 64 && validIDChars(s) }
-
-func validWebhookSecret(s string) bool {
-	return len(s) >= 1 && len(s) <= 256 && validIDChars(s)
-}
 
 func validIDChars(s string) bool {
 	for _, r := range s {

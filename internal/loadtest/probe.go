@@ -24,12 +24,16 @@ func (p *probeAdapter) Name() string                        { return "probe" }
 func (p *probeAdapter) Reaches(agent presence.AgentID) bool { return p.agents[agent] }
 func (p *probeAdapter) Shared(presence.PropertyID) bool     { return false }
 
-func (p *probeAdapter) Run(ctx context.Context, _ bridge.Handler) error {
+func (p *probeAdapter) Run(ctx context.Context, _ bridge.Host) error {
 	<-ctx.Done()
 	return nil
 }
 
-func (p *probeAdapter) Deliver(_ context.Context, d bridge.Delivery) error {
+func (p *probeAdapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	return nil, p.deliverOne(ctx, d)
+}
+
+func (p *probeAdapter) deliverOne(_ context.Context, d bridge.Delivery) error {
 	if p.onDeliver != nil {
 		p.onDeliver(time.Now(), d)
 	}
