@@ -206,6 +206,14 @@ func TestUpgradeFromV1(t *testing.T) {
 		}
 	})
 
+	// No timer fired because the data is old: the pending chats were not
+	// turned into offline messages, the active ones not closed as idle.
+	for _, name := range []string{"A", "B", "C", "D"} {
+		if tr := transcript(m.Chats[name]); strings.Contains(tr, "nobody could answer right away") || strings.Contains(tr, "Closed after") {
+			t.Errorf("chat %s timed out after the upgrade: %s", name, tr)
+		}
+	}
+
 	// Nothing the adapters did since start wrote keys of the old format.
 	if l := oldKeys(t, r); len(l) > 0 {
 		t.Errorf("%d adapter keys of the old format at the end, such as %v", len(l), l[:min(len(l), 5)])
