@@ -125,7 +125,9 @@ func (p *consolePlatform) ReplyTwice(t *testing.T, _ bridge.ChatID, _ string) {
 	t.Fatal("the console reads each line once")
 }
 
-func (p *consolePlatform) Forge(t *testing.T, _ bridge.ChatID) { t.Fatal("nothing to forge on the console") }
+func (p *consolePlatform) Forge(t *testing.T, _ bridge.ChatID) {
+	t.Fatal("nothing to forge on the console")
+}
 
 // catcher is a slog handler that keeps the deliveries the adapter logs
 // (records with a "kind" attribute).
