@@ -224,10 +224,8 @@ func (p *tgPlatform) SendFile(t *testing.T, chat bridge.ChatID, name string) []b
 
 func (p *tgPlatform) Down(*testing.T) { p.down.Store(true) }
 func (p *tgPlatform) Up(t *testing.T) {
+	wait.For(t, "the outage to refuse a call", func() bool { return p.refused.Load() > 0 })
 	p.down.Store(false)
-	if p.refused.Load() == 0 {
-		t.Error("the outage refused nothing")
-	}
 }
 
 func (p *tgPlatform) RateLimit(t *testing.T, n int, retryAfter time.Duration) func(*testing.T) {

@@ -83,7 +83,8 @@ type Platform interface {
 	// SendFile sends a file called name as the agent for chat and returns
 	// the bytes sent.
 	SendFile(t *testing.T, chat bridge.ChatID, name string) []byte
-	// Down makes every call to the platform fail with a 5xx until Up.
+	// Down makes every call to the platform fail with a 5xx until Up. Up
+	// waits until at least one call was refused, then lets them through.
 	Down(t *testing.T)
 	Up(t *testing.T)
 	// RateLimit makes the next n sends answer 429 with retry_after. The
