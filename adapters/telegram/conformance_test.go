@@ -25,19 +25,30 @@ import (
 const (
 	confAgentTG    = int64(111)
 	confStrangerTG = int64(777)
+	confGroupTG    = int64(-1001234567890)
 	confToken      = "123456:TEST-token"
 	confSecret     = "s3cret_token-1"
 )
 
-// TestConformance runs the adapter conformance suite on the fake Bot API,
-// in both receiving modes (long polling and webhook).
+// TestConformance runs the adapter conformance suite on the fake Bot API:
+// private chats in both receiving modes (long polling and webhook), and a
+// forum group (the property's shared place: one topic per chat) with a
+// webhook, whose answers come back in order so that Forge knows when the
+// stranger's topic message was handled.
 func TestConformance(t *testing.T) {
-	for _, mode := range []string{telegram.ModePolling, telegram.ModeWebhook} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		forum      bool
+	}{
+		{"polling", telegram.ModePolling, false},
+		{"webhook", telegram.ModeWebhook, false},
+		{"forum", telegram.ModeWebhook, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			bridgetest.Run(t, func(t *testing.T, env bridgetest.Env) bridgetest.Platform {
 				api := tgfake.New(tgfake.Options{Token: confToken, Report: t})
 				t.Cleanup(api.Close)
-				p := &tgPlatform{api: api, mode: mode, env: env}
+				p := &tgPlatform{api: api, mode: tc.mode, forum: tc.forum, env: env}
 				p.front = httptest.NewServer(http.HandlerFunc(p.serve))
 				t.Cleanup(p.front.Close)
 				return p
@@ -53,6 +64,7 @@ type tgPlatform struct {
 	api   *tgfake.Server
 	front *httptest.Server
 	mode  string
+	forum bool // the property has a forum group: chats live in its topics
 	env   bridgetest.Env
 	a     *telegram.Adapter
 	down  atomic.Bool
@@ -89,6 +101,9 @@ func (p *tgPlatform) Adapter(t *testing.T, dir *presence.Directory) bridge.Adapt
 	cfg := telegram.Config{
 		Token: confToken, APIURL: p.front.URL, Prefix: p.env.Redis.Prefix, Mode: p.mode,
 		HTTPClient: &http.Client{Timeout: 5 * time.Second}, PollTimeout: time.Second, LeaseTTL: 600 * time.Millisecond,
+	}
+	if p.forum {
+		cfg.Groups = map[presence.PropertyID]int64{bridgetest.SuiteProperty: confGroupTG}
 	}
 	if p.mode == telegram.ModeWebhook {
 		cfg.WebhookURL, cfg.WebhookSecret = "https://onduty.example/telegram/webhook", confSecret
@@ -146,13 +161,37 @@ func (p *tgPlatform) post(t *testing.T, u map[string]any, secret string, want in
 	}
 }
 
+// place is the Telegram chat where the agent is shown the property's
+// chats: the forum group, or the agent's private chat with the bot.
+func (p *tgPlatform) place() string {
+	if p.forum {
+		return strconv.FormatInt(confGroupTG, 10)
+	}
+	return p.Account()
+}
+
+// answer is the agent's message tied to chat: in the chat's topic, or a
+// reply to its offer.
+func (p *tgPlatform) answer(t *testing.T, from int64, chat bridge.ChatID, text string) map[string]any {
+	t.Helper()
+	offer := p.offer(t, chat)
+	if p.forum {
+		thread, _ := strconv.Atoi(offer.Params["message_thread_id"])
+		if thread == 0 {
+			t.Fatalf("offer of %s not in a topic", chat)
+		}
+		return tgfake.TopicMessage(from, confGroupTG, thread, text)
+	}
+	return tgfake.ReplyMessage(from, text, offer.ResultID)
+}
+
 // offer is the agent's offer message for chat (its Accept button).
 func (p *tgPlatform) offer(t *testing.T, chat bridge.ChatID) tgfake.Call {
 	t.Helper()
 	var got tgfake.Call
 	wait.For(t, "the offer of "+string(chat), func() bool {
 		for _, c := range p.api.Calls("sendMessage") {
-			if !c.Failed && c.Params["chat_id"] == p.Account() && strings.Contains(c.Params["reply_markup"], "a:"+string(chat)) {
+			if !c.Failed && c.Params["chat_id"] == p.place() && strings.Contains(c.Params["reply_markup"], "a:"+string(chat)) {
 				got = c
 				return true
 			}
@@ -171,13 +210,15 @@ func (p *tgPlatform) WaitOffer(t *testing.T, chat bridge.ChatID, first string) {
 
 func (p *tgPlatform) Accept(t *testing.T, chat bridge.ChatID) {
 	t.Helper()
-	p.push(t, tgfake.Callback(confAgentTG, "a:"+string(chat), confAgentTG, p.offer(t, chat).ResultID))
+	where, _ := strconv.ParseInt(p.place(), 10, 64)
+	p.push(t, tgfake.Callback(confAgentTG, "a:"+string(chat), where, p.offer(t, chat).ResultID))
 }
 
-// Reply answers the chat's offer message: Telegram's reply ties it to the chat.
+// Reply writes in the chat's topic, or answers its offer message in
+// private: Telegram's reply ties it to the chat.
 func (p *tgPlatform) Reply(t *testing.T, chat bridge.ChatID, text string) {
 	t.Helper()
-	p.push(t, tgfake.ReplyMessage(confAgentTG, text, p.offer(t, chat).ResultID))
+	p.push(t, p.answer(t, confAgentTG, chat, text))
 }
 
 func (p *tgPlatform) Command(t *testing.T, _ bridge.ChatID, command string) {
@@ -187,7 +228,7 @@ func (p *tgPlatform) Command(t *testing.T, _ bridge.ChatID, command string) {
 func (p *tgPlatform) Seen(*testing.T) []string {
 	var out []string
 	for _, c := range p.api.Calls("sendMessage") {
-		if !c.Failed && c.Params["chat_id"] == p.Account() {
+		if !c.Failed && c.Params["chat_id"] == p.place() {
 			out = append(out, c.Params["text"])
 		}
 	}
@@ -199,7 +240,7 @@ func (p *tgPlatform) WaitFile(t *testing.T, _ bridge.ChatID, name string) []byte
 	var data []byte
 	wait.For(t, "a document called "+name, func() bool {
 		for _, c := range p.api.Calls("sendDocument") {
-			if !c.Failed && c.Params["chat_id"] == p.Account() && c.Params["document.filename"] == name {
+			if !c.Failed && c.Params["chat_id"] == p.place() && c.Params["document.filename"] == name {
 				data = c.Files["document"]
 				return true
 			}
@@ -214,7 +255,7 @@ func (p *tgPlatform) SendFile(t *testing.T, chat bridge.ChatID, name string) []b
 	data := []byte("%PDF agent " + name)
 	id := fmt.Sprintf("doc%d", p.seq.Add(1))
 	p.api.AddFile("documents/"+id+".bin", data)
-	u := tgfake.ReplyMessage(confAgentTG, "", p.offer(t, chat).ResultID)
+	u := p.answer(t, confAgentTG, chat, "")
 	m := u["message"].(map[string]any)
 	delete(m, "text")
 	m["document"] = map[string]any{"file_id": id, "file_unique_id": "u" + id, "file_name": name, "mime_type": "text/plain", "file_size": len(data)}
@@ -260,22 +301,24 @@ func (p *tgPlatform) RateLimit(t *testing.T, n int, retryAfter time.Duration) fu
 // as Telegram does when it got no answer in time.
 func (p *tgPlatform) ReplyTwice(t *testing.T, chat bridge.ChatID, text string) {
 	t.Helper()
-	u := tgfake.ReplyMessage(confAgentTG, text, p.offer(t, chat).ResultID)
+	u := p.answer(t, confAgentTG, chat, text)
 	u["update_id"] = 5000 + p.seq.Add(1)
 	p.post(t, u, confSecret, http.StatusOK)
 	p.post(t, u, confSecret, http.StatusOK)
 }
 
-// Forge: a stranger presses Accept, replies to the offer and runs
+// Forge: a stranger presses Accept, answers in the chat's place and runs
 // commands; in webhook mode, requests without the secret carry the
-// agent's own words. Each is answered (or refused) before it returns.
+// agent's own words. Each is answered (or refused) before it returns
+// (with a webhook each is handled before it is answered; polling, the
+// private ones are handled in order, before the button's answer).
 func (p *tgPlatform) Forge(t *testing.T, chat bridge.ChatID) {
 	t.Helper()
 	offer := p.offer(t, chat).ResultID
 	if p.mode == telegram.ModeWebhook {
 		for _, secret := range []string{"", "wrong-secret"} {
 			p.post(t, tgfake.Callback(confAgentTG, "a:"+string(chat), confAgentTG, offer), secret, http.StatusUnauthorized)
-			p.post(t, tgfake.ReplyMessage(confAgentTG, "forged answer", offer), secret, http.StatusUnauthorized)
+			p.post(t, p.answer(t, confAgentTG, chat, "forged answer"), secret, http.StatusUnauthorized)
 			p.post(t, tgfake.PrivateMessage(confAgentTG, "/offline"), secret, http.StatusUnauthorized)
 		}
 	}
@@ -287,17 +330,18 @@ func (p *tgPlatform) Forge(t *testing.T, chat bridge.ChatID) {
 			})) > 0
 		}
 	}
-	toStranger := func() int {
+	// A stranger is told once a day, where they first wrote.
+	toldOff := func() int {
 		return len(p.api.CallsWhere(func(c tgfake.Call) bool {
-			return c.Method == "sendMessage" && c.Params["chat_id"] == strconv.FormatInt(confStrangerTG, 10)
+			return c.Method == "sendMessage" && strings.Contains(c.Params["text"], "support team only")
 		}))
 	}
-	p.push(t, tgfake.ReplyMessage(confStrangerTG, "I take it", offer))
+	p.push(t, p.answer(t, confStrangerTG, chat, "I take it"))
 	p.push(t, tgfake.PrivateMessage(confStrangerTG, "/accept"))
 	p.push(t, tgfake.PrivateMessage(confStrangerTG, "#"+string(chat)+" hello"))
 	cb := tgfake.Callback(confStrangerTG, "a:"+string(chat), confStrangerTG, offer)
 	p.push(t, cb)
 	wait.For(t, "the stranger's button answered", answered(cb))
-	wait.For(t, "the stranger told off", func() bool { return toStranger() > 0 })
+	wait.For(t, "the stranger told off", func() bool { return toldOff() > 0 })
 	wait.For(t, "every update confirmed", func() bool { return p.api.Pending() == 0 })
 }
