@@ -370,8 +370,52 @@ func (p *confSlack) Forge(t *testing.T, chat bridge.ChatID) {
 			}
 		}
 	}
-	p.must(t, "/slack/interactions", "application/x-www-form-urlencoded", p.buttonBody(confStranger, chat, root), nil)
-	p.must(t, "/slack/events", "application/json", p.eventBody(confStranger, "I take it", root, nil), nil)
-	p.must(t, "/slack/commands", "application/x-www-form-urlencoded", p.commandBody(confStranger, confChannel, "accept"), nil)
-	p.must(t, "/slack/commands", "application/x-www-form-urlencoded", p.commandBody(confStranger, confChannel, "online"), nil)
+	// Strangers (one each, as a refusal is told once per user) run every
+	// command, press every button, write in the chat's thread and to the bot.
+	stranger := 0
+	next := func() string { stranger++; return fmt.Sprintf("U9%03d", stranger) }
+	commands := []string{"", "alwayson on", "alwayson off", "accept " + string(chat), "transfer Alice", "dance"}
+	for _, c := range bridge.Commands {
+		commands = append(commands, c.Name)
+	}
+	for _, c := range commands {
+		code, body := p.request(t, "/slack/commands", "application/x-www-form-urlencoded", p.commandBody(next(), confChannel, c), confSecret, time.Now(), nil)
+		if code != http.StatusOK || !strings.Contains(body, "not set up as an onduty agent") {
+			t.Errorf("/onduty %s by a stranger answered %d %q", c, code, body)
+		}
+	}
+	refused := map[string]bool{}
+	for _, action := range []string{"onduty_accept", "onduty_monitor", "onduty_switch", "onduty_still_here"} {
+		user := next()
+		refused[user] = true
+		body := strings.Replace(string(p.buttonBody(user, chat, root)), "onduty_accept", action, 1)
+		p.must(t, "/slack/interactions", "application/x-www-form-urlencoded", []byte(body), nil)
+	}
+	user := next()
+	refused[user] = true
+	p.must(t, "/slack/events", "application/json", p.eventBody(user, "I take it", root, nil), nil)
+	user = next()
+	refused[user] = true
+	p.must(t, "/slack/events", "application/json", p.eventBody(user, "/online", "", map[string]any{"channel": "D9", "channel_type": "im"}), nil)
+	told := func() map[string]int {
+		n := map[string]int{}
+		for _, c := range p.fake.callsOf("chat.postEphemeral") {
+			n[c.Form.Get("user")]++
+		}
+		return n
+	}
+	wait.For(t, "every stranger refused", func() bool {
+		n := told()
+		for u := range refused {
+			if n[u] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for u, n := range told() {
+		if refused[u] && n != 1 {
+			t.Errorf("%s was told %d times, want once", u, n)
+		}
+	}
 }

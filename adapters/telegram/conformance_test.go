@@ -336,12 +336,29 @@ func (p *tgPlatform) Forge(t *testing.T, chat bridge.ChatID) {
 			return c.Method == "sendMessage" && strings.Contains(c.Params["text"], "support team only")
 		}))
 	}
+	// Every command, plain text, an answer in the chat's place, every button.
+	sent := []string{"/alwayson on", "/alwayson off", "/transfer Alice", "/online@onduty_bot",
+		"/accept " + string(chat), "#" + string(chat) + " hello", "plain text to the bot"}
+	for _, c := range bridge.Commands {
+		sent = append(sent, "/"+c.Name)
+	}
 	p.push(t, p.answer(t, confStrangerTG, chat, "I take it"))
-	p.push(t, tgfake.PrivateMessage(confStrangerTG, "/accept"))
-	p.push(t, tgfake.PrivateMessage(confStrangerTG, "#"+string(chat)+" hello"))
-	cb := tgfake.Callback(confStrangerTG, "a:"+string(chat), confStrangerTG, offer)
-	p.push(t, cb)
-	wait.For(t, "the stranger's button answered", answered(cb))
+	for _, text := range sent {
+		p.push(t, tgfake.PrivateMessage(confStrangerTG, text))
+	}
+	where, _ := strconv.ParseInt(p.place(), 10, 64)
+	var buttons []map[string]any
+	for _, data := range []string{"a:" + string(chat), "m:" + string(chat), "s:" + string(chat), "h"} {
+		cb := tgfake.Callback(confStrangerTG, data, where, offer)
+		buttons = append(buttons, cb)
+		p.push(t, cb)
+	}
+	for _, cb := range buttons {
+		wait.For(t, "the stranger's button answered", answered(cb))
+	}
 	wait.For(t, "the stranger told off", func() bool { return toldOff() > 0 })
 	wait.For(t, "every update confirmed", func() bool { return p.api.Pending() == 0 })
+	if n := toldOff(); n != 1 {
+		t.Errorf("the stranger was told off %d times, want once", n)
+	}
 }
