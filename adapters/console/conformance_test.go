@@ -113,8 +113,8 @@ func (p *consolePlatform) SendFile(t *testing.T, _ bridge.ChatID, _ string) []by
 	return nil
 }
 
-func (p *consolePlatform) Down(t *testing.T) { t.Fatal("the console cannot go down") }
-func (p *consolePlatform) Up(t *testing.T)   { t.Fatal("the console cannot go down") }
+func (p *consolePlatform) Outage(t *testing.T, _ string) { t.Fatal("the console cannot go down") }
+func (p *consolePlatform) Recovered(t *testing.T)        { t.Fatal("the console cannot go down") }
 
 func (p *consolePlatform) RateLimit(t *testing.T, _ int, _ time.Duration) func(*testing.T) {
 	t.Fatal("the console has no rate limit")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
@@ -41,7 +42,19 @@ const (
 func TestConformance(t *testing.T) {
 	bridgetest.Run(t, func(t *testing.T, env bridgetest.Env) bridgetest.Platform {
 		p := &confSlack{fake: newFakeSlack(t), env: env}
-		p.front = httptest.NewServer(http.HandlerFunc(p.serve))
+		p.proxy = &outage.Proxy{
+			Next:    http.HandlerFunc(p.serve),
+			Affects: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") },
+			Refuse: func(w http.ResponseWriter, mode string) {
+				if mode == outage.RateLimited {
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+			},
+		}
+		p.front = httptest.NewServer(p.proxy)
 		t.Cleanup(p.front.Close)
 		return p
 	})
@@ -52,14 +65,13 @@ func TestConformance(t *testing.T) {
 type confSlack struct {
 	fake  *fakeSlack
 	front *httptest.Server
+	proxy *outage.Proxy // fails Web API calls during an outage
 	env   bridgetest.Env
 	a     *Adapter
 	seq   atomic.Int64
 
 	mu      sync.Mutex
 	posts   []confPost
-	down    bool
-	refused int
 	limit   int           // chat.postMessage calls still to answer 429
 	after   time.Duration // their Retry-After
 	limited []confPost    // the calls answered 429
@@ -106,13 +118,7 @@ func (p *confSlack) serve(w http.ResponseWriter, r *http.Request) {
 			blocks: form.Get("blocks"), at: time.Now()}
 	}
 	p.mu.Lock()
-	switch {
-	case p.down:
-		p.refused++
-		p.mu.Unlock()
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	case method == "chat.postMessage" && p.limit > 0:
+	if method == "chat.postMessage" && p.limit > 0 {
 		p.limit--
 		p.limited = append(p.limited, post)
 		secs := strconv.Itoa(int(p.after / time.Second))
@@ -150,7 +156,7 @@ func (p *confSlack) Adapter(t *testing.T, dir *presence.Directory) bridge.Adapte
 		BotToken: "xoxb-test", SigningSecret: confSecret, Mode: ModeEvents,
 		APIURL:   p.front.URL + "/api/",
 		Channels: map[presence.PropertyID]string{bridgetest.SuiteProperty: confChannel},
-		Prefix:   p.env.Redis.Prefix, HTTPClient: &http.Client{Timeout: 5 * time.Second},
+		Prefix:   p.env.Redis.Prefix, HTTPClient: &http.Client{Timeout: 2 * time.Second},
 	}, dir, p.env.Redis.Client, testlog.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -306,21 +312,13 @@ func (p *confSlack) SendFile(t *testing.T, chat bridge.ChatID, name string) []by
 	return []byte(data)
 }
 
-func (p *confSlack) Down(*testing.T) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-}
+func (p *confSlack) Outage(_ *testing.T, mode string) { p.proxy.Start(mode, outage.Minute) }
 
-func (p *confSlack) Up(t *testing.T) {
-	wait.For(t, "the outage to refuse a call", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.refused > 0
-	})
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
+func (p *confSlack) Recovered(t *testing.T) {
+	wait.For(t, "the outage to end", p.proxy.Over)
+	if p.proxy.Refused() == 0 {
+		t.Error("the outage refused nothing")
+	}
 }
 
 func (p *confSlack) RateLimit(t *testing.T, n int, retryAfter time.Duration) func(*testing.T) {

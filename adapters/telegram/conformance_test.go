@@ -15,6 +15,7 @@ import (
 	"github.com/onduty/onduty/adapters/telegram"
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
+	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
@@ -49,7 +50,8 @@ func TestConformance(t *testing.T) {
 				api := tgfake.New(tgfake.Options{Token: confToken, Report: t})
 				t.Cleanup(api.Close)
 				p := &tgPlatform{api: api, mode: tc.mode, forum: tc.forum, env: env}
-				p.front = httptest.NewServer(http.HandlerFunc(p.serve))
+				p.proxy = &outage.Proxy{Next: api, Refuse: refuseLikeTelegram}
+				p.front = httptest.NewServer(p.proxy)
 				t.Cleanup(p.front.Close)
 				return p
 			})
@@ -67,10 +69,8 @@ type tgPlatform struct {
 	forum bool // the property has a forum group: chats live in its topics
 	env   bridgetest.Env
 	a     *telegram.Adapter
-	down  atomic.Bool
-	// refused counts the calls answered 502 while down.
-	refused atomic.Int64
-	seq     atomic.Int64
+	proxy *outage.Proxy // fails calls to the fake during an outage
+	seq   atomic.Int64
 }
 
 var _ bridgetest.Platform = (*tgPlatform)(nil)
@@ -85,22 +85,26 @@ func (p *tgPlatform) Caps() bridgetest.Caps {
 		Duplicates: p.mode == telegram.ModeWebhook}
 }
 
-// serve is the front of the fake: 502 like Telegram while down.
-func (p *tgPlatform) serve(w http.ResponseWriter, r *http.Request) {
-	if p.down.Load() {
-		p.refused.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 502, "description": "Bad Gateway"})
+// refuseLikeTelegram answers as the Bot API does when it fails: 502 with
+// its error body, or 429 with retry_after 1.
+func refuseLikeTelegram(w http.ResponseWriter, mode string) {
+	w.Header().Set("Content-Type", "application/json")
+	if mode == outage.RateLimited {
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 429,
+			"description": "Too Many Requests: retry after 1", "parameters": map[string]any{"retry_after": 1}})
 		return
 	}
-	p.api.ServeHTTP(w, r)
+	w.WriteHeader(http.StatusBadGateway)
+	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 502, "description": "Bad Gateway"})
 }
 
 func (p *tgPlatform) Adapter(t *testing.T, dir *presence.Directory) bridge.Adapter {
 	cfg := telegram.Config{
 		Token: confToken, APIURL: p.front.URL, Prefix: p.env.Redis.Prefix, Mode: p.mode,
-		HTTPClient: &http.Client{Timeout: 5 * time.Second}, PollTimeout: time.Second, LeaseTTL: 600 * time.Millisecond,
+		// A request that hangs is given up after 2s (outage.Timeout), as a
+		// deployment gives up after PollTimeout+30s.
+		HTTPClient: &http.Client{Timeout: 2 * time.Second}, PollTimeout: time.Second, LeaseTTL: 600 * time.Millisecond,
 	}
 	if p.forum {
 		cfg.Groups = map[presence.PropertyID]int64{bridgetest.SuiteProperty: confGroupTG}
@@ -263,10 +267,13 @@ func (p *tgPlatform) SendFile(t *testing.T, chat bridge.ChatID, name string) []b
 	return data
 }
 
-func (p *tgPlatform) Down(*testing.T) { p.down.Store(true) }
-func (p *tgPlatform) Up(t *testing.T) {
-	wait.For(t, "the outage to refuse a call", func() bool { return p.refused.Load() > 0 })
-	p.down.Store(false)
+func (p *tgPlatform) Outage(_ *testing.T, mode string) { p.proxy.Start(mode, outage.Minute) }
+
+func (p *tgPlatform) Recovered(t *testing.T) {
+	wait.For(t, "the outage to end", p.proxy.Over)
+	if p.proxy.Refused() == 0 {
+		t.Error("the outage refused nothing")
+	}
 }
 
 func (p *tgPlatform) RateLimit(t *testing.T, n int, retryAfter time.Duration) func(*testing.T) {

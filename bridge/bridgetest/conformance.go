@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/redistest"
 	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/wait"
@@ -37,7 +38,7 @@ type Env struct {
 type Caps struct {
 	// Files: files travel both ways (visitor → agent, agent → visitor).
 	Files bool
-	// Outage: the platform can be made to answer 5xx for a while (Down, Up).
+	// Outage: the platform can fail for a while (Outage, Recovered).
 	Outage bool
 	// RateLimit: the platform can answer 429 with retry_after (RateLimit).
 	RateLimit bool
@@ -83,10 +84,12 @@ type Platform interface {
 	// SendFile sends a file called name as the agent for chat and returns
 	// the bytes sent.
 	SendFile(t *testing.T, chat bridge.ChatID, name string) []byte
-	// Down makes every call to the platform fail with a 5xx until Up. Up
-	// waits until at least one call was refused, then lets them through.
-	Down(t *testing.T)
-	Up(t *testing.T)
+	// Outage makes the platform fail in mode (outage.ServerError,
+	// outage.Timeout, outage.RateLimited) for outage.Minute from now.
+	Outage(t *testing.T, mode string)
+	// Recovered waits until the outage is over and fails t if it refused
+	// no call.
+	Recovered(t *testing.T)
 	// RateLimit makes the next n sends answer 429 with retry_after. The
 	// returned check, called once they all went through, fails t if a send
 	// was retried sooner than retryAfter after its 429.
@@ -191,7 +194,9 @@ var scenarios = []scenario{
 	{"CloseByAgent", always, testCloseByAgent},
 	{"CloseByVisitor", always, testCloseByVisitor},
 	{"Files", func(c Caps) string { return unless(c.Files, "no files on this surface") }, testFiles},
-	{"Outage", func(c Caps) string { return unless(c.Outage, "no network platform to take down") }, testOutage},
+	outageScenario(outage.ServerError),
+	outageScenario(outage.Timeout),
+	outageScenario(outage.RateLimited),
 	{"RateLimit", func(c Caps) string { return unless(c.RateLimit, "the platform never answers 429") }, testRateLimit},
 	{"DuplicateInbound", func(c Caps) string { return unless(c.Duplicates, "the platform never delivers an event twice") }, testDuplicate},
 	{"Forged", func(c Caps) string { return unless(c.Forgery, "every input is the agent's own (nothing to forge)") }, testForged},
@@ -419,18 +424,20 @@ func testFiles(t *testing.T, s *Suite) {
 	}
 }
 
-// relay has the visitor and the agent write n messages each, then checks
-// that each side got all of the other's, once, in order.
-func relay(t *testing.T, s *Suite, chat bridge.ChatID, tag string, n int, during func(i int)) {
+// relay has the visitor and the agent write n messages each (pause
+// between pairs), then checks that each side got all of the other's,
+// once, in order; after is run between the writing and the checks.
+func relay(t *testing.T, s *Suite, chat bridge.ChatID, tag string, n int, pause time.Duration, after func()) {
 	t.Helper()
 	for i := range n {
 		if _, err := s.B.PostVisitorMessage(t.Context(), chat, fmt.Sprintf("%s visitor %02d", tag, i), nil); err != nil {
 			t.Fatal(err)
 		}
 		s.P.Reply(t, chat, fmt.Sprintf("%s agent %02d", tag, i))
-		if during != nil {
-			during(i)
-		}
+		time.Sleep(pause)
+	}
+	if after != nil {
+		after()
 	}
 	var want []string
 	for i := range n {
@@ -445,24 +452,33 @@ func relay(t *testing.T, s *Suite, chat bridge.ChatID, tag string, n int, during
 	if agent := s.WaitAgentTexts(t, chat, n); strings.Join(agent, ",") != strings.Join(want, ",") {
 		t.Errorf("visitor got %q,\nwant each once, in order: %q", agent, want)
 	}
+	// One more round trip: nothing arrived twice meanwhile.
+	last := tag + " visitor last"
+	if _, err := s.B.PostVisitorMessage(t.Context(), chat, last, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.WaitSeen(t, last); len(got) != 1 {
+		t.Errorf("agent was shown %q once each", got)
+	}
+	for i := range want {
+		want[i] = fmt.Sprintf("%s visitor %02d", tag, i)
+	}
+	if got := shownMarks(s.P.Seen(t), want); len(got) != n {
+		t.Errorf("agent was shown %q, want each of %d once", got, n)
+	}
 }
 
-// testOutage: the platform fails while both sides write; once it is back,
-// nothing is lost, nothing doubled, order kept.
-func testOutage(t *testing.T, s *Suite) {
-	chat := s.Accepted(t, "Hello?")
-	s.P.Down(t)
-	up := false
-	relay(t, s, chat.ID, "out", 4, func(i int) {
-		if i == 2 {
-			time.Sleep(300 * time.Millisecond) // let the outbox fail a few times
-			s.P.Up(t)
-			up = true
-		}
-	})
-	if !up {
-		s.P.Up(t)
-	}
+// outageScenario: the platform fails in mode for "a minute" while both
+// sides keep writing; once it is back, nothing is lost, nothing doubled,
+// order kept.
+func outageScenario(mode string) scenario {
+	return scenario{"Outage" + mode, func(c Caps) string { return unless(c.Outage, "no network platform to take down") },
+		func(t *testing.T, s *Suite) {
+			chat := s.Accepted(t, "Hello?")
+			const n = 6
+			s.P.Outage(t, mode)
+			relay(t, s, chat.ID, "out", n, outage.Minute/(2*n), func() { s.P.Recovered(t) })
+		}}
 }
 
 // testRateLimit: the platform answers 429 for a few sends; they are sent
@@ -470,7 +486,7 @@ func testOutage(t *testing.T, s *Suite) {
 func testRateLimit(t *testing.T, s *Suite) {
 	chat := s.Accepted(t, "Hello?")
 	check := s.P.RateLimit(t, 3, time.Second)
-	relay(t, s, chat.ID, "rl", 3, nil)
+	relay(t, s, chat.ID, "rl", 3, 0, nil)
 	check(t)
 }
 
