@@ -9,7 +9,6 @@ import (
 	"unicode"
 
 	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
@@ -34,53 +33,6 @@ func attackDirectory(t *testing.T) *presence.Directory {
 // the adapter moves its offset past an update only once it is handled.
 func updatesDrained(api *tgfake.Server) bool {
 	return api.Pending() == 0
-}
-
-// TestStrangerTriesEveryCommand: a Telegram user who is not a configured
-// agent sends every command, plain text, a reply to an offer and every kind
-// of button, through the real bridge. They get one polite refusal and
-// change nothing: every agent's presence in Redis (status, condition, last
-// activity) and the pending chat stay as they were.
-func TestStrangerTriesEveryCommand(t *testing.T) {
-	e := newEnv(t)
-	dir := attackDirectory(t)
-	e.dir = dir
-	a := e.adapter(t, "A", nil, nil)
-	b := startBridge(t, e, a, dir)
-	ctx := t.Context()
-	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, nil)
-
-	e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
-	chat, token, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera"}, "help me")
-	if err != nil {
-		t.Fatal(err)
-	}
-	offer := waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-	wait.For(t, "updates handled", func() bool { return updatesDrained(e.api) })
-	before := bridgetest.Presence(t, ctx, store)
-
-	var sent []string
-	for _, c := range bridge.Commands {
-		sent = append(sent, "/"+c.Name)
-	}
-	sent = append(sent, "/alwayson on", "/alwayson off", "/transfer Alice", "/transfer alice", "/online@onduty_bot",
-		"/accept "+string(chat.ID), "plain text to the bot")
-	for _, s := range sent {
-		e.api.Push(tgfake.PrivateMessage(stranger, s))
-	}
-	e.api.Push(tgfake.ReplyMessage(stranger, "replying to an offer", offer[0].ResultID))
-	buttons := []string{"a:" + string(chat.ID), "m:" + string(chat.ID), "s:" + string(chat.ID), "h"}
-	for _, d := range buttons {
-		e.api.Push(tgfake.Callback(stranger, d, stranger, 0))
-	}
-	wait.For(t, "the stranger's updates handled", func() bool { return updatesDrained(e.api) })
-	waitCalls(t, e.api, "answerCallbackQuery", len(buttons), nil)
-
-	refusals := sentTo(e.api, stranger)
-	if len(refusals) != 1 || !strings.Contains(refusals[0].Params["text"], "support team only") {
-		t.Errorf("the stranger was told %d things, want one refusal: %+v", len(refusals), refusals)
-	}
-	bridgetest.Untouched(t, ctx, store, before, b, chat.ID, token)
 }
 
 // TestVisitorTextArrivesEscaped: markup in what a visitor types (name, page

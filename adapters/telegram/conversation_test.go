@@ -322,36 +322,6 @@ func assertErased(t *testing.T, rdb redis.UniversalClient, prefix string, id bri
 	}
 }
 
-func TestConversationSurvives429(t *testing.T) {
-	l := newLiveEnv(t)
-	ctx := t.Context()
-	l.command(t, aliceTG, "/online")
-	l.command(t, bobTG, "/offline")
-	chat, _, err := l.b.StartChat(ctx, "acme", bridge.Visitor{Name: "Rita"}, "first")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-	waitCalls(t, l.api, "answerCallbackQuery", 1, nil)
-	// Telegram rate-limits the next three sends (retry_after 1): every
-	// visitor message still arrives, once each, in order.
-	l.api.FailNext("sendMessage", 3, 429, "Too Many Requests: retry after 1", 1)
-	for i := range 3 {
-		if _, err := l.b.PostVisitorMessage(ctx, chat.ID, "msg "+strconv.Itoa(i), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got []string
-	wait.For(t, "all three messages", func() bool {
-		got = linesFrom(sentTo(l.api, aliceTG), "msg ")
-		return len(got) >= 3
-	})
-	if strings.Join(got, ",") != "msg 0,msg 1,msg 2" {
-		t.Errorf("delivered %q, want each once in order", got)
-	}
-}
-
 // lastRouted is the newest Telegram message id in tg's chat that the
 // bridge remembers as belonging to a visitor chat.
 func lastRouted(t *testing.T, l *liveEnv, tg int64) int {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,101 +30,6 @@ func refuseLikeTelegram(w http.ResponseWriter, mode string) {
 	}
 	w.WriteHeader(http.StatusBadGateway)
 	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 502, "description": "Bad Gateway"})
-}
-
-// TestPlatformOutage: Telegram fails for a "minute" (outage.Minute) while a
-// visitor and the agent keep writing. Afterwards every visitor message has
-// reached the agent and every agent message the visitor, in order, none
-// twice — through the real bridge and the real adapter.
-func TestPlatformOutage(t *testing.T) {
-	for _, mode := range []string{outage.ServerError, outage.Timeout, outage.RateLimited} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			front := &outage.Proxy{Next: e.api, Refuse: refuseLikeTelegram}
-			srv := httptest.NewServer(front)
-			t.Cleanup(srv.Close)
-			dir, err := presence.NewDirectory(
-				[]presence.Property{{ID: "acme", Name: "Acme"}},
-				[]presence.Agent{{ID: "alice", Name: "Alice", Properties: []presence.PropertyID{"acme"}, Accounts: tgAccount(aliceTG), Condition: presence.Always}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.dir = dir
-			a := e.adapter(t, "A", nil, func(c *Config) {
-				c.APIURL = srv.URL
-				// A request that hangs is given up after 2s, as a real
-				// deployment gives up after PollTimeout+30s.
-				c.HTTPClient = &http.Client{Timeout: 2 * time.Second}
-			})
-			b := startBridge(t, e, a, dir)
-			ctx := t.Context()
-
-			// Alice is on duty and owns a chat.
-			e.api.Push(tgfake.PrivateMessage(aliceTG, "/online"))
-			chat, _, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Olga"}, "hello")
-			if err != nil {
-				t.Fatal(err)
-			}
-			events, cancel := b.SubscribeVisitor(chat.ID)
-			t.Cleanup(cancel)
-			waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
-			e.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-			nextEvent(t, events, bridge.EventAgentJoined)
-
-			// Telegram goes down; both sides keep writing.
-			front.Start(mode, outage.Minute)
-			const n = 8
-			for i := range n {
-				if _, err := b.PostVisitorMessage(ctx, chat.ID, fmt.Sprintf("visitor %02d", i), nil); err != nil {
-					t.Fatal(err)
-				}
-				e.api.Push(tgfake.PrivateMessage(aliceTG, fmt.Sprintf("agent %02d", i)))
-				time.Sleep(outage.Minute / (2 * n)) // spread over the first half of the outage
-			}
-			wait.For(t, "the outage to end", front.Over)
-			if front.Refused() == 0 {
-				t.Fatal("the outage refused nothing")
-			}
-
-			// Afterwards: all of it, in order, once.
-			endedAt := time.Now()
-			var got []string
-			wait.Long(t, "every visitor message at the agent", func() bool {
-				got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
-				return len(got) >= n
-			})
-			var want []string
-			for i := range n {
-				want = append(want, fmt.Sprintf("visitor %02d", i))
-			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Errorf("agent got %q,\nwant each once, in order: %q", got, want)
-			}
-			var agent []string
-			wait.Long(t, "every agent message in the transcript", func() bool {
-				agent = bridgetest.AgentTexts(ctx, b, chat.ID)
-				return len(agent) >= n
-			})
-			for i := range want {
-				want[i] = fmt.Sprintf("agent %02d", i)
-			}
-			if strings.Join(agent, ",") != strings.Join(want, ",") {
-				t.Errorf("visitor got %q,\nwant each once, in order: %q", agent, want)
-			}
-			deliveredAfter := time.Since(endedAt)
-			// One more round trip, then nothing arrived twice meanwhile.
-			if _, err := b.PostVisitorMessage(ctx, chat.ID, "visitor last", nil); err != nil {
-				t.Fatal(err)
-			}
-			waitCalls(t, e.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.HasSuffix(c.Params["text"], "visitor last</blockquote>") })
-			got = linesFrom(sentTo(e.api, aliceTG), "visitor ")
-			if len(got) != n+1 {
-				t.Errorf("agent got %d visitor messages, want %d: %q", len(got), n+1, got)
-			}
-			t.Logf("%s: %d requests refused during the outage; all delivered %s after it", mode, front.Refused(), deliveredAfter.Round(time.Millisecond))
-		})
-	}
 }
 
 // startBridge runs the real bridge with adapter a on e's Redis.

@@ -116,6 +116,9 @@ type Suite struct {
 func Run(t *testing.T, newPlatform func(t *testing.T, env Env) Platform) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			// Each scenario has its own platform, Redis prefix and bridge;
+			// most of their time is waiting out outages and retry_after.
+			t.Parallel()
 			p := newPlatform(t, Env{Redis: redistest.New(t)})
 			if why := sc.needs(p.Caps()); why != "" {
 				t.Skipf("%s: %s", p.Surface(), why)
