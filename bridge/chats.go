@@ -372,14 +372,38 @@ func (b *Bridge) LeaveOfflineMessage(ctx context.Context, p presence.PropertyID,
 // AuthVisitor checks a token against a chat in constant time.
 func (b *Bridge) AuthVisitor(ctx context.Context, id ChatID, token string) (Chat, error) {
 	// One round trip: the chat hash loadChat reads holds the token's hash.
-	cv, err := b.loadChat(ctx, id)
+	pipe := b.rdb.Pipeline()
+	answer := b.QueueAuthVisitor(ctx, pipe, id, token)
+	var err error
+	if pipe.Len() > 0 {
+		_, err = pipe.Exec(ctx)
+	}
+	return answer(err)
+}
+
+// QueueAuthVisitor queues AuthVisitor's read on pipe, a pipeline of the
+// bridge's Redis, so that the caller sends it in one round trip with
+// commands of its own (the widget's rate limit). The function it returns
+// gives AuthVisitor's answer once pipe ran; pass it pipe's error.
+func (b *Bridge) QueueAuthVisitor(ctx context.Context, pipe redis.Pipeliner, id ChatID, token string) func(execErr error) (Chat, error) {
+	p, err := b.propertyOf(ctx, id)
 	if err != nil {
-		return Chat{}, err
+		return func(error) (Chat, error) { return Chat{}, err }
 	}
-	if subtle.ConstantTimeCompare([]byte(cv.token), []byte(hashToken(token))) != 1 {
-		return Chat{}, ErrBadToken
+	load := b.queueLoadChat(ctx, pipe, p, id)
+	return func(execErr error) (Chat, error) {
+		if execErr != nil && !errors.Is(execErr, redis.Nil) {
+			return Chat{}, unavailable("load chat", execErr)
+		}
+		cv, err := load()
+		if err != nil {
+			return Chat{}, err
+		}
+		if subtle.ConstantTimeCompare([]byte(cv.token), []byte(hashToken(token))) != 1 {
+			return Chat{}, ErrBadToken
+		}
+		return cv.Chat, nil
 	}
-	return cv.Chat, nil
 }
 
 // PostVisitorMessage stores the message before returning, then relays it.

@@ -3,6 +3,8 @@ package widget
 import (
 	"context"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
@@ -13,6 +15,11 @@ import (
 // *bridge.Bridge implements it; the widget's tests use a fake.
 type Bridge interface {
 	bridge.VisitorService
+
+	// QueueAuthVisitor is AuthVisitor with its read queued on pipe (a
+	// pipeline of the same Redis), so that the rate limit's count goes in
+	// the same round trip; the function gives the answer once pipe ran.
+	QueueAuthVisitor(ctx context.Context, pipe redis.Pipeliner, id bridge.ChatID, token string) func(execErr error) (bridge.Chat, error)
 
 	// PutFile stores a file's bytes for a chat (size-capped, with a TTL)
 	// and returns the Attachment to put on the visitor's message.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
@@ -187,7 +188,17 @@ func (va *visitorAPI) offlineMessage(c *fiber.Ctx) error {
 
 // postMessage answers POST /v1/chats/{c}/messages.
 func (va *visitorAPI) postMessage(c *fiber.Ctx) error {
-	chat, _, err := va.authChat(c, false)
+	// The message is counted against its client's rate limit in the round
+	// trip that authenticates the chat (so a refused request counts too).
+	ip, ipErr := va.limits.clientIP(c)
+	var count func(context.Context, redis.Pipeliner) func(error) error
+	if ipErr == nil {
+		count = func(ctx context.Context, pipe redis.Pipeliner) func(error) error {
+			return va.limits.queue(ctx, pipe, limitMessages, ip, va.limits.rates.MessagesPerMinute)
+		}
+	}
+	var limitErr error
+	chat, _, err := va.authChatCounting(c, false, count, &limitErr)
 	if err != nil {
 		return err
 	}
@@ -201,15 +212,14 @@ func (va *visitorAPI) postMessage(c *fiber.Ctx) error {
 	if chat.State == bridge.Closed {
 		return errChatClosed
 	}
-	ip, err := va.limits.clientIP(c)
-	if err != nil {
-		return err
+	if ipErr != nil {
+		return ipErr
+	}
+	if limitErr != nil {
+		return limitErr
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := va.limits.limit(ctx, limitMessages, ip, va.limits.rates.MessagesPerMinute); err != nil {
-		return err
-	}
 	m, err := va.chats.PostVisitorMessage(ctx, chat.ID, in.Text, nil)
 	if err != nil {
 		return fromBridge(err)
@@ -545,6 +555,13 @@ func mustJSON(v any) []byte {
 // chat's property's CORS policy. queryToken allows ?token= (EventSource
 // cannot send headers).
 func (va *visitorAPI) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, corsResult, error) {
+	return va.authChatCounting(c, queryToken, nil, nil)
+}
+
+// authChatCounting is authChat that also queues count's commands (a rate
+// limit's) in the same round trip; once the chat is authenticated,
+// countErr holds what the count says (nil, 429 or 503).
+func (va *visitorAPI) authChatCounting(c *fiber.Ctx, queryToken bool, count func(context.Context, redis.Pipeliner) func(error) error, countErr *error) (bridge.Chat, corsResult, error) {
 	fail := func(err error) (bridge.Chat, corsResult, error) {
 		// Let an allowed page read why it failed.
 		va.cors.anyOrigin.check(c).apply(c)
@@ -560,7 +577,24 @@ func (va *visitorAPI) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, cors
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	chat, err := va.chats.AuthVisitor(ctx, id, tok)
+	var chat bridge.Chat
+	var err error
+	if count == nil {
+		chat, err = va.chats.AuthVisitor(ctx, id, tok)
+	} else {
+		// The request's count and the chat's read in one round trip.
+		pipe := va.limits.rdb.Pipeline()
+		counted := count(ctx, pipe)
+		answer := va.chats.QueueAuthVisitor(ctx, pipe, id, tok)
+		var execErr error
+		if pipe.Len() > 0 {
+			_, execErr = pipe.Exec(ctx)
+		}
+		chat, err = answer(execErr)
+		if err == nil {
+			*countErr = counted(execErr)
+		}
+	}
 	if err != nil {
 		return fail(fromBridge(err))
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +127,15 @@ func (f *fakeChats) StartChat(ctx context.Context, p presence.PropertyID, v brid
 	f.chats[c.chat.ID] = c
 	metrics.ChatsStarted.WithLabelValues(string(p)).Inc() // the bridge counts chats, not the widget
 	return c.chat, c.token, nil
+}
+
+func (f *fakeChats) QueueAuthVisitor(ctx context.Context, _ redis.Pipeliner, id bridge.ChatID, token string) func(error) (bridge.Chat, error) {
+	return func(execErr error) (bridge.Chat, error) {
+		if execErr != nil {
+			return bridge.Chat{}, bridge.ErrUnavailable
+		}
+		return f.AuthVisitor(ctx, id, token)
+	}
 }
 
 func (f *fakeChats) AuthVisitor(ctx context.Context, id bridge.ChatID, token string) (bridge.Chat, error) {

@@ -45,25 +45,46 @@ const (
 // EXPIRE), so every instance sees the same one. When Redis cannot count,
 // the request is refused with 503: whatever it asked for needs Redis too.
 func (l *limiter) limit(ctx context.Context, kind, ip string, perMinute int) error {
+	pipe := l.rdb.Pipeline()
+	check := l.queue(ctx, pipe, kind, ip, perMinute)
+	var err error
+	if pipe.Len() > 0 {
+		_, err = pipe.Exec(ctx)
+	}
+	return check(err)
+}
+
+// queue is limit with its count queued on pipe, to go in one round trip
+// with other commands; the function it returns says what limit would,
+// given pipe's error.
+func (l *limiter) queue(ctx context.Context, pipe redis.Pipeliner, kind, ip string, perMinute int) func(execErr error) error {
 	if perMinute < 0 {
-		return nil
+		return func(error) error { return nil }
 	}
 	now := l.now()
 	window := now.Unix() / 60
 	key := l.prefix + "ratelimit:" + kind + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(window, 10)
-	pipe := l.rdb.Pipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
-		l.log.Warn("rate limit: redis", "kind", kind, "err", err)
-		return errUnavailable
+	return func(execErr error) error {
+		if execErr != nil || n.Err() != nil {
+			l.log.Warn("rate limit: redis", "kind", kind, "err", cmpErr(execErr, n.Err()))
+			return errUnavailable
+		}
+		if n.Val() > int64(perMinute) {
+			e := *newErr(http.StatusTooManyRequests, "rate_limited", "too many requests, try again later")
+			e.RetryAfter = int(60 - now.Unix()%60)
+			return &e
+		}
+		return nil
 	}
-	if n.Val() > int64(perMinute) {
-		e := *newErr(http.StatusTooManyRequests, "rate_limited", "too many requests, try again later")
-		e.RetryAfter = int(60 - now.Unix()%60)
-		return &e
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
 	}
-	return nil
+	return b
 }
 
 // errBadClientIP refuses a request whose forwarded client address is not
