@@ -56,12 +56,8 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-// Retention of what the adapter remembers in Redis.
-const (
-	rootTTL    = 30 * 24 * time.Hour
-	dedupTTL   = 24 * time.Hour
-	refusalTTL = 24 * time.Hour
-)
+// refusalTTL is how long a stranger's refusal is remembered: they are told once a day.
+const refusalTTL = 24 * time.Hour
 
 // Adapter is the Slack surface of the bridge. It is safe for concurrent use.
 type Adapter struct {
@@ -95,7 +91,7 @@ type Adapter struct {
 	rejected bridge.Rejection // a Web API call found the bot token refused: Run stops
 
 	mu      sync.RWMutex
-	h       bridge.Handler
+	h       bridge.Host
 	botUser string
 	botID   string
 }
@@ -103,7 +99,7 @@ type Adapter struct {
 var _ bridge.Adapter = (*Adapter)(nil)
 
 type job struct {
-	run  func(ctx context.Context, h bridge.Handler)
+	run  func(ctx context.Context, h bridge.Host)
 	done chan struct{} // closed once run has returned
 }
 
@@ -216,7 +212,7 @@ func (a *Adapter) Reaches(agent presence.AgentID) bool {
 // Shared reports whether the property has a Slack channel.
 func (a *Adapter) Shared(p presence.PropertyID) bool { return a.cfg.Channels[p] != "" }
 
-func (a *Adapter) handler() bridge.Handler {
+func (a *Adapter) handler() bridge.Host {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.h
@@ -366,7 +362,7 @@ func (a *Adapter) Verify(ctx context.Context) error {
 
 // enqueue hands work to the shard of key. It blocks while the shard is full,
 // until ctx is done. The channel it returns is closed once run has returned.
-func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) (<-chan struct{}, error) {
+func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Host)) (<-chan struct{}, error) {
 	j := job{run: run, done: make(chan struct{})}
 	select {
 	case a.shards[bridge.Shard(key, numShards)] <- j:
@@ -376,7 +372,7 @@ func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.
 	}
 }
 
-func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
+func (a *Adapter) work(ctx context.Context, h bridge.Host, ch chan job) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -390,7 +386,7 @@ func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
 
 // runSocket holds the Socket Mode connection and reads its events until ctx
 // is done. Slack gives each envelope to one connection, so every instance may
-// connect; events are still de-duplicated by id.
+// connect; a redelivered event is still handled once (Action.DedupKey).
 func (a *Adapter) runSocket(ctx context.Context) error {
 	smc := socketmode.New(a.api, socketmode.OptionLog(sdkLogger{a.log}))
 	ctx, cancel := context.WithCancel(ctx)

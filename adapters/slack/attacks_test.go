@@ -30,12 +30,7 @@ func TestSlackStrangerTriesEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rt root
-	wait.For(t, "the offer's thread", func() bool {
-		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
-		rt = r
-		return err == nil && ok
-	})
+	rootTS := rootOf(t, fake, "C1", chat.ID)
 	before := bridgetest.Presence(t, ctx, l.store)
 
 	commands := []string{"", "start", "online", "away", "invisible", "offline", "alwayson on", "alwayson off",
@@ -54,11 +49,11 @@ func TestSlackStrangerTriesEveryCommand(t *testing.T) {
 	for _, action := range []string{actionAccept, actionMonitor, actionSwitch, actionStillHere} {
 		user := next()
 		refusedBy[user] = true
-		hs.button(user, action, string(chat.ID), "C1", rt.TS)
+		hs.button(user, action, string(chat.ID), "C1", rootTS)
 	}
 	user := next()
 	refusedBy[user] = true
-	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rt.TS})
+	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rootTS})
 	user = next()
 	refusedBy[user] = true
 	hs.message("EvS2", map[string]any{"user": user, "text": "/online", "channel": "D9", "channel_type": "im", "ts": "5.2"})
@@ -98,12 +93,7 @@ func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rt root
-	wait.For(t, "the offer's thread", func() bool {
-		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
-		rt = r
-		return err == nil && ok
-	})
+	rootTS := rootOf(t, fake, "C1", chat.ID)
 	for _, c := range fake.callsOf("chat.postMessage") {
 		if c.Form.Get("ts") == "" && strings.Contains(unJSON(c.Form.Get("blocks")), `Eve\n`) {
 			t.Errorf("the visitor's name spans lines in the root message: %s", blocksOf(c))
@@ -130,7 +120,7 @@ func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
 		var c apiCall
 		wait.For(t, "message "+tag, func() bool {
 			for _, x := range fake.callsOf("chat.postMessage") {
-				if x.Form.Get("thread_ts") == rt.TS && strings.Contains(x.Form.Get("blocks"), tag) {
+				if x.Form.Get("thread_ts") == rootTS && strings.Contains(x.Form.Get("blocks"), tag) {
 					c = x
 					return true
 				}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	slackapi "github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
 
@@ -36,7 +35,7 @@ func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent
 	if cb.EventID != "" {
 		dedup = "slack:" + cb.EventID
 	}
-	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Handler) {
+	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Host) {
 		a.onMessage(ctx, h, msg, dedup)
 	})
 }
@@ -55,51 +54,60 @@ func (a *Adapter) ignoreMessage(m *slackevents.MessageEvent) bool {
 	return true
 }
 
-func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevents.MessageEvent, dedup string) {
+func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.MessageEvent, dedup string) {
 	log := a.log.With("slack_user", m.User, "channel", m.Channel)
-	var chat bridge.ChatID
+	im := m.ChannelType == slackevents.ChannelTypeIM
+	// A message in a thread answers the thread's chat, if it has one: the
+	// bridge finds it (ReplyTo), unless it is needed here first.
+	var in *bridge.RemoteRef
 	if m.ThreadTimeStamp != "" {
-		var id string
-		err := a.whileStorageDown(ctx, func() (err error) {
-			id, err = a.rdb.Get(ctx, a.keys.thread(m.Channel, m.ThreadTimeStamp)).Result()
-			if errors.Is(err, redis.Nil) {
-				return nil
-			}
-			if err != nil {
+		in = &bridge.RemoteRef{Conversation: m.Channel, Thread: m.ThreadTimeStamp}
+	}
+	chatOf := func() (chat bridge.ChatID, err error) {
+		err = a.whileStorageDown(ctx, func() (err error) {
+			if chat, err = h.ChatOf(ctx, a.Name(), *in); err != nil {
 				log.Warn("slack: thread lookup; trying again", "err", err)
-				return fmt.Errorf("%w: %w", bridge.ErrUnavailable, err)
 			}
-			return nil
+			return err
 		})
-		if err != nil { // the adapter is stopping
-			return
-		}
-		chat = bridge.ChatID(id)
+		return chat, err
 	}
 	agent, ok := a.dir.AgentByAccount(Surface, m.User)
 	if !ok {
 		// Strangers talking among themselves in the channel are none of our
-		// business; those who talk to the bot are told once.
-		if m.ChannelType == slackevents.ChannelTypeIM || chat != "" {
+		// business; those who talk to the bot or in a chat's thread are told once.
+		if im {
 			a.refuse(ctx, m.Channel, m.User, m.ThreadTimeStamp)
+		} else if in != nil {
+			if chat, err := h.ChatOf(ctx, a.Name(), *in); err == nil && chat != "" {
+				a.refuse(ctx, m.Channel, m.User, m.ThreadTimeStamp)
+			}
 		}
-		return
-	}
-	if !a.firstTime(ctx, dedup) {
 		return
 	}
 	base := bridge.Action{Surface: a.Name(), Agent: agent.ID, DedupKey: dedup, Kind: bridge.ActActivity}
 	acts := []bridge.Action{base}
 	var note string
-	if chat != "" || m.ChannelType == slackevents.ChannelTypeIM {
+	if im || in != nil {
 		text := strings.TrimSpace(plainText(m.Text))
+		var chat bridge.ChatID
 		var atts []*bridge.Attachment
 		if m.Message != nil && len(m.Message.Files) > 0 {
-			atts, note = a.fetchFiles(ctx, h, chat, m.Message.Files)
+			// Files are stored for their chat before the bridge gets them.
+			if in != nil {
+				var err error
+				if chat, err = chatOf(); err != nil { // the adapter is stopping
+					return
+				}
+			}
+			if chat != "" || im {
+				atts, note = a.fetchFiles(ctx, h, chat, m.Message.Files)
+			}
 		}
 		// In a channel's chat thread the team already sees the message; from
-		// a DM the bridge copies it into the thread.
-		base.Shared = chat != "" && m.ChannelType != slackevents.ChannelTypeIM
+		// a DM the bridge copies it into the thread. Talk in a channel thread
+		// that is no chat's is activity (the bridge tells).
+		base.Shared, base.ReplyTo = !im, in
 		acts = messageActions(base, chat, text, atts)
 	}
 	var replies []string
@@ -109,10 +117,10 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevent
 			reply, err = h.Handle(ctx, act)
 			return err
 		})
-		if err != nil {
-			// The record is the event's (dedup), not the action's: a file's
-			// action carries its own DedupKey ("…:file1").
-			a.forget(ctx, dedup)
+		switch {
+		case errors.Is(err, bridge.ErrInProgress):
+			continue // another instance has this event; Slack's retry comes if it fails
+		case err != nil:
 			log.Warn("slack: bridge refused message", "agent_id", agent.ID, "err", err)
 			reply = bridge.Reply{Text: failureText(err)}
 		}
@@ -168,36 +176,6 @@ func messageActions(base bridge.Action, chat bridge.ChatID, text string, atts []
 		acts = append(acts, more)
 	}
 	return acts
-}
-
-// firstTime records a Slack event id before it is acted on and reports
-// whether it was new. Slack retries deliveries it thinks failed; the bridge
-// checks DedupKey too, this saves the work. A Redis failure lets the event
-// through: the bridge's check still holds.
-func (a *Adapter) firstTime(ctx context.Context, dedup string) bool {
-	if dedup == "" {
-		return true
-	}
-	ok, err := a.rdb.SetNX(ctx, a.keys.event(dedup), "1", dedupTTL).Result()
-	if err != nil {
-		a.log.Warn("slack: dedup record", "dedup_key", dedup, "err", err)
-		return true
-	}
-	if !ok {
-		a.log.Debug("slack: duplicate event ignored", "dedup_key", dedup)
-	}
-	return ok
-}
-
-// forget drops an event's record when the bridge failed on it, so that a
-// redelivery is acted on.
-func (a *Adapter) forget(ctx context.Context, dedup string) {
-	if dedup == "" {
-		return
-	}
-	if err := a.rdb.Del(context.WithoutCancel(ctx), a.keys.event(dedup)).Err(); err != nil {
-		a.log.Warn("slack: dedup record not dropped; a redelivery of the event is ignored", "dedup_key", dedup, "err", err)
-	}
 }
 
 // refuse tells a stranger once a day that they are not an agent.
@@ -298,7 +276,7 @@ func (p *answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool)
 // waiter, or posted ephemerally if the waiter gave up.
 func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (*answer, error) {
 	ans := newAnswer()
-	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Handler) {
+	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Host) {
 		reply, speak := a.runCommand(ctx, h, cmd, dedup)
 		if !speak {
 			reply = bridge.Reply{}
@@ -327,7 +305,7 @@ func (a *Adapter) lateAnswer(ctx context.Context, cmd slackapi.SlashCommand, r b
 	a.ephemeral(ctx, cmd.ChannelID, cmd.UserID, "", r)
 }
 
-func (a *Adapter) runCommand(ctx context.Context, h bridge.Handler, cmd slackapi.SlashCommand, dedup string) (bridge.Reply, bool) {
+func (a *Adapter) runCommand(ctx context.Context, h bridge.Host, cmd slackapi.SlashCommand, dedup string) (bridge.Reply, bool) {
 	agent, ok := a.dir.AgentByAccount(Surface, cmd.UserID)
 	if !ok {
 		if a.refuseOnce(ctx, cmd.UserID) {
@@ -335,16 +313,15 @@ func (a *Adapter) runCommand(ctx context.Context, h bridge.Handler, cmd slackapi
 		}
 		return bridge.Reply{}, false
 	}
-	if !a.firstTime(ctx, dedup) {
-		return bridge.Reply{}, false
-	}
 	sub, args := parseCommand(plainText(cmd.Text))
 	reply, err := h.Handle(ctx, bridge.Action{
 		Kind: bridge.ActCommand, Surface: a.Name(), Agent: agent.ID,
 		Command: sub, Args: args, DedupKey: dedup,
 	})
-	if err != nil {
-		a.forget(ctx, dedup)
+	switch {
+	case errors.Is(err, bridge.ErrInProgress):
+		return bridge.Reply{}, false // another instance answers it
+	case err != nil:
 		a.log.Warn("slack: command failed", "agent_id", agent.ID, "command", sub, "err", err)
 		return bridge.Reply{Text: failureText(err)}, true
 	}
@@ -399,7 +376,7 @@ func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCall
 		}
 		value := act.Value
 		var err error
-		done, err = a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Handler) {
+		done, err = a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Host) {
 			a.runButton(ctx, h, cb, kind, value, key)
 		})
 		if err != nil {
@@ -409,7 +386,7 @@ func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCall
 	return done, nil
 }
 
-func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) {
+func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) {
 	channel := cb.Channel.ID
 	if channel == "" {
 		channel = cb.Container.ChannelID
@@ -420,16 +397,15 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.I
 		a.refuse(ctx, channel, cb.User.ID, threadTS)
 		return
 	}
-	if !a.firstTime(ctx, dedup) {
-		return
-	}
 	act := bridge.Action{Kind: kind, Surface: a.Name(), Agent: agent.ID, DedupKey: dedup}
 	if kind != bridge.ActStillHere {
 		act.Chat = bridge.ChatID(value)
 	}
 	reply, err := h.Handle(ctx, act)
+	if errors.Is(err, bridge.ErrInProgress) {
+		return // another instance has this press
+	}
 	if err != nil {
-		a.forget(ctx, dedup)
 		a.log.Warn("slack: button failed", "agent_id", agent.ID, "action", kind, "err", err)
 		reply = bridge.Reply{Text: failureText(err)}
 	} else if kind == bridge.ActStillHere && channel != "" && cb.Container.MessageTs != "" {
