@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/presence"
 )
 
 // defaultRetryAfter is the wait after a 429 that did not say how long.
@@ -28,13 +28,6 @@ var permanent = map[string]bool{
 	"user_not_found": true, "user_not_in_channel": true, "cannot_dm_bot": true,
 	"message_not_found": true, "cant_update_message": true, "edit_window_closed": true,
 	"restricted_action": true, "messages_tab_disabled": true,
-}
-
-// where is a chat's place on Slack: the property's channel (agent empty) or
-// an agent's DM.
-type where struct {
-	agent   presence.AgentID
-	channel string // channel id, or the user id for a DM not yet opened
 }
 
 // steps walks a delivery's posts in order. Each post makes one object; the
@@ -88,7 +81,7 @@ func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.Remo
 }
 
 func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery, s *steps) error {
-	w, err := a.where(d)
+	ch, err := a.channel(d)
 	if err != nil {
 		return err
 	}
@@ -97,14 +90,14 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery, s *steps) erro
 		if d.Message == nil {
 			return &bridge.PermanentError{Err: errors.New("slack: message delivery without a message")}
 		}
-		return a.inThread(ctx, d, w, s, renderMessage(*d.Message), d.Message.Attachment)
+		return a.inThread(ctx, d, ch, s, renderMessage(*d.Message), d.Message.Attachment)
 	case bridge.KindNotice:
-		if w.agent == "" && d.Chat.ID != "" {
-			return a.inThread(ctx, d, w, s, renderNotice(d.Text, nil), nil)
+		if d.Agent == "" && d.Chat.ID != "" {
+			return a.inThread(ctx, d, ch, s, renderNotice(d.Text, nil), nil)
 		}
-		return a.post(ctx, s, w.channel, "", renderNotice(d.Text, nil))
+		return a.post(ctx, s, ch, "", renderNotice(d.Text, nil))
 	case bridge.KindPrompt:
-		return a.post(ctx, s, w.channel, "", renderPrompt(d.Text))
+		return a.post(ctx, s, ch, "", renderPrompt(d.Text))
 	case bridge.KindOffer:
 		if d.Thread != nil && !rootMadeHere(d) {
 			// Offered here before (a re-offer, e.g. with Monitor): redraw.
@@ -114,7 +107,7 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery, s *steps) erro
 		if d.Message != nil && d.Message.From == bridge.FromVisitor {
 			first = d.Message.Text
 		}
-		_, err := a.root(ctx, w, s, a.view(d, first))
+		_, err := a.root(ctx, ch, s, a.view(d, first))
 		return err
 	case bridge.KindTaken, bridge.KindWithdrawn, bridge.KindClosed:
 		if d.Thread == nil {
@@ -123,90 +116,67 @@ func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery, s *steps) erro
 		if err := a.update(ctx, *d.Thread, renderRoot(a.view(d, d.Thread.Extra))[0]); err != nil || d.Kind != bridge.KindClosed {
 			return err
 		}
-		return a.inThread(ctx, d, w, s, renderNotice(closedLine(d), nil), nil)
+		return a.inThread(ctx, d, ch, s, renderNotice(closedLine(d), nil), nil)
 	}
 	return &bridge.PermanentError{Err: fmt.Errorf("slack: unknown delivery kind %q", d.Kind)}
 }
 
-func (a *Adapter) where(d bridge.Delivery) (where, error) {
+// channel is where d goes: the property's channel (d.Agent empty) or the
+// agent's DM (by user id: posting there opens it).
+func (a *Adapter) channel(d bridge.Delivery) (string, error) {
 	if d.Agent == "" {
-		ch := a.cfg.Channels[d.Chat.Property]
-		if ch == "" {
-			return where{}, &bridge.PermanentError{Err: fmt.Errorf("slack: property %q has no slack channel", d.Chat.Property)}
+		if ch := a.cfg.Channels[d.Chat.Property]; ch != "" {
+			return ch, nil
 		}
-		return where{channel: ch}, nil
+		return "", &bridge.PermanentError{Err: fmt.Errorf("slack: property %q has no slack channel", d.Chat.Property)}
 	}
-	ag, ok := a.dir.Agent(d.Agent)
-	if !ok || ag.Account(Surface) == "" {
-		return where{}, &bridge.PermanentError{Err: fmt.Errorf("slack: agent %q has no slack user", d.Agent)}
+	if ag, ok := a.dir.Agent(d.Agent); ok && ag.Account(Surface) != "" {
+		return ag.Account(Surface), nil
 	}
-	return where{agent: d.Agent, channel: ag.Account(Surface)}, nil
+	return "", &bridge.PermanentError{Err: fmt.Errorf("slack: agent %q has no slack user", d.Agent)}
 }
 
+// view is what the chat's root shows after d.
 func (a *Adapter) view(d bridge.Delivery, first string) rootView {
 	v := rootView{Chat: d.Chat, Property: a.dir.PropertyName(d.Chat.Property), First: first}
-	switch d.Kind {
-	case bridge.KindOffer:
+	owner := "an agent"
+	if d.Chat.Owner != "" {
+		owner = a.dir.AgentName(d.Chat.Owner)
+	}
+	switch {
+	case d.Kind == bridge.KindOffer:
 		v.Accept, v.Monitor = true, d.Monitor
 		v.Status = "Waiting for an agent"
 		if d.Chat.Offline {
 			v.Status = "Offline message: answer in the thread"
 		}
-	case bridge.KindTaken:
-		v.Status = ":white_check_mark: Taken by *" + escape(takenBy(d, a.dir)) + "*"
-	case bridge.KindWithdrawn:
-		v.Status = ":no_entry_sign: " + escape(orDefault(d.Text, "No longer open"))
-	case bridge.KindClosed:
+	case d.Kind == bridge.KindTaken:
+		v.Status = ":white_check_mark: Taken by *" + escape(cmp.Or(d.TakenBy, owner)) + "*"
+	case d.Kind == bridge.KindWithdrawn:
+		v.Status = ":no_entry_sign: " + escape(cmp.Or(d.Text, "No longer open"))
+	case d.Kind == bridge.KindClosed:
 		v.Status = ":lock: " + escape(closedLine(d))
-	default:
-		switch {
-		case d.Chat.State == bridge.Closed:
-			v.Status = ":lock: Closed"
-		case d.Chat.Owner != "":
-			v.Status = ":white_check_mark: Taken by *" + escape(agentDisplay(d.Chat.Owner, a.dir)) + "*"
-		}
+	case d.Chat.State == bridge.Closed:
+		v.Status = ":lock: Closed"
+	case d.Chat.Owner != "":
+		v.Status = ":white_check_mark: Taken by *" + escape(owner) + "*"
 	}
 	return v
 }
 
-func takenBy(d bridge.Delivery, dir *presence.Directory) string {
-	if d.TakenBy != "" {
-		return d.TakenBy
-	}
-	return agentDisplay(d.Chat.Owner, dir)
-}
-
-func agentDisplay(id presence.AgentID, dir *presence.Directory) string {
-	if id == "" {
-		return "an agent"
-	}
-	return dir.AgentName(id)
-}
-
 func closedLine(d bridge.Delivery) string {
-	return "Chat closed" + orSuffix(d.Text)
-}
-
-func orSuffix(s string) string {
-	if s == "" {
-		return "."
+	if d.Text == "" {
+		return "Chat closed."
 	}
-	return ": " + s
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return "Chat closed: " + d.Text
 }
 
 // root posts a chat's root message; pages beyond the first (never for
 // texts within the bridge's limits) go into its thread.
-func (a *Adapter) root(ctx context.Context, w where, s *steps, v rootView) (bridge.RemoteRef, error) {
+func (a *Adapter) root(ctx context.Context, channel string, s *steps, v rootView) (bridge.RemoteRef, error) {
 	pages := renderRoot(v)
 	r, err := s.step(func() (bridge.RemoteRef, error) {
-		ch, ts, err := a.send(ctx, w.channel, "", pages[0])
+		ch, ts, err := a.send(ctx, channel, "", pages[0])
 		return bridge.RemoteRef{Role: bridge.RefThread, Conversation: ch, Message: ts, Thread: ts, Extra: v.First}, err
 	})
 	if err != nil {
@@ -217,13 +187,13 @@ func (a *Adapter) root(ctx context.Context, w where, s *steps, v rootView) (brid
 
 // inThread posts pages into the chat's thread, starting it if needed, then
 // the message's file if it has one.
-func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, w where, s *steps, pages []rendered, att *bridge.Attachment) error {
+func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, channel string, s *steps, pages []rendered, att *bridge.Attachment) error {
 	var r bridge.RemoteRef
 	if d.Thread != nil && !rootMadeHere(d) {
 		r = *d.Thread
 	} else {
 		var err error
-		if r, err = a.root(ctx, w, s, a.view(bridge.Delivery{Kind: bridge.KindMessage, Chat: d.Chat}, "")); err != nil {
+		if r, err = a.root(ctx, channel, s, a.view(bridge.Delivery{Kind: bridge.KindMessage, Chat: d.Chat}, "")); err != nil {
 			return err
 		}
 	}

@@ -140,7 +140,7 @@ func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
-	var ans *answer
+	var ans answer
 	queued := a.queue(w, r, func(ctx context.Context) error {
 		var err error
 		ans, err = a.onCommand(ctx, cmd, commandKey(cmd, r.Header.Get("X-Slack-Signature"), ""))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	slackapi "github.com/slack-go/slack"
@@ -230,59 +229,40 @@ func (a *Adapter) ephemeral(ctx context.Context, channel, user, threadTS string,
 	}
 }
 
-// answer carries a reply from the worker to a caller that answers Slack
-// synchronously (slash commands), or tells the worker to post it itself
-// because the caller stopped waiting.
+// answer hands a slash command's reply from the worker to the caller that
+// answers Slack synchronously; once that caller stopped waiting (gone is
+// closed), the worker posts the reply itself.
 type answer struct {
-	mu     sync.Mutex
-	ready  chan struct{}
-	reply  bridge.Reply
-	done   bool
-	gaveUp bool
+	reply chan bridge.Reply
+	gone  chan struct{}
 }
 
-func newAnswer() *answer { return &answer{ready: make(chan struct{})} }
-
-// give hands r to the waiter; false means nobody waits any more.
-func (p *answer) give(r bridge.Reply) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gaveUp {
-		return false
-	}
-	p.reply, p.done = r, true
-	close(p.ready)
-	return true
-}
-
-// wait returns the reply if it comes within d.
-func (p *answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool) {
+// wait returns the reply if it comes within d. Call it once.
+func (p answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-p.ready:
+	case r := <-p.reply:
+		return r, true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.done {
-		p.gaveUp = true
-	}
-	return p.reply, p.done
+	close(p.gone)
+	return bridge.Reply{}, false
 }
 
 // onCommand queues a slash command; the answer is given to the returned
 // waiter, or posted ephemerally if the waiter gave up.
-func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (*answer, error) {
-	ans := newAnswer()
+func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (answer, error) {
+	ans := answer{reply: make(chan bridge.Reply), gone: make(chan struct{})}
 	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Host) {
-		reply, speak := a.runCommand(ctx, h, cmd, dedup)
-		if !speak {
-			reply = bridge.Reply{}
-		}
-		if !ans.give(reply) && reply.Text != "" {
-			a.lateAnswer(ctx, cmd, reply)
+		reply := a.runCommand(ctx, h, cmd, dedup)
+		select {
+		case ans.reply <- reply:
+		case <-ans.gone:
+			if reply.Text != "" {
+				a.lateAnswer(ctx, cmd, reply)
+			}
 		}
 	})
 	return ans, err
@@ -305,13 +285,14 @@ func (a *Adapter) lateAnswer(ctx context.Context, cmd slackapi.SlashCommand, r b
 	a.ephemeral(ctx, cmd.ChannelID, cmd.UserID, "", r)
 }
 
-func (a *Adapter) runCommand(ctx context.Context, h bridge.Host, cmd slackapi.SlashCommand, dedup string) (bridge.Reply, bool) {
+// runCommand hands a slash command to the bridge and returns what to answer.
+func (a *Adapter) runCommand(ctx context.Context, h bridge.Host, cmd slackapi.SlashCommand, dedup string) bridge.Reply {
 	agent, ok := a.dir.AgentByAccount(Surface, cmd.UserID)
 	if !ok {
 		if a.refuseOnce(ctx, cmd.UserID) {
-			return bridge.Reply{Text: refusal, Private: true}, true
+			return bridge.Reply{Text: refusal, Private: true}
 		}
-		return bridge.Reply{}, false
+		return bridge.Reply{}
 	}
 	sub, args := parseCommand(plainText(cmd.Text))
 	reply, err := h.Handle(ctx, bridge.Action{
@@ -320,12 +301,12 @@ func (a *Adapter) runCommand(ctx context.Context, h bridge.Host, cmd slackapi.Sl
 	})
 	switch {
 	case errors.Is(err, bridge.ErrInProgress):
-		return bridge.Reply{}, false // another instance answers it
+		return bridge.Reply{} // another instance answers it
 	case err != nil:
 		a.log.Warn("slack: command failed", "agent_id", agent.ID, "command", sub, "err", err)
-		return bridge.Reply{Text: failureText(err)}, true
+		return bridge.Reply{Text: failureText(err)}
 	}
-	return reply, true
+	return reply
 }
 
 // parseCommand splits "/onduty transfer Bob" text ("transfer Bob") into the
