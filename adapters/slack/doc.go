@@ -32,8 +32,9 @@
 // the signing secret checked on the raw body and a 5-minute replay window.
 // Events reach the bridge with DedupKey "slack:<event_id>" (buttons and
 // slash commands "slack:trigger:<trigger_id>"): the bridge handles each
-// once, whichever instance Slack sends it to, and a repeat of one being
-// handled elsewhere (bridge.ErrInProgress) is dropped silently.
+// once, whichever instance Slack sends it to; a repeat of an event being
+// handled elsewhere right now (bridge.ErrInProgress) is not acknowledged,
+// so that Slack sends it again should that instance die.
 //
 // Concurrency: the work is handed to one of a fixed set of workers chosen
 // by the Slack user, so one agent's actions reach the bridge in order; Slack

@@ -21,7 +21,7 @@ const refusal = "Sorry, you are not set up as an onduty agent, so I can't do any
 // work it asks for; the channel it returns is closed once that work is done.
 // Only messages matter: from an agent they are replies in a chat's thread,
 // DMs to the bot, or at least activity.
-func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) (<-chan struct{}, error) {
+func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) (*job, error) {
 	cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent)
 	if !ok {
 		return handled, nil
@@ -34,8 +34,8 @@ func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent
 	if cb.EventID != "" {
 		dedup = "slack:" + cb.EventID
 	}
-	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Host) {
-		a.onMessage(ctx, h, msg, dedup)
+	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Host) bool {
+		return a.onMessage(ctx, h, msg, dedup)
 	})
 }
 
@@ -53,7 +53,9 @@ func (a *Adapter) ignoreMessage(m *slackevents.MessageEvent) bool {
 	return true
 }
 
-func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.MessageEvent, dedup string) {
+// onMessage hands an agent's message to the bridge; true means (part of)
+// it was left to Slack's next try.
+func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.MessageEvent, dedup string) (again bool) {
 	log := a.log.With("slack_user", m.User, "channel", m.Channel)
 	im := m.ChannelType == slackevents.ChannelTypeIM
 	// A message in a thread answers the thread's chat, if it has one: the
@@ -82,7 +84,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.M
 				a.refuse(ctx, m.Channel, m.User, m.ThreadTimeStamp)
 			}
 		}
-		return
+		return false
 	}
 	base := bridge.Action{Surface: a.Name(), Agent: agent.ID, DedupKey: dedup, Kind: bridge.ActActivity}
 	acts := []bridge.Action{base}
@@ -96,7 +98,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.M
 			if in != nil {
 				var err error
 				if chat, err = chatOf(); err != nil { // the adapter is stopping
-					return
+					return false
 				}
 			}
 			if chat != "" || im {
@@ -118,7 +120,8 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.M
 		})
 		switch {
 		case errors.Is(err, bridge.ErrInProgress):
-			continue // another instance has this event; Slack's retry comes if it fails
+			again = true // another instance has it now: Slack tries again later
+			continue
 		case err != nil:
 			log.Warn("slack: bridge refused message", "agent_id", agent.ID, "err", err)
 			reply = bridge.Reply{Text: failureText(err)}
@@ -133,6 +136,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.M
 	if len(replies) > 0 {
 		a.ephemeral(ctx, m.Channel, m.User, m.ThreadTimeStamp, bridge.Reply{Text: strings.Join(replies, "\n"), Private: true})
 	}
+	return again
 }
 
 // whileStorageDown runs f until it stops failing with bridge.ErrUnavailable
@@ -255,7 +259,7 @@ func (p answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool) 
 // waiter, or posted ephemerally if the waiter gave up.
 func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (answer, error) {
 	ans := answer{reply: make(chan bridge.Reply), gone: make(chan struct{})}
-	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Host) {
+	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Host) bool {
 		reply := a.runCommand(ctx, h, cmd, dedup)
 		select {
 		case ans.reply <- reply:
@@ -264,6 +268,7 @@ func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedu
 				a.lateAnswer(ctx, cmd, reply)
 			}
 		}
+		return false // Slack does not send a command again
 	})
 	return ans, err
 }
@@ -338,36 +343,31 @@ func commandBody(r bridge.Reply) *commandResponse {
 	return &commandResponse{ResponseType: "ephemeral", Text: pages[0].Text, Blocks: pages[0].Blocks}
 }
 
-// onInteraction queues button presses (block_actions). The channel it
-// returns is closed once every action of the press is handled (they share a
-// shard, which runs them in order).
-func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) (<-chan struct{}, error) {
-	done := handled
+// onInteraction queues a button press (block_actions): its actions, in
+// order, as one job.
+func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) (*job, error) {
 	if cb.Type != slackapi.InteractionTypeBlockActions {
-		return done, nil
+		return handled, nil
 	}
-	for i, act := range cb.ActionCallback.BlockActions {
-		kind, ok := actionKinds[act.ActionID]
-		if !ok {
-			continue
+	return a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Host) (again bool) {
+		for i, act := range cb.ActionCallback.BlockActions {
+			kind, ok := actionKinds[act.ActionID]
+			if !ok {
+				continue
+			}
+			key := dedup
+			if key != "" && i > 0 {
+				key += ":" + act.ActionID
+			}
+			again = a.runButton(ctx, h, cb, kind, act.Value, key) || again
 		}
-		key := dedup
-		if key != "" && i > 0 {
-			key += ":" + act.ActionID
-		}
-		value := act.Value
-		var err error
-		done, err = a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Host) {
-			a.runButton(ctx, h, cb, kind, value, key)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return done, nil
+		return again
+	})
 }
 
-func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) {
+// runButton hands one button's action to the bridge; true means it was
+// left to Slack's next try.
+func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) bool {
 	channel := cb.Channel.ID
 	if channel == "" {
 		channel = cb.Container.ChannelID
@@ -376,7 +376,7 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.Inte
 	agent, ok := a.dir.AgentByAccount(Surface, cb.User.ID)
 	if !ok {
 		a.refuse(ctx, channel, cb.User.ID, threadTS)
-		return
+		return false
 	}
 	act := bridge.Action{Kind: kind, Surface: a.Name(), Agent: agent.ID, DedupKey: dedup}
 	if kind != bridge.ActStillHere {
@@ -384,7 +384,7 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.Inte
 	}
 	reply, err := h.Handle(ctx, act)
 	if errors.Is(err, bridge.ErrInProgress) {
-		return // another instance has this press
+		return true // another instance has this press now
 	}
 	if err != nil {
 		a.log.Warn("slack: button failed", "agent_id", agent.ID, "action", kind, "err", err)
@@ -400,6 +400,7 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.Inte
 	if reply.Text != "" {
 		a.ephemeral(ctx, channel, cb.User.ID, threadTS, reply)
 	}
+	return false
 }
 
 // jsonOf is json.Marshal for values that cannot fail to marshal.
