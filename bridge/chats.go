@@ -87,47 +87,56 @@ func (b *Bridge) loadChat(ctx context.Context, id ChatID) (chatView, error) {
 		return chatView{}, err
 	}
 	pipe := b.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, b.keys.Chat(p, id))
-	mon := pipe.SMembers(ctx, b.keys.Monitors(p, id))
-	off := pipe.SMembers(ctx, b.keys.Offered(p, id))
+	load := b.queueLoadChat(ctx, pipe, p, id)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return chatView{}, unavailable("load chat", err)
 	}
-	f := h.Val()
-	if len(f) == 0 {
-		return chatView{}, ErrUnknownChat
-	}
-	cv := chatView{Chat: Chat{
-		ID: id, Property: p, State: ChatState(f["state"]),
-		Owner:         presence.AgentID(f["owner"]),
-		Offline:       f["offline"] == "1",
-		CreatedAt:     fromMS(f["created"]),
-		LastMessageAt: fromMS(f["last"]),
-		ClosedBy:      f["closed_by"],
-		EmailError:    f["email_error"],
-	}, token: f["token"], link: f["link"], read: f["read"], emailed: f["emailed"], mailedAt: fromMS(f["mailed_at"])}
-	if r := f["rating"]; r != "" {
-		var rt Rating
-		if json.Unmarshal([]byte(r), &rt) == nil {
-			cv.Rating = &rt
+	return load()
+}
+
+// queueLoadChat queues loadChat's reads on pipe; the function it returns
+// reads their answers once pipe ran.
+func (b *Bridge) queueLoadChat(ctx context.Context, pipe redis.Pipeliner, p presence.PropertyID, id ChatID) func() (chatView, error) {
+	h := pipe.HGetAll(ctx, b.keys.Chat(p, id))
+	mon := pipe.SMembers(ctx, b.keys.Monitors(p, id))
+	off := pipe.SMembers(ctx, b.keys.Offered(p, id))
+	return func() (chatView, error) {
+		f := h.Val()
+		if len(f) == 0 {
+			return chatView{}, ErrUnknownChat
 		}
-	}
-	if v := f["visitor"]; v != "" {
-		if err := json.Unmarshal([]byte(v), &cv.Visitor); err != nil {
-			return chatView{}, fmt.Errorf("bridge: chat %s: visitor: %w", id, err)
+		cv := chatView{Chat: Chat{
+			ID: id, Property: p, State: ChatState(f["state"]),
+			Owner:         presence.AgentID(f["owner"]),
+			Offline:       f["offline"] == "1",
+			CreatedAt:     fromMS(f["created"]),
+			LastMessageAt: fromMS(f["last"]),
+			ClosedBy:      f["closed_by"],
+			EmailError:    f["email_error"],
+		}, token: f["token"], link: f["link"], read: f["read"], emailed: f["emailed"], mailedAt: fromMS(f["mailed_at"])}
+		if r := f["rating"]; r != "" {
+			var rt Rating
+			if json.Unmarshal([]byte(r), &rt) == nil {
+				cv.Rating = &rt
+			}
 		}
+		if v := f["visitor"]; v != "" {
+			if err := json.Unmarshal([]byte(v), &cv.Visitor); err != nil {
+				return chatView{}, fmt.Errorf("bridge: chat %s: visitor: %w", id, err)
+			}
+		}
+		if n, err := strconv.Atoi(f["returning"]); err == nil {
+			cv.Visitor.Returning = n
+		}
+		cv.Visitor.ID = f["vid"] // not in the visitor JSON: never shown to agents
+		for _, m := range mon.Val() {
+			cv.Monitors = append(cv.Monitors, presence.AgentID(m))
+		}
+		for _, m := range off.Val() {
+			cv.offered = append(cv.offered, presence.AgentID(m))
+		}
+		return cv, nil
 	}
-	if n, err := strconv.Atoi(f["returning"]); err == nil {
-		cv.Visitor.Returning = n
-	}
-	cv.Visitor.ID = f["vid"] // not in the visitor JSON: never shown to agents
-	for _, m := range mon.Val() {
-		cv.Monitors = append(cv.Monitors, presence.AgentID(m))
-	}
-	for _, m := range off.Val() {
-		cv.offered = append(cv.offered, presence.AgentID(m))
-	}
-	return cv, nil
 }
 
 // addMessageScript appends a message to an open chat's transcript. A
@@ -165,10 +174,17 @@ return id
 // appendMessage stores m in the chat's transcript and returns it with its id.
 // A visitor's message is refused (ErrBlocked) while the visitor is blocked.
 func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Message) (Message, error) {
+	m, _, err := b.appendAndLoad(ctx, p, m, false)
+	return m, err
+}
+
+// appendAndLoad is appendMessage, and with load the chat as it is right
+// after (loadChat), in the same round trip.
+func (b *Bridge) appendAndLoad(ctx context.Context, p presence.PropertyID, m Message, load bool) (Message, chatView, error) {
 	m.ID = ""
 	body, err := json.Marshal(m)
 	if err != nil {
-		return Message{}, fmt.Errorf("bridge: encode message: %w", err)
+		return Message{}, chatView{}, fmt.Errorf("bridge: encode message: %w", err)
 	}
 	keys := []string{b.keys.Chat(p, m.Chat), b.keys.Messages(p, m.Chat)}
 	args := []any{body, ms(m.At)}
@@ -176,21 +192,47 @@ func (b *Bridge) appendMessage(ctx context.Context, p presence.PropertyID, m Mes
 		keys = append(keys, b.keys.BlockChat(p, m.Chat))
 		args = append(args, b.keys.BlockIP(p, ""), b.keys.BlockVisitor(p, ""))
 	}
-	res, err := addMessageScript.Run(ctx, b.rdb, keys, args...).Text()
-	if err != nil {
-		return Message{}, unavailable("store message", err)
+	var res *redis.Cmd
+	var loaded func() (chatView, error)
+	// EVALSHA first; the whole script only when Redis does not have it
+	// yet (NOSCRIPT: nothing ran).
+	for _, whole := range []bool{false, true} {
+		pipe := b.rdb.Pipeline()
+		if whole {
+			res = addMessageScript.Eval(ctx, pipe, keys, args...)
+		} else {
+			res = addMessageScript.EvalSha(ctx, pipe, keys, args...)
+		}
+		if load {
+			loaded = b.queueLoadChat(ctx, pipe, p, m.Chat)
+		}
+		_, err = pipe.Exec(ctx)
+		if whole || !redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+			break
+		}
 	}
-	switch res {
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Message{}, chatView{}, unavailable("store message", err)
+	}
+	out, err := res.Text()
+	if err != nil {
+		return Message{}, chatView{}, unavailable("store message", err)
+	}
+	switch out {
 	case "missing":
-		return Message{}, ErrUnknownChat
+		return Message{}, chatView{}, ErrUnknownChat
 	case "closed":
-		return Message{}, ErrChatClosed
+		return Message{}, chatView{}, ErrChatClosed
 	case "blocked":
 		metrics.BlockedRequests.WithLabelValues(string(p), "message").Inc()
-		return Message{}, ErrBlocked
+		return Message{}, chatView{}, ErrBlocked
 	}
-	m.ID = res
-	return m, nil
+	m.ID = out
+	if !load {
+		return m, chatView{}, nil
+	}
+	cv, err := loaded()
+	return m, cv, err
 }
 
 func (b *Bridge) readMessages(ctx context.Context, p presence.PropertyID, id ChatID, after string, limit int) ([]Message, error) {
@@ -351,16 +393,14 @@ func (b *Bridge) PostVisitorMessage(ctx context.Context, id ChatID, text string,
 	if err != nil {
 		return Message{}, err
 	}
-	m, err := b.appendMessage(ctx, p, Message{Chat: id, From: FromVisitor, Text: text, At: b.now(), Attachment: att})
+	// Stored, and the chat read as it is now (who follows it), in one
+	// round trip.
+	m, cv, err := b.appendAndLoad(ctx, p, Message{Chat: id, From: FromVisitor, Text: text, At: b.now(), Attachment: att}, true)
 	if err != nil {
 		return Message{}, err
 	}
 	// Stored but not yet queued for the agents: an error here makes the
 	// widget retry, which may store the text twice but never loses it.
-	cv, err := b.loadChat(ctx, id)
-	if err != nil {
-		return Message{}, err
-	}
 	var out batch
 	out.event(VisitorEvent{Type: EventMessage, Chat: id, Message: &m})
 	b.notify(&out, &cv, HookChatMessage, &m, nil)

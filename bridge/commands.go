@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,7 +73,10 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 		b.log.Debug("duplicate platform event ignored", "dedup_key", act.DedupKey, "agent_id", act.Agent)
 		return Reply{}, nil
 	}
-	reply, err := b.handle(ctx, agent, act)
+	// The first batch the action writes marks the event done in the same
+	// round trip (see flush); an action that writes none is marked here.
+	mark := &doneMark{key: key}
+	reply, err := b.handle(context.WithValue(ctx, doneMarkKey{}, mark), agent, act)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err != nil {
@@ -83,10 +87,33 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 		}
 		return reply, err
 	}
+	if mark.written.Load() {
+		return reply, nil
+	}
 	if serr := b.rdb.Set(dctx, key, dedupDone, dedupTTL).Err(); serr != nil {
 		b.log.Warn("platform event not marked handled; a repeat of it may be handled again", "dedup_key", act.DedupKey, "err", serr)
 	}
 	return reply, nil
+}
+
+// doneMark is the dedup key of the action being handled, carried on its
+// context so that the first batch it flushes marks it done.
+type doneMark struct {
+	key     string
+	written atomic.Bool
+}
+
+type doneMarkKey struct{}
+
+// queueDoneMark adds the context's dedup mark to pipe unless written; the
+// caller calls the function it returns once pipe succeeded.
+func queueDoneMark(ctx context.Context, pipe redis.Pipeliner) (written func()) {
+	m, _ := ctx.Value(doneMarkKey{}).(*doneMark)
+	if m == nil || m.written.Load() {
+		return func() {}
+	}
+	pipe.Set(ctx, m.key, dedupDone, dedupTTL)
+	return func() { m.written.Store(true) }
 }
 
 func cmpChat(a, b ChatID) ChatID {

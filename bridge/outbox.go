@@ -57,6 +57,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		return nil
 	}
 	pipe := b.rdb.Pipeline()
+	marked := queueDoneMark(ctx, pipe)
 	for _, f := range o.ops {
 		f(ctx, pipe)
 	}
@@ -79,9 +80,13 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.Outbox(it.adapter, shard), Values: []string{"d", string(body)}})
 		kicks = append(kicks, kick{it.adapter, shard})
 	}
+	// A timer due after the next safety poll of every timer loop needs no
+	// wake-up: each loop looks again within PollEvery, before it is due.
+	// So the idle timer a chat's every message pushes back wakes nobody.
 	newTimer := false
+	soon := b.now().Add(b.cfg.PollEvery)
 	for _, at := range o.timers {
-		newTimer = newTimer || !at.IsZero()
+		newTimer = newTimer || !at.IsZero() && at.Before(soon)
 	}
 	if len(kicks) > 0 || newTimer {
 		// The shard may be worked by another instance, and every instance's
@@ -119,6 +124,7 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("bridge: write batch: %w", err)
 	}
+	marked()
 	for _, k := range kicks {
 		b.kick(k.adapter, k.shard)
 	}

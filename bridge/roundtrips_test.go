@@ -91,3 +91,58 @@ func mustAgent(t *testing.T, in *instance, id presence.AgentID) presence.Agent {
 	}
 	return a
 }
+
+// A visitor's message is stored, the chat read as it is then, and relayed
+// in two round trips (the chat's property is cached once known).
+func TestVisitorMessageRoundTrips(t *testing.T) {
+	in, rt := boardEnv(t, 0, 1)
+	c, _ := in.startChat(t, "Vera", "hello")
+	if _, err := in.b.PostVisitorMessage(context.Background(), c.ID, "warm up", nil); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	n := calls(rt, func(ctx context.Context) { _, err = in.b.PostVisitorMessage(ctx, c.ID, "again", nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("visitor message took %d round trips, want 2 (store and read, relay)", n)
+	}
+}
+
+// An agent's reply to a platform message: the event's claim and the
+// chat's lookup share a round trip, and the done mark rides with the relay.
+func TestAgentReplyRoundTrips(t *testing.T) {
+	in, rt := boardEnv(t, 0, 1)
+	ctx := context.Background()
+	chat, err := in.b.rdb.Get(ctx, in.b.keys.Current("alice")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (refStore{b: in.b, adapter: "fake"}).PutRefs(ctx, ChatID(chat), "alice", RemoteRef{Role: RefMessage, Conversation: "111", Message: "42"}); err != nil {
+		t.Fatal(err)
+	}
+	act := Action{Kind: ActMessage, Surface: "fake", Agent: "alice", Text: "answer", DedupKey: "fake:1",
+		ReplyTo: &RemoteRef{Conversation: "111", Message: "42"}}
+	var r Reply
+	n := calls(rt, func(ctx context.Context) { r, err = in.b.Handle(ctx, act) })
+	if err != nil || r.Text != "" {
+		t.Fatalf("Handle: %q, %v", r.Text, err)
+	}
+	if tr := in.transcript(t, ChatID(chat)); tr[len(tr)-1] != "agent:answer" {
+		t.Fatalf("transcript %v", tr)
+	}
+	// Claim and lookup, Touch, the chat, the message, the relay with the
+	// done mark.
+	if n != 5 {
+		t.Errorf("reply took %d round trips, want 5", n)
+	}
+	if v, _ := in.b.rdb.Get(ctx, in.b.keys.Dedup("fake:1")).Result(); v != dedupDone {
+		t.Errorf("dedup mark %q, want %q", v, dedupDone)
+	}
+	// The repeat costs the claim and one read of the mark.
+	n = calls(rt, func(ctx context.Context) { r, err = in.b.Handle(ctx, act) })
+	if err != nil || n != 2 {
+		t.Errorf("repeat: %d round trips, %v", n, err)
+	}
+}

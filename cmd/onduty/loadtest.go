@@ -43,7 +43,11 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	statusStreams := fs.String("status-streams", joinInts(d.StatusStreams), "status streams held open, in steps (as many as the open-file limit allows)")
 	streamHolders := fs.Int("stream-holders", d.StreamHolders, "child processes holding the status streams' client ends")
 	sourceAddrs := fs.String("source-addrs", "127.0.0.2-9", "local addresses the status streams are opened from: a list, or 127.0.0.A-B")
-	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ","))
+	only := fs.String("only", "", "run only these phases: "+strings.Join(loadtest.Phases, ",")+"; and "+loadtest.PhaseCPU+", which runs only when named")
+	cpuRate := fs.Int("cpu-rate", d.CPURate, "visitor messages per second of the cpu phase")
+	cpuDur := fs.Duration("cpu-duration", d.CPUDuration, "how long the cpu phase sends")
+	serveProfile := fs.String("serve-cpuprofile", "", "the cpu phase's serve process writes its CPU profile to this file")
+	serveBinary := fs.String("serve-binary", "", "the onduty binary the cpu phase starts (default: this one), e.g. an older build to compare")
 	pollEvery := fs.Duration("bridge-poll-every", 0, "the bridges' safety poll for missed outbox and timer wake-ups (default: the bridge's own, as serve runs)")
 	jsonFile := fs.String("json", "", "write the figures as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -81,6 +85,10 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			cfg.TelegramDuration = *tgDur
 		case "relay-agents":
 			cfg.RelayAgents = *relayAgents
+		case "cpu-rate":
+			cfg.CPURate = *cpuRate
+		case "cpu-duration":
+			cfg.CPUDuration = *cpuDur
 		case "capacity":
 			cfg.Capacity, err = parseInts("capacity", *capacity)
 		case "status-streams":
@@ -103,6 +111,11 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg.BridgePollEvery = *pollEvery
 	if exe, err := os.Executable(); err == nil {
 		cfg.HolderCommand = []string{exe, "loadtest"}
+		cfg.ServeCommand = []string{exe}
+	}
+	cfg.ServeCPUProfile = *serveProfile
+	if *serveBinary != "" {
+		cfg.ServeCommand = []string{*serveBinary}
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")

@@ -16,6 +16,9 @@ const (
 	PhaseRelay       = "relay"
 	PhaseCapacity    = "capacity"
 	PhaseStreams     = "streams"
+	// PhaseCPU runs only when asked for (Only): it starts a separate
+	// `onduty serve` process (ServeCommand) and reads its CPU time.
+	PhaseCPU = "cpu"
 )
 
 // Phases lists every phase in the order they run.
@@ -80,8 +83,19 @@ type Config struct {
 	// poll for work whose pub/sub wake-up was missed). Zero: the bridge's
 	// default, as onduty serve runs it.
 	BridgePollEvery time.Duration
-	// Only limits the run to these phases (PhaseStatus…). Empty: all.
+	// Only limits the run to these phases (PhaseStatus…). Empty: all
+	// but PhaseCPU.
 	Only []string
+	// CPURate and CPUDuration are the steady visitor message rate of the
+	// CPU phase and how long it is sent. Default 20 msg/s for 30s.
+	CPURate     int
+	CPUDuration time.Duration
+	// ServeCommand runs onduty (the CPU phase appends "serve --config
+	// FILE"). Nil: the CPU phase reports no figure.
+	ServeCommand []string
+	// ServeCPUProfile, when set, has the CPU phase's serve process write
+	// its CPU profile to this file.
+	ServeCPUProfile string
 
 	// HolderCommand starts a stream holder process for the capacity phase
 	// (a program that calls Hold when HolderEnv is set, e.g. this one). Nil:
@@ -104,6 +118,7 @@ func Defaults() Config {
 		Rates: []int{100, 500}, TelegramRates: []int{20, 100, 500}, RelayDuration: 2 * time.Second, TelegramDuration: time.Second, RelayAgents: 64,
 		Capacity:      []int{1000, 10000},
 		StatusStreams: []int{1000, 10000, 100000}, StreamHolders: 2, SourceAddrs: loopbackAddrs(2, 9),
+		CPURate: 20, CPUDuration: 30 * time.Second,
 	}
 }
 
@@ -124,6 +139,7 @@ func Quick() Config {
 		Rates: []int{20, 50}, TelegramRates: []int{20, 50}, RelayDuration: 400 * time.Millisecond, TelegramDuration: 400 * time.Millisecond, RelayAgents: 8,
 		Capacity:      []int{20, 100},
 		StatusStreams: []int{20, 60}, StreamHolders: 2, SourceAddrs: loopbackAddrs(2, 3),
+		CPURate: 20, CPUDuration: 2 * time.Second,
 	}
 }
 
@@ -155,6 +171,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RelayAgents <= 0 {
 		c.RelayAgents = d.RelayAgents
+	}
+	if c.CPURate <= 0 {
+		c.CPURate = d.CPURate
+	}
+	if c.CPUDuration <= 0 {
+		c.CPUDuration = d.CPUDuration
 	}
 	if len(c.Capacity) == 0 {
 		c.Capacity = d.Capacity
@@ -204,14 +226,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, p := range c.Only {
-		if !slices.Contains(Phases, p) {
-			return fmt.Errorf("loadtest: only: unknown phase %q (want %v)", p, Phases)
+		if !slices.Contains(Phases, p) && p != PhaseCPU {
+			return fmt.Errorf("loadtest: only: unknown phase %q (want %v or %s)", p, Phases, PhaseCPU)
 		}
+	}
+	if c.CPURate < 1 || c.CPURate > 1000 {
+		return fmt.Errorf("loadtest: cpu rate: %d is not in 1..1000", c.CPURate)
+	}
+	if c.CPUDuration < time.Second {
+		return fmt.Errorf("loadtest: cpu duration: %s is under 1s", c.CPUDuration)
 	}
 	return nil
 }
 
-func (c *Config) runs(phase string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, phase) }
+func (c *Config) runs(phase string) bool {
+	if phase == PhaseCPU {
+		return slices.Contains(c.Only, phase)
+	}
+	return len(c.Only) == 0 || slices.Contains(c.Only, phase)
+}
 
 func (c *Config) progress(format string, args ...any) {
 	if c.Progress != nil {

@@ -26,6 +26,7 @@ type Report struct {
 	Ratios      []StatusRatio      `json:"status_vs_bare_fiber,omitempty"`
 	Propagation *PropagationResult `json:"propagation,omitempty"`
 	Relay       []RelayRow         `json:"relay,omitempty"`
+	RelayCPU    *RelayCPU          `json:"relay_cpu,omitempty"`
 	Capacity    []CapacityRow      `json:"capacity,omitempty"`
 	// CapacityLimit says what stopped the capacity phase short, if anything.
 	CapacityLimit string `json:"capacity_limit,omitempty"`
@@ -305,6 +306,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		tw.Flush()
 		if p.Missed > 0 {
 			fmt.Fprintf(w, "missed: %d stream events did not arrive within 10s\n", p.Missed)
+		}
+	}
+	if c := r.RelayCPU; c != nil {
+		fmt.Fprintf(w, "\nRelay CPU  one `onduty serve` process, %d chats accepted on Telegram (fake Bot API), visitor messages over HTTP; CPU from /proc\n", cpuChats)
+		if c.Note != "" {
+			fmt.Fprintf(w, "  not measured: %s\n", c.Note)
+		} else {
+			fmt.Fprintln(tw, "msg/s\tseconds\tmessages\tarrived\tCPU ms\tms per message\tidle ms per s\tnet ms per message\t")
+			fmt.Fprintf(tw, "%d\t%.0f\t%d\t%d\t%.0f\t%.3f\t%.2f\t%.3f\t\n", c.Rate, c.Seconds, c.Messages, c.Arrived, c.CPUms, c.MsPerMessage, c.IdleMsPerSecond, c.NetMsPerMessage)
+			tw.Flush()
 		}
 	}
 	if len(r.Relay) > 0 {

@@ -28,6 +28,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Target != "" {
 		return rep, runTarget(ctx, &cfg, rep)
 	}
+	if cfg.runs(PhaseCPU) {
+		if err := relayCPU(ctx, &cfg, rep); err != nil {
+			return nil, err
+		}
+		if len(cfg.Only) == 1 {
+			return rep, nil
+		}
+	}
 	cfg.progress("starting: Redis, two onduty instances, bare Fiber, fake Telegram")
 	e, err := startEnv(ctx, &cfg)
 	if err != nil {

@@ -1,6 +1,8 @@
 // Package redistest gives tests a Redis: the real one named by
 // ONDUTY_TEST_REDIS_URL (CI sets it), else an embedded one. Each call gets a
-// unique key prefix, and its keys are deleted when the test ends.
+// unique key prefix, and its keys are deleted when the test ends. Dump and
+// Load copy the keys under one prefix, with their times to live, to JSON
+// and back (fixtures of data an older version wrote).
 package redistest
 
 import (
