@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/redisconn"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -28,7 +26,10 @@ var _ bridge.RefMigrator = (*Adapter)(nil)
 // or on several instances at once, is harmless.
 func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	p := a.keys.p()
-	err := a.scanKeys(ctx, p+"slack:root:*", func(key string) error {
+	scan := func(kind string, f func(key string) error) error {
+		return redisconn.Scan(ctx, a.rdb, redisconn.GlobEscape(p+"slack:"+kind+":")+"*", f)
+	}
+	err := scan("root", func(key string) error {
 		chat, target, ok := strings.Cut(strings.TrimPrefix(key, p+"slack:root:{"), "}:")
 		m, err := a.rdb.HGetAll(ctx, key).Result()
 		if err != nil {
@@ -48,7 +49,7 @@ func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	if err != nil {
 		return fmt.Errorf("slack: move old roots: %w", err)
 	}
-	err = a.scanKeys(ctx, p+"slack:event:*", func(key string) error {
+	err = scan("event", func(key string) error {
 		ttl, err := a.rdb.PTTL(ctx, key).Result()
 		if err != nil {
 			return err
@@ -62,40 +63,10 @@ func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 		return fmt.Errorf("slack: move old event marks: %w", err)
 	}
 	// Thread keys whose root is gone, and delivery records.
-	for _, pattern := range []string{"slack:thread:*", "slack:dlv:*"} {
-		if err := a.scanKeys(ctx, p+pattern, func(key string) error { return a.rdb.Del(ctx, key).Err() }); err != nil {
+	for _, kind := range []string{"thread", "dlv"} {
+		if err := scan(kind, func(key string) error { return a.rdb.Del(ctx, key).Err() }); err != nil {
 			return fmt.Errorf("slack: delete old keys: %w", err)
 		}
 	}
 	return nil
-}
-
-// scanKeys calls f with every key matching pattern (the prefix part taken
-// literally), on every master of a cluster; it stops at f's first error.
-func (a *Adapter) scanKeys(ctx context.Context, pattern string, f func(string) error) error {
-	pattern = globEscape(strings.TrimSuffix(pattern, "*")) + "*"
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for it.Next(ctx) {
-			if err := f(it.Val()); err != nil {
-				return err
-			}
-		}
-		return it.Err()
-	}
-	cc, ok := a.rdb.(*redis.ClusterClient)
-	if !ok {
-		return scan(ctx, a.rdb)
-	}
-	var mu sync.Mutex // masters are scanned concurrently
-	return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		mu.Lock()
-		defer mu.Unlock()
-		return scan(ctx, c)
-	})
-}
-
-// globEscape quotes the characters SCAN's MATCH treats specially.
-func globEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(s)
 }
