@@ -42,7 +42,7 @@ type Block struct {
 }
 
 // BlockStore is the admin's view of the blocks. *Bridge implements it; the
-// widget's admin API uses it when its VisitorService does.
+// widget's admin API uses it (widget.Bridge).
 type BlockStore interface {
 	// Blocks lists the property's blocks in force, soonest to end first.
 	Blocks(ctx context.Context, p presence.PropertyID) ([]Block, error)

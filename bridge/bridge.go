@@ -167,7 +167,6 @@ func (b *Bridge) cacheProperty(id ChatID, p presence.PropertyID) {
 var (
 	_ Host           = (*Bridge)(nil)
 	_ VisitorService = (*Bridge)(nil)
-	_ PresenceSetter = (*Bridge)(nil)
 	_ FileStore      = (*Bridge)(nil)
 )
 

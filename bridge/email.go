@@ -65,6 +65,7 @@ func (b *Bridge) scheduleEmail(o *batch, cv *chatView, at time.Time) {
 		// is not lost when that instance finishes.
 		p.ZAddLT(ctx, key, redis.Z{Score: float64(due), Member: member})
 	})
+	o.wake(at.Add(r.EmailAfter))
 }
 
 // releaseEmailTimerScript removes the email timer unless a reply moved it

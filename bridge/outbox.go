@@ -32,6 +32,16 @@ type batch struct {
 	events []VisitorEvent
 	timers map[string]time.Time // member → due; zero means cancel
 	ops    []func(context.Context, redis.Pipeliner)
+	// wakeAt is the earliest due time of a timer an op sets (see wake).
+	wakeAt time.Time
+}
+
+// wake notes that an op of the batch sets a timer due at: the timer loops
+// are woken for it as for one set with timer.
+func (o *batch) wake(at time.Time) {
+	if o.wakeAt.IsZero() || at.Before(o.wakeAt) {
+		o.wakeAt = at
+	}
 }
 
 func (o *batch) deliver(adapter string, d Delivery) { o.items = append(o.items, outItem{adapter, d}) }
@@ -83,8 +93,8 @@ func (b *Bridge) flush(ctx context.Context, o *batch) error {
 	// A timer due after the next safety poll of every timer loop needs no
 	// wake-up: each loop looks again within PollEvery, before it is due.
 	// So the idle timer a chat's every message pushes back wakes nobody.
-	newTimer := false
 	soon := b.now().Add(b.cfg.PollEvery)
+	newTimer := !o.wakeAt.IsZero() && o.wakeAt.Before(soon)
 	for _, at := range o.timers {
 		newTimer = newTimer || !at.IsZero() && at.Before(soon)
 	}

@@ -238,6 +238,12 @@ type RefStore interface {
 	PutRefs(ctx context.Context, chat ChatID, target presence.AgentID, refs ...RemoteRef) error
 	// PutHandled marks a platform event (Action.DedupKey) as handled, for ttl.
 	PutHandled(ctx context.Context, dedupKey string, ttl time.Duration) error
+	// PutProgress records that the queued delivery deliveryID already
+	// showed its first done pieces (messages or offers), made before the
+	// bridge kept progress: its next attempt gets done placeholder refs in
+	// Delivery.Done (no ids: nothing to reply to) and continues after them.
+	// A delivery no longer queued is ignored.
+	PutProgress(ctx context.Context, deliveryID string, done int) error
 }
 
 // RefMigrator is an optional Adapter capability: an adapter that kept its
@@ -270,6 +276,44 @@ func (s refStore) PutHandled(ctx context.Context, dedupKey string, ttl time.Dura
 		return nil
 	}
 	return s.b.rdb.Set(ctx, s.b.keys.Dedup(dedupKey), dedupDone, ttl).Err()
+}
+
+func (s refStore) PutProgress(ctx context.Context, deliveryID string, done int) error {
+	if deliveryID == "" || done <= 0 {
+		return nil
+	}
+	b := s.b
+	for shard := range b.cfg.Shards {
+		key := b.keys.Outbox(s.adapter, shard)
+		xs, err := b.rdb.XRange(ctx, key, "-", "+").Result()
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			body, _ := x.Values["d"].(string)
+			var d struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(body), &d) != nil || d.ID != deliveryID {
+				continue
+			}
+			refs := make([]RemoteRef, done)
+			for i := range refs {
+				refs[i] = RemoteRef{Role: RefMessage}
+			}
+			v, err := json.Marshal(refs)
+			if err != nil {
+				return err
+			}
+			pk := b.keys.Progress(s.adapter, shard)
+			pipe := b.rdb.Pipeline()
+			pipe.HSetNX(ctx, pk, deliveryID, v)
+			pipe.Expire(ctx, pk, refTTL)
+			_, err = pipe.Exec(ctx)
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateRefs runs every adapter's RefMigrator, trying again while Redis

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -14,6 +15,42 @@ import (
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
 )
+
+// adminAPI is the admin surface: the team board (its page, its event
+// stream and chat lists: board.go), presence, agent actions, blocks
+// (blocks.go) and erasure. Without an admin token it does not exist: its
+// routes answer 404.
+type adminAPI struct {
+	on   bool
+	hash [sha256.Size]byte // of Config.AdminToken
+
+	dir     *presence.Directory
+	watcher *presence.Watcher
+	store   *presence.Store
+	chats   Bridge
+	board   *boardCache
+	// adapters reports the chat platforms' health (Config.Adapters); nil
+	// when there are none to report.
+	adapters func() []bridge.AdapterState
+	streams  *streamer
+	page     asset // admin.html
+	script   asset // admin.js
+	log      *slog.Logger
+}
+
+func newAdminAPI(token string, adapters func() []bridge.AdapterState, store *presence.Store, watcher *presence.Watcher,
+	chats Bridge, streams *streamer, as *assets, log *slog.Logger) *adminAPI {
+	a := &adminAPI{
+		dir: store.Directory(), watcher: watcher, store: store, chats: chats,
+		board:    &boardCache{src: chats, m: make(map[presence.PropertyID]*boardEntry)},
+		adapters: adapters, streams: streams, page: as.adminHTML, script: as.adminJS, log: log,
+	}
+	if token != "" {
+		a.on = true
+		a.hash = sha256.Sum256([]byte(token))
+	}
+	return a
+}
 
 // presenceResponse is the admin view of a property: the widget status with
 // its reason and every agent's part in it.
@@ -43,10 +80,10 @@ type agentResponse struct {
 	Effective    presence.Status    `json:"effective"`
 }
 
-// admin checks the bearer admin token in constant time. Without a configured
-// token the admin API does not exist (404), it is never open.
-func (s *Server) admin(c *fiber.Ctx) error {
-	if !s.adminOn {
+// authorize checks the bearer admin token in constant time. Without a
+// configured token the admin API does not exist (404), it is never open.
+func (a *adminAPI) authorize(c *fiber.Ctx) error {
+	if !a.on {
 		return errNotFound
 	}
 	tok := bearer(c)
@@ -54,46 +91,46 @@ func (s *Server) admin(c *fiber.Ctx) error {
 		return errMissingToken
 	}
 	h := sha256.Sum256([]byte(tok))
-	if subtle.ConstantTimeCompare(h[:], s.adminHash[:]) != 1 {
+	if subtle.ConstantTimeCompare(h[:], a.hash[:]) != 1 {
 		return errBadToken
 	}
 	return nil
 }
 
 // adminPresence answers GET /v1/admin/properties/{p}/presence.
-func (s *Server) adminPresence(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminPresence(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
-	p, err := s.property(c)
+	p, err := property(c, a.dir)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
 	defer cancel()
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	r, err := s.store.Report(ctx, p)
+	r, err := a.store.Report(ctx, p)
 	if err == nil {
-		return c.JSON(presenceResponse{Report: r, Source: "redis", Surfaces: s.agentSurfaces(r)})
+		return c.JSON(presenceResponse{Report: r, Source: "redis", Surfaces: a.agentSurfaces(r)})
 	}
-	s.log.Warn("admin presence: redis failed, answering from snapshot", "property", p, "err", err)
-	snap, ok := s.watcher.Snapshot(p)
+	a.log.Warn("admin presence: redis failed, answering from snapshot", "property", p, "err", err)
+	snap, ok := a.watcher.Snapshot(p)
 	if !ok || snap == nil {
 		return errUnavailable
 	}
 	c.Set(HeaderStale, "true")
-	return c.JSON(presenceResponse{Report: snap.Report, Source: "snapshot", Stale: true, Surfaces: s.agentSurfaces(snap.Report)})
+	return c.JSON(presenceResponse{Report: snap.Report, Source: "snapshot", Stale: true, Surfaces: a.agentSurfaces(snap.Report)})
 }
 
 // adminSetStatus answers PUT /v1/admin/agents/{a}/status with body
 // {"status"} and/or {"condition"}. The admin is not bound by the agent's
 // permissions.
-func (s *Server) adminSetStatus(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminSetStatus(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
 	id := presence.AgentID(strings.Clone(c.Params("a")))
-	agent, ok := s.dir.Agent(id)
+	agent, ok := a.dir.Agent(id)
 	if !ok {
 		return errUnknownAgent
 	}
@@ -120,30 +157,16 @@ func (s *Server) adminSetStatus(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	var state presence.State
-	var err error
-	if ps, ok := s.chats.(bridge.PresenceSetter); ok {
-		// Through the bridge, so the change has the consequences of the
-		// agent's own command (the "Still on duty?" prompt moves).
-		if state, err = ps.SetPresence(ctx, id, st, cond); err != nil {
-			return s.storeErr(err)
-		}
-	} else {
-		if cond != "" {
-			if state, err = s.store.SetCondition(ctx, id, cond); err != nil {
-				return s.storeErr(err)
-			}
-		}
-		if st != "" {
-			if state, err = s.store.SetStatus(ctx, id, st); err != nil {
-				return s.storeErr(err)
-			}
-		}
+	// Through the bridge, so the change has the consequences of the
+	// agent's own command (the "Still on duty?" prompt moves).
+	state, err := a.chats.SetPresence(ctx, id, st, cond)
+	if err != nil {
+		return a.storeErr(err)
 	}
 	out := agentResponse{
 		Agent: id, Name: agent.Name,
 		Status: state.Chosen(agent), Condition: state.ConditionOf(agent),
-		Effective: presence.Effective(agent, state, s.store.Now()),
+		Effective: presence.Effective(agent, state, a.store.Now()),
 	}
 	if !state.LastActivity.IsZero() {
 		t := state.LastActivity
@@ -152,13 +175,13 @@ func (s *Server) adminSetStatus(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// storeErr maps a presence store error: anything but an unknown agent is
-// Redis failing.
-func (s *Server) storeErr(err error) error {
+// storeErr maps an error of setting presence: anything but an unknown
+// agent is Redis failing.
+func (a *adminAPI) storeErr(err error) error {
 	if errors.Is(err, presence.ErrUnknownAgent) {
 		return errUnknownAgent
 	}
-	s.log.Warn("admin: presence store failed", "err", err)
+	a.log.Warn("admin: presence store failed", "err", err)
 	return errUnavailable
 }
 
@@ -169,13 +192,9 @@ type eraseResponse struct {
 
 // adminErase answers DELETE /v1/admin/visitors?email=ADDR (or ?chat_id=ID):
 // every chat of that visitor is deleted everywhere in Redis.
-func (s *Server) adminErase(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminErase(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
-	}
-	er, ok := s.chats.(bridge.VisitorEraser)
-	if !ok {
-		return errNotFound
 	}
 	email, id := strings.TrimSpace(c.Query("email")), bridge.ChatID(strings.Clone(c.Query("chat_id")))
 	if (email == "") == (id == "") {
@@ -191,18 +210,18 @@ func (s *Server) adminErase(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 60*time.Second)
 	defer cancel()
-	n, err := er.EraseVisitor(ctx, email, id)
+	n, err := a.chats.EraseVisitor(ctx, email, id)
 	if errors.Is(err, bridge.ErrBadErasure) {
 		return newErr(http.StatusBadRequest, "invalid_field", "give a valid email address or chat id")
 	}
 	if err != nil {
-		s.log.Error("erase visitor", "err", err, "deleted_chats", n)
+		a.log.Error("erase visitor", "err", err, "deleted_chats", n)
 		return errUnavailable
 	}
 	by := "email" // the address itself stays out of the log
 	if id != "" {
 		by = "chat_id"
 	}
-	s.log.Info("visitor erased", "deleted_chats", n, "by", by)
+	a.log.Info("visitor erased", "deleted_chats", n, "by", by)
 	return c.JSON(eraseResponse{DeletedChats: n})
 }

@@ -28,6 +28,29 @@ var adminPageHTML []byte
 //go:embed assets/admin.js
 var adminPageJS []byte
 
+// assets are the embedded files the server serves as they are: widget.js
+// (comment lines dropped), the demo page, and the admin board's page and
+// script (served by the admin API, which decides whether they exist).
+type assets struct {
+	js, demo           asset
+	adminHTML, adminJS asset
+}
+
+func newAssets() *assets {
+	return &assets{
+		js:        newAsset(widgetJS, "application/javascript; charset=utf-8", "public, max-age=300"),
+		demo:      newAsset(demoHTML, "text/html; charset=utf-8", "no-cache"),
+		adminHTML: newAsset(adminPageHTML, "text/html; charset=utf-8", "no-cache"),
+		adminJS:   newAsset(adminPageJS, "application/javascript; charset=utf-8", "no-cache"),
+	}
+}
+
+// widgetScript answers GET /widget.js.
+func (a *assets) widgetScript(c *fiber.Ctx) error { return a.js.serve(c) }
+
+// demoPage answers GET /: a page with the widget on it.
+func (a *assets) demoPage(c *fiber.Ctx) error { return a.demo.serve(c) }
+
 // asset is an embedded file served with an ETag, gzipped when the client
 // accepts it (compressed once at start).
 type asset struct {

@@ -23,38 +23,23 @@ type blockResponse struct {
 	By        string    `json:"by,omitempty"`
 }
 
-var (
-	errNoBlocks     = newErr(http.StatusNotFound, "not_available", "blocks are not available on this server")
-	errUnknownBlock = newErr(http.StatusNotFound, "unknown_block", "no such block in force")
-)
-
-func (s *Server) blockStore() (bridge.BlockStore, error) {
-	bs, ok := s.chats.(bridge.BlockStore)
-	if !ok {
-		return nil, errNoBlocks
-	}
-	return bs, nil
-}
+var errUnknownBlock = newErr(http.StatusNotFound, "unknown_block", "no such block in force")
 
 // adminBlocks answers GET /v1/admin/properties/{p}/blocks: the property's
 // blocks in force, soonest to end first.
-func (s *Server) adminBlocks(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminBlocks(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
-	p, err := s.property(c)
-	if err != nil {
-		return err
-	}
-	bs, err := s.blockStore()
+	p, err := property(c, a.dir)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	blocks, err := bs.Blocks(ctx, p)
+	blocks, err := a.chats.Blocks(ctx, p)
 	if err != nil {
-		return s.bridgeErr("admin blocks", err)
+		return a.bridgeErr("admin blocks", err)
 	}
 	out := make([]blockResponse, 0, len(blocks))
 	for _, b := range blocks {
@@ -66,24 +51,20 @@ func (s *Server) adminBlocks(c *fiber.Ctx) error {
 
 // adminUnblock answers DELETE /v1/admin/properties/{p}/blocks/{id}: 204
 // once lifted, 404 unknown_block if there is no such block in force.
-func (s *Server) adminUnblock(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminUnblock(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
-	p, err := s.property(c)
-	if err != nil {
-		return err
-	}
-	bs, err := s.blockStore()
+	p, err := property(c, a.dir)
 	if err != nil {
 		return err
 	}
 	id := strings.Clone(c.Params("id"))
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	ok, err := bs.Unblock(ctx, p, id)
+	ok, err := a.chats.Unblock(ctx, p, id)
 	if err != nil {
-		return s.bridgeErr("admin unblock", err)
+		return a.bridgeErr("admin unblock", err)
 	}
 	if !ok {
 		return errUnknownBlock

@@ -16,20 +16,6 @@ import (
 	"github.com/onduty/onduty/presence"
 )
 
-// Optional capabilities of the VisitorService the server was given. The
-// bridge has them all; a service without one simply lacks that part of the
-// admin surface (the widget tests' fake has only some).
-type (
-	// boardSource lists a property's open chats for the admin board.
-	boardSource interface {
-		Board(ctx context.Context, p presence.PropertyID) (bridge.BoardChats, error)
-	}
-	// chatCounter counts every property's open chats (metrics).
-	chatCounter interface {
-		ChatCounts(ctx context.Context) (map[presence.PropertyID]bridge.ChatCounts, error)
-	}
-)
-
 // Board timings.
 const (
 	// boardRefresh is how often an open board gets the chat lists again
@@ -43,7 +29,7 @@ const (
 // board: however many boards are open, a property's chats are read from
 // Redis at most once per presence change and once per boardRefresh.
 type boardCache struct {
-	src boardSource
+	src Bridge
 	mu  sync.Mutex
 	m   map[presence.PropertyID]*boardEntry
 }
@@ -126,11 +112,11 @@ type boardProperty struct {
 	Now time.Time `json:"now"`
 }
 
-func (s *Server) agentSurfaces(r presence.Report) map[presence.AgentID][]string {
+func (a *adminAPI) agentSurfaces(r presence.Report) map[presence.AgentID][]string {
 	out := make(map[presence.AgentID][]string, len(r.Agents))
 	for _, ar := range r.Agents {
-		if _, ok := s.dir.Agent(ar.ID); ok {
-			out[ar.ID] = surfaceNames(s.dir.Surfaces(ar.ID))
+		if _, ok := a.dir.Agent(ar.ID); ok {
+			out[ar.ID] = surfaceNames(a.dir.Surfaces(ar.ID))
 		}
 	}
 	return out
@@ -144,9 +130,9 @@ func surfaceNames(ss []presence.Surface) []string {
 	return out
 }
 
-func (s *Server) boardProperty(p presence.PropertyID, r presence.Report) boardProperty {
-	bp := boardProperty{Property: p, Name: s.dir.PropertyName(p), Report: r, Surfaces: s.agentSurfaces(r), Stale: s.watcher.Stale(), Now: s.store.Now()}
-	if prop, ok := s.dir.Property(p); ok && prop.Schedule != nil {
+func (a *adminAPI) boardProperty(p presence.PropertyID, r presence.Report) boardProperty {
+	bp := boardProperty{Property: p, Name: a.dir.PropertyName(p), Report: r, Surfaces: a.agentSurfaces(r), Stale: a.watcher.Stale(), Now: a.store.Now()}
+	if prop, ok := a.dir.Property(p); ok && prop.Schedule != nil {
 		bp.Schedule = prop.Schedule.String()
 	}
 	return bp
@@ -154,16 +140,16 @@ func (s *Server) boardProperty(p presence.PropertyID, r presence.Report) boardPr
 
 // adminProperties answers GET /v1/admin/properties: every property with its
 // current (in-memory) widget status.
-func (s *Server) adminProperties(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminProperties(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
 	out := struct {
 		Properties []boardProperty `json:"properties"`
 	}{Properties: []boardProperty{}}
-	for _, p := range s.dir.Properties() {
-		if snap, _ := s.watcher.Snapshot(p); snap != nil {
-			out.Properties = append(out.Properties, s.boardProperty(p, snap.Report))
+	for _, p := range a.dir.Properties() {
+		if snap, _ := a.watcher.Snapshot(p); snap != nil {
+			out.Properties = append(out.Properties, a.boardProperty(p, snap.Report))
 		}
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -172,36 +158,30 @@ func (s *Server) adminProperties(c *fiber.Ctx) error {
 
 // adminChats answers GET /v1/admin/properties/{p}/chats: the property's
 // pending, active and offline chats, fresh from Redis.
-func (s *Server) adminChats(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminChats(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
-	p, err := s.property(c)
+	p, err := property(c, a.dir)
 	if err != nil {
 		return err
-	}
-	src, ok := s.chats.(boardSource)
-	if !ok {
-		return errNoBoard
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	bc, err := src.Board(ctx, p)
+	bc, err := a.chats.Board(ctx, p)
 	if err != nil {
-		return s.bridgeErr("admin chats", err)
+		return a.bridgeErr("admin chats", err)
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(bc)
 }
 
-var errNoBoard = newErr(http.StatusNotFound, "not_available", "chat lists are not available on this server")
-
 // bridgeErr maps a bridge error; anything unknown is storage failing.
-func (s *Server) bridgeErr(op string, err error) error {
+func (a *adminAPI) bridgeErr(op string, err error) error {
 	if e := fromBridge(err); e != err {
 		return e
 	}
-	s.log.Warn(op+": bridge failed", "err", err)
+	a.log.Warn(op+": bridge failed", "err", err)
 	return errUnavailable
 }
 
@@ -232,17 +212,13 @@ const maxCommandBytes = 32
 // adminAction answers POST /v1/admin/agents/{a}/actions: the agent acts
 // through the admin API as on a chat app (SPEC §5: the demo agent answers
 // from the admin API). It counts as the agent's activity.
-func (s *Server) adminAction(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminAction(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
 	id := presence.AgentID(strings.Clone(c.Params("a")))
-	if _, ok := s.dir.Agent(id); !ok {
+	if _, ok := a.dir.Agent(id); !ok {
 		return errUnknownAgent
-	}
-	h, ok := s.chats.(bridge.Handler)
-	if !ok {
-		return newErr(http.StatusNotFound, "not_available", "agent actions are not available on this server")
 	}
 	var in actionRequest
 	if err := decodeJSON(c, &in); err != nil {
@@ -274,9 +250,9 @@ func (s *Server) adminAction(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	r, err := h.Handle(ctx, act)
+	r, err := a.chats.Handle(ctx, act)
 	if err != nil {
-		return s.bridgeErr("admin action", err)
+		return a.bridgeErr("admin action", err)
 	}
 	out := actionResponse{Reply: r.Text}
 	for _, ch := range r.Choices {
@@ -292,20 +268,20 @@ func (s *Server) adminAction(c *fiber.Ctx) error {
 // The token is taken from the Authorization header only, never from the
 // URL (where it would end up in logs and history): the board reads the
 // stream with fetch(), which can send headers, not with EventSource.
-func (s *Server) adminEvents(c *fiber.Ctx) error {
-	if err := s.admin(c); err != nil {
+func (a *adminAPI) adminEvents(c *fiber.Ctx) error {
+	if err := a.authorize(c); err != nil {
 		return err
 	}
-	props := s.dir.Properties()
+	props := a.dir.Properties()
 	if c.Params("p") != "" {
-		p, err := s.property(c)
+		p, err := property(c, a.dir)
 		if err != nil {
 			return err
 		}
 		props = []presence.PropertyID{p}
 	}
-	return s.hijackStream(c, "admin", corsResult{}, func(w *sseConn) {
-		s.followBoard(w, props)
+	return a.streams.run(c, "admin", corsResult{}, func(w *sseConn) {
+		a.followBoard(w, props)
 	})
 }
 
@@ -313,7 +289,7 @@ func (s *Server) adminEvents(c *fiber.Ctx) error {
 // every presence change, and a "chats" event now and whenever the chat
 // lists changed (checked at each presence change and every boardRefresh),
 // with heartbeats in between, until the client goes or the server stops.
-func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
+func (a *adminAPI) followBoard(w *sseConn, props []presence.PropertyID) {
 	// One waiter per property turns its Changed channel into a shared wake-up.
 	wake := make(chan struct{}, 1)
 	done := make(chan struct{})
@@ -321,7 +297,7 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 	defer wg.Wait()
 	defer close(done)
 	for _, p := range props {
-		ch := s.watcher.Changed(p) // taken before the first send: no change falls in between
+		ch := a.watcher.Changed(p) // taken before the first send: no change falls in between
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -335,7 +311,7 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 				case wake <- struct{}{}:
 				default:
 				}
-				ch = s.watcher.Changed(p)
+				ch = a.watcher.Changed(p)
 			}
 		}()
 	}
@@ -347,31 +323,28 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 	send := func() error {
 		// The chat platforms: a stopped one (a revoked token) means its
 		// agents get nothing, which the board must not hide.
-		if ad := mustJSON(map[string]any{"adapters": s.adapterStates()}); s.cfg.Adapters != nil && !bytes.Equal(ad, sentAdapters) {
+		if ad := mustJSON(map[string]any{"adapters": a.adapterStates()}); a.adapters != nil && !bytes.Equal(ad, sentAdapters) {
 			if err := w.event("adapters", "", ad); err != nil {
 				return err
 			}
 			sentAdapters = ad
 		}
 		for _, p := range props {
-			snap, _ := s.watcher.Snapshot(p)
+			snap, _ := a.watcher.Snapshot(p)
 			if snap == nil {
 				continue
 			}
 			if seq, ok := sentSeq[p]; !ok || seq != snap.Seq {
-				if err := w.event("presence", "", mustJSON(s.boardProperty(p, snap.Report))); err != nil {
+				if err := w.event("presence", "", mustJSON(a.boardProperty(p, snap.Report))); err != nil {
 					return err
 				}
 				sentSeq[p] = snap.Seq
 			}
-			if s.board == nil {
-				continue
-			}
-			body, err := s.board.get(s.stopCtx, p, snap.Seq, time.Now())
+			body, err := a.board.get(a.streams.ctx, p, snap.Seq, time.Now())
 			if err != nil {
 				if !chatsFailed[p] {
 					chatsFailed[p] = true
-					s.log.Warn("admin board: chats unavailable", "property", p, "err", err)
+					a.log.Warn("admin board: chats unavailable", "property", p, "err", err)
 					if err := w.event("chats_error", "", mustJSON(map[string]string{"property": string(p), "error": "unavailable"})); err != nil {
 						return err
 					}
@@ -389,7 +362,7 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 		return nil
 	}
 
-	hb := time.NewTicker(s.cfg.Heartbeat)
+	hb := time.NewTicker(a.streams.heartbeat)
 	defer hb.Stop()
 	refresh := time.NewTicker(boardRefresh)
 	defer refresh.Stop()
@@ -405,35 +378,43 @@ func (s *Server) followBoard(w *sseConn, props []presence.PropertyID) {
 				return
 			}
 			continue
-		case <-s.stop:
+		case <-a.streams.stopped():
 			return
 		}
 	}
 }
 
+// adapterStates is the chat platforms' health; nil when there are none to report.
+func (a *adminAPI) adapterStates() []bridge.AdapterState {
+	if a.adapters == nil {
+		return nil
+	}
+	return a.adapters()
+}
+
 // adminPage answers GET /admin: the team board, or, with no admin token
 // configured, a page saying the admin API is off (and nothing else).
-func (s *Server) adminPage(c *fiber.Ctx) error {
+func (a *adminAPI) adminPage(c *fiber.Ctx) error {
 	c.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	c.Set("X-Frame-Options", "DENY")
 	c.Set("Referrer-Policy", "no-referrer")
 	c.Set("X-Content-Type-Options", "nosniff")
-	if !s.adminOn {
+	if !a.on {
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 		c.Status(http.StatusNotFound)
 		return c.Send(adminDisabledHTML)
 	}
-	return s.adminHTML.serve(c)
+	return a.page.serve(c)
 }
 
 // adminScript answers GET /admin.js (404 while the admin API is off).
-func (s *Server) adminScript(c *fiber.Ctx) error {
-	if !s.adminOn {
+func (a *adminAPI) adminScript(c *fiber.Ctx) error {
+	if !a.on {
 		return errNotFound
 	}
 	c.Set("X-Content-Type-Options", "nosniff")
-	return s.adminJS.serve(c)
+	return a.script.serve(c)
 }
 
 var adminDisabledHTML = []byte(`<!doctype html>

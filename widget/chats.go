@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"mime/multipart"
@@ -67,9 +68,28 @@ const (
 	transcriptLimit = 500
 )
 
-func (s *Server) property(c *fiber.Ctx) (presence.PropertyID, error) {
+// visitorAPI is the visitor API of SPEC §6 and §9: the widget status and
+// its stream (status.go), chats, messages, files, transcripts and the
+// visitor's event stream, offline messages, ratings, transcripts by email
+// and the continue page (email.go). Requests are checked against the
+// property's allowed origins (cors); those that create something are
+// counted against the per-client limits (limits).
+type visitorAPI struct {
+	props    map[presence.PropertyID]PropertyConfig
+	dir      *presence.Directory
+	watcher  *presence.Watcher
+	chats    Bridge
+	statuses *hotStatuses
+	cors     *corsPolicies
+	limits   *limiter
+	streams  *streamer
+	log      *slog.Logger
+}
+
+// property is the property of the route's {p}, if it is configured.
+func property(c *fiber.Ctx, dir *presence.Directory) (presence.PropertyID, error) {
 	p := presence.PropertyID(strings.Clone(c.Params("p")))
-	if _, ok := s.dir.Property(p); !ok {
+	if _, ok := dir.Property(p); !ok {
 		return "", errUnknownProperty
 	}
 	return p, nil
@@ -77,25 +97,25 @@ func (s *Server) property(c *fiber.Ctx) (presence.PropertyID, error) {
 
 // propertyPost begins a visitor POST to a property: the property, its CORS
 // policy, then the JSON body decoded into in.
-func (s *Server) propertyPost(c *fiber.Ctx, in any) (presence.PropertyID, error) {
-	p, err := s.property(c)
+func (va *visitorAPI) propertyPost(c *fiber.Ctx, in any) (presence.PropertyID, error) {
+	p, err := property(c, va.dir)
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.corsProperty(c, p); err != nil {
+	if _, err := va.cors.property(c, p); err != nil {
 		return "", err
 	}
 	return p, decodeJSON(c, in)
 }
 
 // startChat answers POST /v1/properties/{p}/chats.
-func (s *Server) startChat(c *fiber.Ctx) error {
+func (va *visitorAPI) startChat(c *fiber.Ctx) error {
 	var in startChatRequest
-	p, err := s.propertyPost(c, &in)
+	p, err := va.propertyPost(c, &in)
 	if err != nil {
 		return err
 	}
-	pre := s.prechat(p)
+	pre := va.prechat(p)
 	if err := firstErr(
 		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkText("message", in.Message),
@@ -105,20 +125,20 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 		return err
 	}
 	v := visitorFrom(pre, in.Name, in.Email, in.Consent, "")
-	if err := s.applyContext(c, s.cfg.Properties[p], in.visitorContext, &v); err != nil {
+	if err := va.applyContext(c, va.props[p], in.visitorContext, &v); err != nil {
 		return err
 	}
-	ip, err := s.clientIP(c)
+	ip, err := va.limits.clientIP(c)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
+	if err := va.limits.limit(ctx, limitChats, ip, va.limits.rates.ChatsPerMinute); err != nil {
 		return err
 	}
 	v.IP = ip
-	chat, token, err := s.chats.StartChat(ctx, p, v, in.Message)
+	chat, token, err := va.chats.StartChat(ctx, p, v, in.Message)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -127,13 +147,13 @@ func (s *Server) startChat(c *fiber.Ctx) error {
 }
 
 // offlineMessage answers POST /v1/properties/{p}/offline-messages.
-func (s *Server) offlineMessage(c *fiber.Ctx) error {
+func (va *visitorAPI) offlineMessage(c *fiber.Ctx) error {
 	var in offlineRequest
-	p, err := s.propertyPost(c, &in)
+	p, err := va.propertyPost(c, &in)
 	if err != nil {
 		return err
 	}
-	pre := s.prechat(p)
+	pre := va.prechat(p)
 	if err := firstErr(
 		checkPrechat(pre, in.Name, in.Email, in.Consent),
 		checkEmail(in.Email, true),
@@ -145,20 +165,20 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 	// The form always asks for an address: it is where the answer goes.
 	pre.Email = presence.FieldRequired
 	v := visitorFrom(pre, in.Name, in.Email, in.Consent, "")
-	if err := s.applyContext(c, s.cfg.Properties[p], in.visitorContext, &v); err != nil {
+	if err := va.applyContext(c, va.props[p], in.visitorContext, &v); err != nil {
 		return err
 	}
-	ip, err := s.clientIP(c)
+	ip, err := va.limits.clientIP(c)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitChats, ip, s.cfg.RateLimits.ChatsPerMinute); err != nil {
+	if err := va.limits.limit(ctx, limitChats, ip, va.limits.rates.ChatsPerMinute); err != nil {
 		return err
 	}
 	v.IP = ip
-	chat, token, err := s.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
+	chat, token, err := va.chats.LeaveOfflineMessage(ctx, p, v, in.Text)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -166,8 +186,8 @@ func (s *Server) offlineMessage(c *fiber.Ctx) error {
 }
 
 // postMessage answers POST /v1/chats/{c}/messages.
-func (s *Server) postMessage(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, false)
+func (va *visitorAPI) postMessage(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, false)
 	if err != nil {
 		return err
 	}
@@ -181,16 +201,16 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if chat.State == bridge.Closed {
 		return errChatClosed
 	}
-	ip, err := s.clientIP(c)
+	ip, err := va.limits.clientIP(c)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	if err := va.limits.limit(ctx, limitMessages, ip, va.limits.rates.MessagesPerMinute); err != nil {
 		return err
 	}
-	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, in.Text, nil)
+	m, err := va.chats.PostVisitorMessage(ctx, chat.ID, in.Text, nil)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -204,14 +224,10 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 // Everything that can refuse the upload (the token, the chat's state, the
 // rate limit and the upload quotas) is checked before the body is read; the
 // body is then read from the connection, bounded, as it arrives.
-func (s *Server) uploadFile(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, false)
+func (va *visitorAPI) uploadFile(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, false)
 	if err != nil {
 		return err
-	}
-	fs, ok := s.chats.(bridge.FileStore)
-	if !ok {
-		return newErr(http.StatusNotFound, "not_available", "files are not available on this server")
 	}
 	if chat.State == bridge.Closed {
 		return errChatClosed
@@ -221,16 +237,16 @@ func (s *Server) uploadFile(c *fiber.Ctx) error {
 	if err != nil || mt != fiber.MIMEMultipartForm || params["boundary"] == "" {
 		return errForm
 	}
-	ip, err := s.clientIP(c)
+	ip, err := va.limits.clientIP(c)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	if err := va.limits.limit(ctx, limitMessages, ip, va.limits.rates.MessagesPerMinute); err != nil {
 		return err
 	}
-	if err := s.uploadQuota(ctx, chat, ip); err != nil {
+	if err := va.limits.uploadQuota(ctx, chat, ip); err != nil {
 		return err
 	}
 	var body io.Reader = bytes.NewReader(c.Request().Body())
@@ -252,11 +268,11 @@ func (s *Server) uploadFile(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	att, err := fs.PutFile(ctx, chat.ID, up.name, uploadMIME(up.mime, up.data), up.data)
+	att, err := va.chats.PutFile(ctx, chat.ID, up.name, uploadMIME(up.mime, up.data), up.data)
 	if err != nil {
 		return fromBridge(err)
 	}
-	m, err := s.chats.PostVisitorMessage(ctx, chat.ID, up.text, &att)
+	m, err := va.chats.PostVisitorMessage(ctx, chat.ID, up.text, &att)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -324,8 +340,8 @@ func uploadMIME(given string, data []byte) string {
 }
 
 // transcript answers GET /v1/chats/{c}/messages?after=ID.
-func (s *Server) transcript(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, true)
+func (va *visitorAPI) transcript(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, true)
 	if err != nil {
 		return err
 	}
@@ -337,7 +353,7 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	msgs, err := s.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
+	msgs, err := va.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -349,22 +365,22 @@ func (s *Server) transcript(c *fiber.Ctx) error {
 	}
 	if len(msgs) > 0 {
 		// Read in the widget: no email repeats it.
-		s.markRead(ctx, chat, msgs[len(msgs)-1].ID)
+		va.markRead(ctx, chat, msgs[len(msgs)-1].ID)
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(transcriptResponse{Messages: out})
 }
 
 // closeChat answers POST /v1/chats/{c}/close. Closing a closed chat is fine.
-func (s *Server) closeChat(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, false)
+func (va *visitorAPI) closeChat(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, false)
 	if err != nil {
 		return err
 	}
 	if chat.State != bridge.Closed {
 		ctx, cancel := opCtx(c)
 		defer cancel()
-		if err := s.chats.CloseByVisitor(ctx, chat.ID); err != nil && !isClosed(err) {
+		if err := va.chats.CloseByVisitor(ctx, chat.ID); err != nil && !isClosed(err) {
 			return fromBridge(err)
 		}
 	}
@@ -374,14 +390,14 @@ func (s *Server) closeChat(c *fiber.Ctx) error {
 func isClosed(err error) bool { return fromBridge(err) == errChatClosed }
 
 // file answers GET /v1/chats/{c}/files/{key}: an attachment of the chat.
-func (s *Server) file(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, true)
+func (va *visitorAPI) file(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, true)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	att, data, err := s.chats.File(ctx, chat.ID, strings.Clone(c.Params("key")))
+	att, data, err := va.chats.File(ctx, chat.ID, strings.Clone(c.Params("key")))
 	if err != nil {
 		if e := fromBridge(err); e != err {
 			return e
@@ -397,8 +413,8 @@ func (s *Server) file(c *fiber.Ctx) error {
 }
 
 // visitorEvents answers GET /v1/chats/{c}/events: the visitor's event stream.
-func (s *Server) visitorEvents(c *fiber.Ctx) error {
-	chat, cr, err := s.authChat(c, true)
+func (va *visitorAPI) visitorEvents(c *fiber.Ctx) error {
+	chat, cr, err := va.authChat(c, true)
 	if err != nil {
 		return err
 	}
@@ -410,25 +426,25 @@ func (s *Server) visitorEvents(c *fiber.Ctx) error {
 		return newErr(http.StatusBadRequest, "invalid_last_event_id", "Last-Event-ID must be a message id")
 	}
 	tok := visitorToken(c, true)
-	return s.hijackStream(c, "visitor", cr, func(w *sseConn) {
-		s.followChat(w, chat, tok, last)
+	return va.streams.run(c, "visitor", cr, func(w *sseConn) {
+		va.followChat(w, chat, tok, last)
 	})
 }
 
 // followChat streams a chat's events: first what the client missed after
 // last (when given), then live events, with the property's status now and at
 // every change.
-func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
-	events, cancel := s.chats.SubscribeVisitor(chat.ID)
+func (va *visitorAPI) followChat(w *sseConn, chat bridge.Chat, token, last string) {
+	events, cancel := va.chats.SubscribeVisitor(chat.ID)
 	defer cancel()
 	// The chat was read before the client had its answer; what happened
 	// between then and this subscription (an agent joining, a close) is in
 	// a fresh read, and everything after it comes as an event.
-	ctx, cancelRead := context.WithTimeout(s.stopCtx, 10*time.Second)
-	fresh, err := s.chats.AuthVisitor(ctx, chat.ID, token)
+	ctx, cancelRead := context.WithTimeout(va.streams.ctx, 10*time.Second)
+	fresh, err := va.chats.AuthVisitor(ctx, chat.ID, token)
 	cancelRead()
 	if err != nil {
-		s.log.Warn("visitor stream: reload chat", "chat_id", chat.ID, "err", err)
+		va.log.Warn("visitor stream: reload chat", "chat_id", chat.ID, "err", err)
 		return // the client reconnects
 	}
 	chat = fresh
@@ -440,11 +456,11 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 	// messages already replayed are skipped by id. The replay reads pages
 	// until one comes back short, so a long gap is replayed whole.
 	for after := last; after != ""; {
-		ctx, cancelT := context.WithTimeout(s.stopCtx, 10*time.Second)
-		msgs, err := s.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
+		ctx, cancelT := context.WithTimeout(va.streams.ctx, 10*time.Second)
+		msgs, err := va.chats.Transcript(ctx, chat.ID, after, transcriptLimit)
 		cancelT()
 		if err != nil {
-			s.log.Warn("visitor stream: replay", "chat_id", chat.ID, "err", err)
+			va.log.Warn("visitor stream: replay", "chat_id", chat.ID, "err", err)
 			return // the client reconnects and asks again
 		}
 		for _, m := range msgs {
@@ -457,24 +473,24 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 				return
 			}
 			last = m.ID
-			s.streamRead(chat, m)
+			va.streamRead(chat, m)
 		}
 		if len(msgs) < transcriptLimit {
 			break
 		}
 	}
 	if chat.Owner != "" {
-		name := s.dir.AgentName(chat.Owner)
+		name := va.dir.AgentName(chat.Owner)
 		if w.event(string(bridge.EventAgentJoined), "", mustJSON(bridge.VisitorEvent{Type: bridge.EventAgentJoined, Chat: chat.ID, Agent: name})) != nil {
 			return
 		}
 	}
 
-	hb := time.NewTicker(s.cfg.Heartbeat)
+	hb := time.NewTicker(va.streams.heartbeat)
 	defer hb.Stop()
 	var st statusSent
 	for {
-		changed, err := st.send(s, w, chat.Property)
+		changed, err := st.send(va, w, chat.Property)
 		if err != nil {
 			return
 		}
@@ -497,7 +513,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 					return
 				}
 				last = ev.Message.ID
-				s.streamRead(chat, *ev.Message)
+				va.streamRead(chat, *ev.Message)
 			case bridge.EventChatClosed:
 				_ = w.event(string(ev.Type), "", mustJSON(ev))
 				return
@@ -511,7 +527,7 @@ func (s *Server) followChat(w *sseConn, chat bridge.Chat, token, last string) {
 			if w.comment() != nil {
 				return
 			}
-		case <-s.stop:
+		case <-va.streams.stopped():
 			return
 		}
 	}
@@ -528,10 +544,10 @@ func mustJSON(v any) []byte {
 // authChat checks the chat id and the visitor's token, and applies the
 // chat's property's CORS policy. queryToken allows ?token= (EventSource
 // cannot send headers).
-func (s *Server) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, corsResult, error) {
+func (va *visitorAPI) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, corsResult, error) {
 	fail := func(err error) (bridge.Chat, corsResult, error) {
 		// Let an allowed page read why it failed.
-		s.anyOrigin.check(c).apply(c)
+		va.cors.anyOrigin.check(c).apply(c)
 		return bridge.Chat{}, corsResult{}, err
 	}
 	id := bridge.ChatID(strings.Clone(c.Params("c")))
@@ -544,15 +560,11 @@ func (s *Server) authChat(c *fiber.Ctx, queryToken bool) (bridge.Chat, corsResul
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	chat, err := s.chats.AuthVisitor(ctx, id, tok)
+	chat, err := va.chats.AuthVisitor(ctx, id, tok)
 	if err != nil {
 		return fail(fromBridge(err))
 	}
-	pol, ok := s.cors[chat.Property]
-	if !ok {
-		pol = originPolicy{any: true}
-	}
-	r := pol.check(c)
+	r := va.cors.chat(chat.Property).check(c)
 	r.apply(c)
 	if !r.ok && c.Method() != fiber.MethodGet {
 		return bridge.Chat{}, r, errOrigin

@@ -2,6 +2,7 @@ package widget
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -26,8 +27,12 @@ const (
 // chats by state from one cached Redis pipeline. It is registered on the
 // server's own registry, so several servers in one process never collide.
 type collector struct {
-	s   *Server
-	ttl time.Duration // countsTTL; tests shorten it
+	watcher *presence.Watcher
+	dir     *presence.Directory
+	chats   Bridge
+	ctx     context.Context // cancelled when the server stops
+	log     *slog.Logger
+	ttl     time.Duration // countsTTL; tests shorten it
 
 	mu     sync.Mutex // held while reading: concurrent scrapes share one read
 	at     time.Time  // of the last attempt
@@ -48,14 +53,13 @@ var (
 )
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.s
 	stale := 0.0
-	if s.watcher.Stale() {
+	if c.watcher.Stale() {
 		stale = 1
 	}
 	ch <- prometheus.MustNewConstMetric(metrics.PresenceStaleDesc, prometheus.GaugeValue, stale)
-	for _, p := range s.dir.Properties() {
-		snap, _ := s.watcher.Snapshot(p)
+	for _, p := range c.dir.Properties() {
+		snap, _ := c.watcher.Snapshot(p)
 		if snap == nil {
 			continue
 		}
@@ -82,22 +86,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // chatCounts returns the cached counts, reading them again when older than
-// countsTTL; nil when the bridge cannot count or Redis has been failing.
+// countsTTL; nil when Redis has been failing.
 func (c *collector) chatCounts() map[presence.PropertyID]bridge.ChatCounts {
-	cc, ok := c.s.chats.(chatCounter)
-	if !ok {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
 	if now.Sub(c.at) >= c.ttl {
 		c.at = now
-		ctx, cancel := context.WithTimeout(c.s.stopCtx, countsTimeout)
-		counts, err := cc.ChatCounts(ctx)
+		ctx, cancel := context.WithTimeout(c.ctx, countsTimeout)
+		counts, err := c.chats.ChatCounts(ctx)
 		cancel()
 		if err != nil {
-			c.s.log.Warn("metrics: chat counts unavailable", "err", err)
+			c.log.Warn("metrics: chat counts unavailable", "err", err)
 		} else {
 			c.counts, c.okAt = counts, now
 		}

@@ -22,22 +22,41 @@ const (
 	corsExpose  = "ETag, Retry-After, X-Onduty-Stale"
 )
 
-func (s *Server) buildCORS() {
-	s.cors = make(map[presence.PropertyID]originPolicy)
-	s.anyOrigin = originPolicy{allowed: map[string]struct{}{}}
-	for _, p := range s.dir.Properties() {
-		pc := s.cfg.Properties[p]
+// corsPolicies are the origin policies of the visitor API: each property's
+// (fixed keys: read without a lock), and the union of them all, which
+// applies to chat routes before the chat's token is checked.
+type corsPolicies struct {
+	byProperty map[presence.PropertyID]originPolicy
+	anyOrigin  originPolicy
+}
+
+// newCORS builds the policy of each of props from its settings in cfg.
+func newCORS(props []presence.PropertyID, cfg map[presence.PropertyID]PropertyConfig) *corsPolicies {
+	cp := &corsPolicies{byProperty: make(map[presence.PropertyID]originPolicy), anyOrigin: originPolicy{allowed: map[string]struct{}{}}}
+	for _, p := range props {
+		pc := cfg[p]
 		pol := originPolicy{any: len(pc.AllowedOrigins) == 0, allowed: map[string]struct{}{}}
 		for _, o := range pc.AllowedOrigins {
 			o = strings.TrimRight(strings.ToLower(o), "/")
 			pol.allowed[o] = struct{}{}
-			s.anyOrigin.allowed[o] = struct{}{}
+			cp.anyOrigin.allowed[o] = struct{}{}
 		}
 		if pol.any {
-			s.anyOrigin.any = true
+			cp.anyOrigin.any = true
 		}
-		s.cors[p] = pol
+		cp.byProperty[p] = pol
 	}
+	return cp
+}
+
+// chat is the policy of a chat's property (any origin for a property
+// without one).
+func (cp *corsPolicies) chat(p presence.PropertyID) originPolicy {
+	pol, ok := cp.byProperty[p]
+	if !ok {
+		pol = originPolicy{any: true}
+	}
+	return pol
 }
 
 // corsResult is what a request's origin gets.
@@ -102,11 +121,11 @@ func sanitizeHeader(v string) string {
 	}, v)
 }
 
-// corsProperty applies property p's policy. Requests that change something
+// property applies property p's policy. Requests that change something
 // (POST) from an origin that is not allowed are refused with 403; reads are
 // answered without Access-Control-Allow-Origin, so a browser hides them.
-func (s *Server) corsProperty(c *fiber.Ctx, p presence.PropertyID) (corsResult, error) {
-	r := s.cors[p].check(c)
+func (cp *corsPolicies) property(c *fiber.Ctx, p presence.PropertyID) (corsResult, error) {
+	r := cp.byProperty[p].check(c)
 	r.apply(c)
 	if !r.ok && c.Method() != fiber.MethodGet {
 		return r, errOrigin
@@ -114,7 +133,7 @@ func (s *Server) corsProperty(c *fiber.Ctx, p presence.PropertyID) (corsResult, 
 	return r, nil
 }
 
-func (s *Server) preflight(c *fiber.Ctx, pol originPolicy) error {
+func preflight(c *fiber.Ctx, pol originPolicy) error {
 	r := pol.check(c)
 	r.apply(c)
 	if !r.ok {
@@ -126,18 +145,19 @@ func (s *Server) preflight(c *fiber.Ctx, pol originPolicy) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
-func (s *Server) preflightProperty(c *fiber.Ctx) error {
+// preflightProperty answers OPTIONS /v1/properties/{p}/*.
+func (cp *corsPolicies) preflightProperty(c *fiber.Ctx) error {
 	p := presence.PropertyID(c.Params("p"))
-	pol, ok := s.cors[p]
+	pol, ok := cp.byProperty[p]
 	if !ok {
 		return errUnknownProperty
 	}
-	return s.preflight(c, pol)
+	return preflight(c, pol)
 }
 
 // preflightChat cannot know the chat's property (preflights carry no token):
 // it allows any origin some property allows; the request itself is checked
 // against the chat's property once its token is verified.
-func (s *Server) preflightChat(c *fiber.Ctx) error {
-	return s.preflight(c, s.anyOrigin)
+func (cp *corsPolicies) preflightChat(c *fiber.Ctx) error {
+	return preflight(c, cp.anyOrigin)
 }

@@ -10,13 +10,33 @@
 //	GET  /v1/chats/{c}/files/{key} the file of a message (token as Bearer or ?token=), served as a
 //	                               download with a sandboxing CSP
 //
-// Storing files is an optional capability of the VisitorService (PutFile);
-// *bridge.Bridge has it. widget.js shows a message's file as a link (and a
-// picture inline) and sends one with its paper-clip button.
+// widget.js shows a message's file as a link (and a picture inline) and
+// sends one with its paper-clip button.
 //
 // The status endpoint is the hot path: it answers from the presence watcher's
 // prebuilt snapshot (body and ETag) and never touches Redis. Chat endpoints go
-// through bridge.VisitorService; Redis failures there become 503, never 2xx.
+// through the bridge; Redis failures there become 503, never 2xx.
+//
+// Everything the server uses of the bridge is one interface, Bridge, handed
+// to New (*bridge.Bridge implements it): the server never probes the core
+// for what it can do.
+//
+// # Layout
+//
+// Server (server.go) only wires routes to its parts and runs the listener;
+// every route goes through handle (handle.go: body limits, errors, panics,
+// request counters). The parts:
+//
+//	Bridge       bridge.go                                     what the server uses of the core (one interface)
+//	Config       config.go                                     settings and their defaults
+//	visitorAPI   chats.go, status.go, email.go, visitorctx.go  the visitor API; cors.go its origin policies
+//	adminAPI     admin.go, board.go, blocks.go                 the admin API and the team board
+//	assets       assets.go                                     widget.js, the demo page, the admin page
+//	streamer     sse.go, hub.go                                event streams: hijacked connections, events,
+//	                                                           heartbeats, the held status streams, shutdown
+//	connTracker  conns.go, listener.go                         connections and the caps on them and on streams
+//	limiter      ratelimit.go                                  the client IP, rate limits, upload quotas
+//	collector    collector.go, metrics.go                      /metrics and the request counters
 //
 // # Admin surface
 //
@@ -32,9 +52,8 @@
 //	PUT  /v1/admin/agents/{a}/status          status and/or condition (SPEC §6)
 //	POST /v1/admin/agents/{a}/actions         an agent's command or message, as on a chat app
 //
-// The chat lists and agent actions are optional capabilities of the
-// VisitorService (Board, ChatCounts, bridge.Handler), found by type
-// assertion; *bridge.Bridge has them all. Open boards share one cached read
+// The chat lists, counts and agent actions come from the bridge (Bridge's
+// Board, ChatCounts and Handle). Open boards share one cached read
 // of a property's chats per presence change and per refresh (3s). The board
 // reads its stream with fetch(), so the token stays in a header, never in a
 // URL. /metrics adds gauges computed at scrape time (agents by effective

@@ -39,8 +39,8 @@ var (
 )
 
 // prechat is the property's pre-chat form.
-func (s *Server) prechat(p presence.PropertyID) presence.Prechat {
-	prop, _ := s.dir.Property(p)
+func (va *visitorAPI) prechat(p presence.PropertyID) presence.Prechat {
+	prop, _ := va.dir.Property(p)
 	return prop.Prechat.WithDefaults()
 }
 
@@ -88,30 +88,30 @@ func visitorFrom(pre presence.Prechat, name, email string, consent bool, ip stri
 
 // markRead tells the bridge the visitor has seen the chat up to msgID. Only
 // chats with an email address need it; a failure costs at most an email.
-func (s *Server) markRead(ctx context.Context, chat bridge.Chat, msgID string) {
+func (va *visitorAPI) markRead(ctx context.Context, chat bridge.Chat, msgID string) {
 	if chat.Visitor.Email == "" {
 		return
 	}
-	if err := s.chats.MarkRead(ctx, chat.ID, msgID); err != nil {
-		s.log.Warn("mark read", "chat_id", chat.ID, "err", err)
+	if err := va.chats.MarkRead(ctx, chat.ID, msgID); err != nil {
+		va.log.Warn("mark read", "chat_id", chat.ID, "err", err)
 	}
 }
 
 // streamRead marks an agent's message read once it went out on the
 // visitor's open event stream.
-func (s *Server) streamRead(chat bridge.Chat, m bridge.Message) {
+func (va *visitorAPI) streamRead(chat bridge.Chat, m bridge.Message) {
 	if m.From != bridge.FromAgent || chat.Visitor.Email == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.stopCtx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(va.streams.ctx, 5*time.Second)
 	defer cancel()
-	s.markRead(ctx, chat, m.ID)
+	va.markRead(ctx, chat, m.ID)
 }
 
 // emailTranscript answers POST /v1/chats/{c}/transcript: the transcript is
 // emailed to the chat's address (202), through the outbox.
-func (s *Server) emailTranscript(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, false)
+func (va *visitorAPI) emailTranscript(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, false)
 	if err != nil {
 		return err
 	}
@@ -120,22 +120,22 @@ func (s *Server) emailTranscript(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	ip, err := s.clientIP(c)
+	ip, err := va.limits.clientIP(c)
 	if err != nil {
 		return err
 	}
-	if err := s.limit(ctx, limitMessages, ip, s.cfg.RateLimits.MessagesPerMinute); err != nil {
+	if err := va.limits.limit(ctx, limitMessages, ip, va.limits.rates.MessagesPerMinute); err != nil {
 		return err
 	}
-	if err := s.chats.EmailTranscript(ctx, chat.ID); err != nil {
+	if err := va.chats.EmailTranscript(ctx, chat.ID); err != nil {
 		return fromBridge(err)
 	}
 	return c.Status(http.StatusAccepted).JSON(transcriptEmailResponse{ChatID: chat.ID, Status: "queued"})
 }
 
 // rate answers POST /v1/chats/{c}/rating {"score": 1..5, "comment"}.
-func (s *Server) rate(c *fiber.Ctx) error {
-	chat, _, err := s.authChat(c, false)
+func (va *visitorAPI) rate(c *fiber.Ctx) error {
+	chat, _, err := va.authChat(c, false)
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func (s *Server) rate(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	rt, err := s.chats.Rate(ctx, chat.ID, *in.Score, in.Comment)
+	rt, err := va.chats.Rate(ctx, chat.ID, *in.Score, in.Comment)
 	if err != nil {
 		return fromBridge(err)
 	}
@@ -162,7 +162,7 @@ func (s *Server) rate(c *fiber.Ctx) error {
 // continuePage answers GET /c/{chat}: a page that opens the chat in the
 // widget. The visitor token is in the link's fragment, which browsers keep
 // to themselves: it never reaches this server or its logs.
-func (s *Server) continuePage(c *fiber.Ctx) error {
+func (va *visitorAPI) continuePage(c *fiber.Ctx) error {
 	id := bridge.ChatID(strings.Clone(c.Params("c")))
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set("Referrer-Policy", "no-referrer")
@@ -173,7 +173,7 @@ func (s *Server) continuePage(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	p, err := s.chats.PropertyOf(ctx, id)
+	p, err := va.chats.PropertyOf(ctx, id)
 	if errors.Is(err, bridge.ErrUnknownChat) {
 		c.Status(http.StatusNotFound)
 		return c.Send(notFoundPage)
@@ -181,7 +181,7 @@ func (s *Server) continuePage(c *fiber.Ctx) error {
 	if err != nil {
 		return fromBridge(err)
 	}
-	name := s.dir.PropertyName(p)
+	name := va.dir.PropertyName(p)
 	var b strings.Builder
 	if err := continueTmpl.Execute(&b, struct {
 		Name     string

@@ -20,9 +20,9 @@ type mailbox struct {
 	emails []bridge.Delivery
 }
 
-func (m *mailbox) Name() string                                    { return bridge.EmailTarget }
-func (m *mailbox) Reaches(presence.AgentID) bool                   { return false }
-func (m *mailbox) Shared(presence.PropertyID) bool                 { return false }
+func (m *mailbox) Name() string                                 { return bridge.EmailTarget }
+func (m *mailbox) Reaches(presence.AgentID) bool                { return false }
+func (m *mailbox) Shared(presence.PropertyID) bool              { return false }
 func (m *mailbox) Run(ctx context.Context, _ bridge.Host) error { <-ctx.Done(); return nil }
 func (m *mailbox) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
 	return nil, m.deliverOne(ctx, d)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -16,9 +17,10 @@ import (
 	"github.com/onduty/onduty/presence"
 )
 
-// fakeChats is an in-memory bridge.VisitorService: random tokens checked in
-// constant time, transcripts with stream-style ids, events fanned out to
-// subscribers. Agents are played by the test (Join, Reply, CloseByAgent).
+// fakeChats is an in-memory Bridge: random tokens checked in constant time,
+// transcripts with stream-style ids, events fanned out to subscribers.
+// Agents are played by the test (Join, Reply, CloseByAgent); presence set
+// by the admin goes to the env's store, as the bridge's does.
 type fakeChats struct {
 	mu      sync.Mutex
 	props   map[presence.PropertyID]bool
@@ -33,6 +35,8 @@ type fakeChats struct {
 	actions    []bridge.Action
 	boardCalls int
 	countCalls int
+	// presence is where SetPresence writes (the env's store).
+	presence *presence.Store
 }
 
 type fakeChat struct {
@@ -51,7 +55,11 @@ type fakeOffline struct {
 
 type fakeSub struct{ ch chan bridge.VisitorEvent }
 
-var _ bridge.VisitorService = (*fakeChats)(nil)
+// The fake and the bridge both implement everything the widget uses.
+var (
+	_ Bridge = (*fakeChats)(nil)
+	_ Bridge = (*bridge.Bridge)(nil)
+)
 
 func newFakeChats(props ...presence.PropertyID) *fakeChats {
 	f := &fakeChats{props: map[presence.PropertyID]bool{}, chats: map[bridge.ChatID]*fakeChat{}, subs: map[bridge.ChatID]map[*fakeSub]struct{}{}}
@@ -430,14 +438,6 @@ func (f *fakeChats) ChatIDs() []bridge.ChatID {
 	return out
 }
 
-// The fake has the bridge's optional capabilities too: the admin board's
-// chat lists and counts, and agent actions from the admin API.
-var (
-	_ boardSource    = (*fakeChats)(nil)
-	_ chatCounter    = (*fakeChats)(nil)
-	_ bridge.Handler = (*fakeChats)(nil)
-)
-
 // Board lists the fake's open chats like the bridge does.
 func (f *fakeChats) Board(ctx context.Context, p presence.PropertyID) (bridge.BoardChats, error) {
 	f.mu.Lock()
@@ -547,4 +547,74 @@ func (f *fakeChats) Messages(id bridge.ChatID) []bridge.Message {
 		return nil
 	}
 	return append([]bridge.Message(nil), c.msgs...)
+}
+
+// SetPresence sets an agent's presence in the fake's store, as the bridge
+// does (condition first, then status).
+func (f *fakeChats) SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error) {
+	f.mu.Lock()
+	store := f.presence
+	f.mu.Unlock()
+	return setPresence(ctx, store, id, s, c)
+}
+
+// setPresence is the bridge's SetPresence without its consequences.
+func setPresence(ctx context.Context, store *presence.Store, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error) {
+	if store == nil {
+		return presence.State{}, errors.New("fake: no presence store")
+	}
+	var st presence.State
+	var err error
+	if c != "" {
+		if st, err = store.SetCondition(ctx, id, c); err != nil {
+			return st, fmt.Errorf("fake: set condition: %w", err)
+		}
+	}
+	if s != "" {
+		if st, err = store.SetStatus(ctx, id, s); err != nil {
+			return st, fmt.Errorf("fake: set status: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// EraseVisitor deletes the chats of an email address, or one chat.
+func (f *fakeChats) EraseVisitor(ctx context.Context, email string, id bridge.ChatID) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("EraseVisitor %q %s", email, id)
+	if f.fail != nil {
+		return 0, f.fail
+	}
+	if (email == "") == (id == "") {
+		return 0, bridge.ErrBadErasure
+	}
+	n := 0
+	for cid, c := range f.chats {
+		if cid == id || (email != "" && strings.EqualFold(c.chat.Visitor.Email, email)) {
+			delete(f.chats, cid)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Blocks lists no blocks: the fake blocks nobody (the blocks tests use the bridge).
+func (f *fakeChats) Blocks(ctx context.Context, p presence.PropertyID) ([]bridge.Block, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return []bridge.Block{}, nil
+}
+
+// Unblock finds no block in force.
+func (f *fakeChats) Unblock(ctx context.Context, p presence.PropertyID, id string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return false, f.fail
+	}
+	return false, nil
 }

@@ -635,8 +635,8 @@ func TestAdmin(t *testing.T) {
 	})
 
 	t.Run("through the bridge", func(t *testing.T) {
-		// A VisitorService that can set presence (the bridge) is used, so the
-		// change has the consequences of the agent's own command.
+		// Presence is set through the bridge, so the change has the
+		// consequences of the agent's own command.
 		ps := &presenceSetter{fakeChats: e.chats}
 		srv := New(e.cfg, e.watcher, e.store, ps, e.redis.Client, e.log)
 		r := doApp(t, srv, "PUT", "/v1/admin/agents/bob/status", map[string]string{"status": "away", "condition": "activity"}, bearer...)
@@ -654,7 +654,7 @@ func TestAdmin(t *testing.T) {
 
 	t.Run("redis down", func(t *testing.T) {
 		down := presence.NewStore(downRedis(t), e.dir, presence.Keys{Prefix: e.redis.Prefix}, nil)
-		srv := New(e.cfg, e.watcher, down, e.chats, e.redis.Client, e.log)
+		srv := New(e.cfg, e.watcher, down, onStore{e.chats, down}, e.redis.Client, e.log)
 		r := doApp(t, srv, "GET", "/v1/admin/properties/demo/presence", nil, bearer...)
 		if r.code != 200 || !strings.Contains(string(r.body), `"source":"snapshot"`) || r.header.Get(HeaderStale) != "true" {
 			t.Errorf("presence fallback: %d %s", r.code, r.body)
@@ -798,8 +798,8 @@ func TestStatusNeedsNoRedis(t *testing.T) {
 	}
 }
 
-// presenceSetter is the fake VisitorService with the bridge's SetPresence,
-// which records its calls and answers with the state asked for.
+// presenceSetter is the fake bridge with a SetPresence that records its
+// calls and answers with the state asked for.
 type presenceSetter struct {
 	*fakeChats
 	calls []string
@@ -852,4 +852,15 @@ func TestReadyAdapters(t *testing.T) {
 		t.Errorf("board adapters event after the stop: %s", ev.Data)
 	}
 	s.Close()
+}
+
+// onStore is the fake bridge keeping presence in another store (one whose
+// Redis is down).
+type onStore struct {
+	*fakeChats
+	store *presence.Store
+}
+
+func (o onStore) SetPresence(ctx context.Context, id presence.AgentID, s presence.Status, c presence.Condition) (presence.State, error) {
+	return setPresence(ctx, o.store, id, s, c)
 }

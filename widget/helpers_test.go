@@ -98,6 +98,7 @@ func newEnvDir(t testing.TB, dir *presence.Directory, mod ...func(*Config)) *env
 		t.Fatal(err)
 	}
 	e.chats = newFakeChats(propDemo, propAcme, propQuiet)
+	e.chats.presence = e.store
 	e.cfg = Config{
 		Listen:     "127.0.0.1:0",
 		AdminToken: adminToken,

@@ -13,7 +13,7 @@ import (
 
 // statusHub holds the open status streams of every property. A held
 // stream is only its connection: fasthttp keeps a hijacked connection open
-// after the hijack handler returns (Server.KeepHijackedConns), and the hub
+// after the hijack handler returns (KeepHijackedConns, set by New), and the hub
 // keeps it in its property's list, with no goroutine, timer or buffer of
 // its own.
 //
@@ -30,11 +30,14 @@ import (
 // Changes of one property are written one after the other, so a stream
 // never sees an older status after a newer one.
 type statusHub struct {
-	s       *Server
-	writers int
-	timeout time.Duration
-	sets    map[presence.PropertyID]*heldSet // fixed keys: read without a lock
-	closed  atomic.Bool
+	watcher   *presence.Watcher
+	statuses  *hotStatuses
+	conns     *connTracker
+	heartbeat time.Duration
+	writers   int
+	timeout   time.Duration
+	sets      map[presence.PropertyID]*heldSet // fixed keys: read without a lock
+	closed    atomic.Bool
 }
 
 // heldSet is one property's held status streams.
@@ -63,12 +66,17 @@ const fanOutBatch = 64
 // Heartbeat comment of a held stream.
 var heartbeat = []byte(": keep-alive\n\n")
 
-func newStatusHub(s *Server, props []presence.PropertyID) *statusHub {
+// newStatusHub holds the status streams of props; timeout bounds one
+// write to a held stream.
+func newStatusHub(watcher *presence.Watcher, statuses *hotStatuses, conns *connTracker, props []presence.PropertyID, heartbeat, timeout time.Duration) *statusHub {
 	h := &statusHub{
-		s:       s,
-		writers: max(4, runtime.GOMAXPROCS(0)),
-		timeout: s.cfg.StreamWriteTimeout,
-		sets:    make(map[presence.PropertyID]*heldSet, len(props)),
+		watcher:   watcher,
+		statuses:  statuses,
+		conns:     conns,
+		heartbeat: heartbeat,
+		writers:   max(4, runtime.GOMAXPROCS(0)),
+		timeout:   timeout,
+		sets:      make(map[presence.PropertyID]*heldSet, len(props)),
 	}
 	for _, p := range props {
 		h.sets[p] = &heldSet{p: p}
@@ -92,7 +100,7 @@ func (h *statusHub) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 		// One tick in heartbeatSlices of the period writes to that share
 		// of the streams, so the heartbeats of many streams do not come as
 		// one burst that a change would have to wait behind.
-		t := time.NewTicker(max(h.s.cfg.Heartbeat/heartbeatSlices, time.Millisecond))
+		t := time.NewTicker(max(h.heartbeat/heartbeatSlices, time.Millisecond))
 		defer t.Stop()
 		for k := 0; ; k = (k + 1) % heartbeatSlices {
 			select {
@@ -114,8 +122,8 @@ const heartbeatSlices = 10
 // channel is taken before the snapshot, so no change falls in between.
 func (h *statusHub) follow(set *heldSet, stop <-chan struct{}) {
 	for {
-		changed := h.s.watcher.StatusChanged(set.p)
-		if hs := h.s.hotStatus(set.p); hs != nil {
+		changed := h.watcher.StatusChanged(set.p)
+		if hs := h.statuses.get(set.p); hs != nil {
 			set.mu.Lock()
 			var list []*heldConn
 			if hs.snap.ETag != set.last {
@@ -153,7 +161,7 @@ func (h *statusHub) hold(conn net.Conn, p presence.PropertyID, ip string, head [
 	hc := &heldConn{conn: conn, ip: ip, set: set}
 	set.mu.Lock()
 	defer set.mu.Unlock()
-	hs := h.s.hotStatus(p)
+	hs := h.statuses.get(p)
 	if hs == nil || h.closed.Load() {
 		return false
 	}
@@ -162,11 +170,9 @@ func (h *statusHub) hold(conn net.Conn, p presence.PropertyID, ip string, head [
 		b = append(append(make([]byte, 0, len(head)+len(hs.event)), head...), hs.event...)
 	}
 	// Counted before the client can see its stream open.
-	metrics.OpenStreams.WithLabelValues("status").Inc()
-	h.s.open.Add(1)
+	h.conns.opened("status")
 	if h.write(hc, b) != nil {
-		metrics.OpenStreams.WithLabelValues("status").Dec()
-		h.s.open.Add(-1)
+		h.conns.closed("status")
 		return false
 	}
 	hc.sent = hs.snap.ETag
@@ -264,9 +270,8 @@ func (h *statusHub) drop(hc *heldConn, failed bool) {
 
 func (h *statusHub) release(hc *heldConn, failed bool) {
 	_ = hc.conn.Close()
-	h.s.streamDone(hc.ip)
-	metrics.OpenStreams.WithLabelValues("status").Dec()
-	h.s.open.Add(-1)
+	h.conns.release(hc.ip)
+	h.conns.closed("status")
 	if failed {
 		metrics.StreamsDropped.Inc()
 	}

@@ -3,6 +3,7 @@ package widget
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -16,6 +17,23 @@ import (
 	"github.com/onduty/onduty/internal/metrics"
 )
 
+// limiter counts requests and uploads per client in Redis, so that the
+// limits hold across instances, and says who the client is: its IP, taken
+// from the proxy header behind trusted proxies.
+type limiter struct {
+	rdb     redis.UniversalClient
+	prefix  string           // Config.Prefix
+	now     func() time.Time // Config.Now
+	rates   RateLimits
+	proxies []netip.Prefix // Config.TrustedProxies
+	header  string         // Config.ProxyHeader
+	log     *slog.Logger
+}
+
+func newLimiter(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *limiter {
+	return &limiter{rdb: rdb, prefix: cfg.Prefix, now: cfg.Now, rates: cfg.RateLimits, proxies: cfg.TrustedProxies, header: cfg.ProxyHeader, log: log}
+}
+
 // Rate-limit kinds (part of the key).
 const (
 	limitChats    = "chats"
@@ -26,18 +44,18 @@ const (
 // and refuses it with 429 past perMinute. The count is in Redis (INCR, then
 // EXPIRE), so every instance sees the same one. When Redis cannot count,
 // the request is refused with 503: whatever it asked for needs Redis too.
-func (s *Server) limit(ctx context.Context, kind, ip string, perMinute int) error {
+func (l *limiter) limit(ctx context.Context, kind, ip string, perMinute int) error {
 	if perMinute < 0 {
 		return nil
 	}
-	now := s.cfg.Now()
+	now := l.now()
 	window := now.Unix() / 60
-	key := s.cfg.Prefix + "ratelimit:" + kind + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(window, 10)
-	pipe := s.rdb.Pipeline()
+	key := l.prefix + "ratelimit:" + kind + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(window, 10)
+	pipe := l.rdb.Pipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*time.Minute)
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.log.Warn("rate limit: redis", "kind", kind, "err", err)
+		l.log.Warn("rate limit: redis", "kind", kind, "err", err)
 		return errUnavailable
 	}
 	if n.Val() > int64(perMinute) {
@@ -57,16 +75,16 @@ var errBadClientIP = newErr(http.StatusBadRequest, "invalid_client_ip", "the for
 // that is not a trusted proxy (entries left of it were written by the
 // client and prove nothing). An entry that is not an IP address is refused.
 // When every entry is a trusted proxy, it is the leftmost of them.
-func (s *Server) clientIP(c *fiber.Ctx) (string, error) {
+func (l *limiter) clientIP(c *fiber.Ctx) (string, error) {
 	peer := peerAddr(c.Context().RemoteAddr())
 	if !peer.IsValid() {
 		return "unknown", nil
 	}
-	if !s.trustedProxy(peer) {
+	if !l.trustedProxy(peer) {
 		return peer.String(), nil
 	}
 	ip := peer
-	values := c.Request().Header.PeekAll(s.cfg.ProxyHeader)
+	values := c.Request().Header.PeekAll(l.header)
 	for i := len(values) - 1; i >= 0; i-- {
 		v := string(values[i])
 		for v != "" {
@@ -85,7 +103,7 @@ func (s *Server) clientIP(c *fiber.Ctx) (string, error) {
 				return "", errBadClientIP
 			}
 			ip = a.Unmap().WithZone("")
-			if !s.trustedProxy(ip) {
+			if !l.trustedProxy(ip) {
 				return ip.String(), nil
 			}
 		}
@@ -105,8 +123,8 @@ func limitKey(ip string) string {
 }
 
 // trustedProxy reports whether ip is in Config.TrustedProxies.
-func (s *Server) trustedProxy(ip netip.Addr) bool {
-	for _, p := range s.cfg.TrustedProxies {
+func (l *limiter) trustedProxy(ip netip.Addr) bool {
+	for _, p := range l.proxies {
 		if p.Contains(ip) {
 			return true
 		}
@@ -128,9 +146,9 @@ const chatQuotaTTL = 31 * 24 * time.Hour
 // uploadQuota counts one upload against the chat's, the IP's (per hour) and
 // the property's (per UTC day) quotas, before any of the body is read. Over
 // any of them, the counts are given back and the upload is refused with 429.
-func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) error {
-	now := s.cfg.Now().UTC()
-	rl := s.cfg.RateLimits
+func (l *limiter) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) error {
+	now := l.now().UTC()
+	rl := l.rates
 	hour, day := now.Unix()/3600, now.Unix()/86400
 	type quota struct {
 		name  string
@@ -141,11 +159,11 @@ func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) e
 		n     *redis.IntCmd
 	}
 	qs := []*quota{
-		{name: quotaChat, key: s.cfg.Prefix + "quota:" + quotaChat + ":{" + string(chat.ID) + "}", limit: rl.UploadsPerChat, ttl: chatQuotaTTL},
-		{name: quotaIP, key: s.cfg.Prefix + "quota:" + quotaIP + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(hour, 10), limit: rl.UploadsPerIPPerHour, ttl: 2 * time.Hour, retry: int(3600 - now.Unix()%3600)},
-		{name: quotaProperty, key: s.cfg.Prefix + "quota:" + quotaProperty + ":{" + string(chat.Property) + "}:" + strconv.FormatInt(day, 10), limit: rl.UploadsPerPropertyPerDay, ttl: 48 * time.Hour, retry: int(86400 - now.Unix()%86400)},
+		{name: quotaChat, key: l.prefix + "quota:" + quotaChat + ":{" + string(chat.ID) + "}", limit: rl.UploadsPerChat, ttl: chatQuotaTTL},
+		{name: quotaIP, key: l.prefix + "quota:" + quotaIP + ":{" + limitKey(ip) + "}:" + strconv.FormatInt(hour, 10), limit: rl.UploadsPerIPPerHour, ttl: 2 * time.Hour, retry: int(3600 - now.Unix()%3600)},
+		{name: quotaProperty, key: l.prefix + "quota:" + quotaProperty + ":{" + string(chat.Property) + "}:" + strconv.FormatInt(day, 10), limit: rl.UploadsPerPropertyPerDay, ttl: 48 * time.Hour, retry: int(86400 - now.Unix()%86400)},
 	}
-	pipe := s.rdb.Pipeline()
+	pipe := l.rdb.Pipeline()
 	for _, q := range qs {
 		if q.limit < 0 {
 			continue
@@ -157,7 +175,7 @@ func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) e
 		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.log.Warn("upload quota: redis", "err", err)
+		l.log.Warn("upload quota: redis", "err", err)
 		return errUnavailable
 	}
 	var over *quota
@@ -170,14 +188,14 @@ func (s *Server) uploadQuota(ctx context.Context, chat bridge.Chat, ip string) e
 	if over == nil {
 		return nil
 	}
-	undo := s.rdb.Pipeline()
+	undo := l.rdb.Pipeline()
 	for _, q := range qs {
 		if q.n != nil {
 			undo.Decr(ctx, q.key)
 		}
 	}
 	if _, err := undo.Exec(ctx); err != nil {
-		s.log.Warn("upload quota: give back", "err", err)
+		l.log.Warn("upload quota: give back", "err", err)
 	}
 	metrics.Refused.WithLabelValues(over.name).Inc()
 	e := *newErr(http.StatusTooManyRequests, "upload_quota", "")

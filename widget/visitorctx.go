@@ -79,7 +79,7 @@ func (vc *visitorContext) check() error {
 
 // apply verifies the identity with the property's secret and puts the
 // context, and the browser and OS from the request's User-Agent, on v.
-func (s *Server) applyContext(c *fiber.Ctx, p PropertyConfig, vc visitorContext, v *bridge.Visitor) error {
+func (va *visitorAPI) applyContext(c *fiber.Ctx, p PropertyConfig, vc visitorContext, v *bridge.Visitor) error {
 	if err := vc.check(); err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ type Adapter struct {
 	groups    groupKinds              // which telegram_groups have no topics (groups.go)
 }
 
-type handlerBox struct{ h bridge.Handler }
+type handlerBox struct{ h bridge.Host }
 
 var _ bridge.Adapter = (*Adapter)(nil)
 

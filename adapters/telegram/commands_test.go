@@ -143,7 +143,9 @@ func TestStrangersGetOneRefusalAndNoHandlerCall(t *testing.T) {
 func TestDuplicateUpdatesActOnce(t *testing.T) {
 	e := newEnv(t)
 	a := e.adapter(t, "A", nil, nil)
-	h := bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "ok"}, nil })
+	// The bridge ignores an action whose DedupKey it handled (dedupHost
+	// does the same): the adapter names each update by its update_id.
+	h := &dedupHost{Handler: bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "ok"}, nil })}
 	a.handler.Store(&handlerBox{h: h})
 	u := decodeUpdate(t, tgfake.PrivateMessage(aliceTG, "/online"), 4242)
 	for range 3 {

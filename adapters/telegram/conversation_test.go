@@ -26,6 +26,18 @@ type liveEnv struct {
 func newLiveEnv(t *testing.T) *liveEnv {
 	t.Helper()
 	e := newEnv(t)
+	e.dir = liveDirectory(t)
+	a := e.adapter(t, "A", nil, nil)
+	b := startBridge(t, e, a, e.dir)
+	// The bridge's store has no state of its own: this one sees the same Redis.
+	store := presence.NewStore(e.rdb.Client, e.dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
+	return &liveEnv{testEnv: e, a: a, b: b, store: store}
+}
+
+// liveDirectory has alice and bob (acme, private chats) and carol (beta,
+// the forum group), always on duty.
+func liveDirectory(t *testing.T) *presence.Directory {
+	t.Helper()
 	dir, err := presence.NewDirectory(
 		[]presence.Property{{ID: "acme", Name: "Acme"}, {ID: "beta", Name: "Beta"}},
 		[]presence.Agent{
@@ -36,12 +48,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.dir = dir
-	a := e.adapter(t, "A", nil, nil)
-	b := startBridge(t, e, a, dir)
-	// The bridge's store has no state of its own: this one sees the same Redis.
-	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
-	return &liveEnv{testEnv: e, a: a, b: b, store: store}
+	return dir
 }
 
 // command sends an agent's private message and waits for the bot's answer.
@@ -346,10 +353,10 @@ func TestConversationSurvives429(t *testing.T) {
 }
 
 // lastRouted is the newest Telegram message id in tg's chat that the
-// adapter remembers as belonging to a visitor chat.
+// bridge remembers as belonging to a visitor chat.
 func lastRouted(t *testing.T, l *liveEnv, tg int64) int {
 	t.Helper()
-	keys, err := l.rdb.Client.Keys(t.Context(), l.rdb.Prefix+"tg:msg:"+strconv.FormatInt(tg, 10)+":*").Result()
+	keys, err := l.rdb.Client.Keys(t.Context(), l.rdb.Prefix+"b:ref:telegram:"+strconv.FormatInt(tg, 10)+":m:*").Result()
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("no remembered messages for %d: %v", tg, err)
 	}

@@ -1,6 +1,7 @@
 package telegram
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,14 +64,14 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	chat := testChat("chatA1", "acme")
 	first := &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "Hi, is 5 < 6 & 7 > 3?"}
 	ctx := t.Context()
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d2", Kind: bridge.KindOffer, Agent: "bob", Chat: chat, Message: first, Monitor: true}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "d2", Kind: bridge.KindOffer, Agent: "bob", Chat: chat, Message: first, Monitor: true}); err != nil {
 		t.Fatal(err)
 	}
 	// Delivered twice (outbox retry): no second post.
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
 	aliceOffers, bobOffers := sentTo(e.api, aliceTG), sentTo(e.api, bobTG)
@@ -111,7 +112,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 
 	// The bridge says who won: every offer is edited, buttons removed.
 	for _, ag := range []string{"alice", "bob"} {
-		if _, err := a.Deliver(ctx, bridge.Delivery{ID: "t-" + ag, Kind: bridge.KindTaken, Agent: presence.AgentID(ag), Chat: chat, TakenBy: "Alice"}); err != nil {
+		if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "t-" + ag, Kind: bridge.KindTaken, Agent: presence.AgentID(ag), Chat: chat, TakenBy: "Alice"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,7 +131,7 @@ func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 		t.Errorf("edited %v, want alice's 1001 and bob's 1002", ids)
 	}
 	// Nothing left to edit: a repeated Taken does nothing.
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "t-again", Kind: bridge.KindTaken, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "t-again", Kind: bridge.KindTaken, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.api.Calls("editMessageText")); n != 2 {
@@ -147,7 +148,7 @@ func TestReplyAndPlainTextRouting(t *testing.T) {
 	for i, id := range []bridge.ChatID{"chatX", "chatY"} {
 		c := testChat(id, "acme")
 		m := &bridge.Message{ID: "1-0", Chat: id, From: bridge.FromVisitor, Text: "question " + string(id)}
-		if _, err := a.Deliver(ctx, bridge.Delivery{ID: "m" + strconv.Itoa(i), Kind: bridge.KindMessage, Agent: "alice", Chat: c, Message: m}); err != nil {
+		if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "m" + strconv.Itoa(i), Kind: bridge.KindMessage, Agent: "alice", Chat: c, Message: m}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -160,7 +161,7 @@ func TestReplyAndPlainTextRouting(t *testing.T) {
 	e.api.Push(tgfake.ReplyMessage(aliceTG, "answer for X", 1001))
 	e.api.Push(tgfake.PrivateMessage(aliceTG, "plain text"))
 	e.api.Push(tgfake.ReplyMessage(aliceTG, "reply to something unknown", 5))
-	acts := h.WaitN(t, 4)
+	acts := resolved(t, h, h.WaitN(t, 4))
 	want := []struct {
 		chat bridge.ChatID
 		text string
@@ -188,7 +189,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	}
 	chat := testChat("chatT1", "beta")
 	first := &bridge.Message{ID: "1-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "hello from beta"}
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "o1", Kind: bridge.KindOffer, Chat: chat, Message: first}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "o1", Kind: bridge.KindOffer, Chat: chat, Message: first}); err != nil {
 		t.Fatal(err)
 	}
 	topics := e.api.Calls("createForumTopic")
@@ -202,7 +203,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	// Carol writes in the topic: a message for that chat (the bridge lets her claim it).
 	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 51, "I can help"))
 	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 51, "/close"))
-	acts := h.WaitN(t, 2)
+	acts := resolved(t, h, h.WaitN(t, 2))
 	if acts[0].Kind != bridge.ActMessage || acts[0].Chat != "chatT1" || acts[0].Text != "I can help" || acts[0].Agent != "carol" {
 		t.Errorf("topic message -> %+v", acts[0])
 	}
@@ -217,7 +218,7 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	// Someone deletes the topic: the next message recreates it, nothing lost.
 	e.api.DeleteThread(51)
 	m2 := &bridge.Message{ID: "2-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "are you there?"}
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "m2", Kind: bridge.KindMessage, Chat: chat, Message: m2}); err != nil {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "m2", Kind: bridge.KindMessage, Chat: chat, Message: m2}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.api.Calls("createForumTopic")); n != 2 {
@@ -234,13 +235,13 @@ func TestForumTopicsAndRecreate(t *testing.T) {
 	}
 	// The new topic is the chat's now, both ways.
 	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 52, "yes"))
-	acts = h.WaitN(t, 3)
+	acts = resolved(t, h, h.WaitN(t, 3))
 	if acts[2].Chat != "chatT1" {
 		t.Errorf("message in recreated topic -> %+v", acts[2])
 	}
 	// Chatter in the group outside any chat's topic is only activity.
 	e.api.Push(tgfake.TopicMessage(carolTG, betaGroup, 7, "coffee?"))
-	acts = h.WaitN(t, 4)
+	acts = resolved(t, h, h.WaitN(t, 4))
 	if acts[3].Kind != bridge.ActActivity || acts[3].Chat != "" {
 		t.Errorf("general chatter -> %+v", acts[3])
 	}
@@ -264,13 +265,13 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 
 	// The first piece goes out, then Telegram says 429 with retry_after 3.
 	e.api.FailAfter("sendMessage", 1, 1, 429, "Too Many Requests: retry after 3", 3)
-	_, err := a.Deliver(ctx, d)
+	_, err := out(a).Deliver(ctx, d)
 	ra, ok := asRetryAfter(err)
 	if !ok || ra.After != 3*time.Second {
 		t.Fatalf("Deliver under 429 = %v, want RetryAfterError of 3s", err)
 	}
 	// The outbox retries: the rest follows, nothing repeated, nothing lost.
-	if _, err := a.Deliver(ctx, d); err != nil {
+	if _, err := out(a).Deliver(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	var pieces []string
@@ -307,7 +308,7 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.api.FailNext("sendMessage", 1, tt.code, tt.desc, 0)
-			_, err := a.Deliver(ctx, bridge.Delivery{ID: "e" + strconv.Itoa(i), Kind: bridge.KindNotice, Agent: "bob", Text: "x"})
+			_, err := out(a).Deliver(ctx, bridge.Delivery{ID: "e" + strconv.Itoa(i), Kind: bridge.KindNotice, Agent: "bob", Text: "x"})
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -323,10 +324,10 @@ func TestRateLimitAndErrorsMapToBridgeErrors(t *testing.T) {
 		})
 	}
 	// An agent without Telegram, or a property without a group, cannot be reached.
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "dave", Text: "x"}); !asPermanent(err) {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "x1", Kind: bridge.KindNotice, Agent: "dave", Text: "x"}); !asPermanent(err) {
 		t.Errorf("dave: %v, want permanent", err)
 	}
-	if _, err := a.Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindMessage, Chat: testChat("c", "acme"), Text: "x"}); !asPermanent(err) {
+	if _, err := out(a).Deliver(ctx, bridge.Delivery{ID: "x2", Kind: bridge.KindMessage, Chat: testChat("c", "acme"), Text: "x"}); !asPermanent(err) {
 		t.Errorf("shared delivery without group: %v, want permanent", err)
 	}
 	if a.Reaches("dave") || !a.Reaches("alice") {
@@ -351,7 +352,7 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 		{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: priv, Text: "Alice transferred chat #chatW1 to you."},
 	}
 	for _, d := range steps {
-		if _, err := a.Deliver(ctx, d); err != nil {
+		if _, err := out(a).Deliver(ctx, d); err != nil {
 			t.Fatalf("%s: %v", d.ID, err)
 		}
 	}
@@ -377,15 +378,14 @@ func TestWithdrawnClosedAndSharedTaken(t *testing.T) {
 	h := &fakeHandler{}
 	run(t, a, h)
 	e.api.Push(tgfake.ReplyMessage(bobTG, "on it", sentTo(e.api, bobTG)[0].ResultID))
-	if acts := h.WaitN(t, 1); acts[0].Chat != "chatW1" {
+	if acts := resolved(t, h, h.WaitN(t, 1)); acts[0].Chat != "chatW1" {
 		t.Errorf("reply to a notice -> %+v", acts[0])
 	}
 }
 
-// TestDeliveryRoundTrips: a relayed message costs two Redis round trips
-// (the delivery's progress read, then its progress and the message's chat
-// written together), an offer the same; a retry posts nothing and replies
-// to the message still find its chat.
+// TestDeliveryRoundTrips: a relayed message or an offer costs the adapter
+// no Redis round trip at all (the bridge keeps what it made); a retry posts
+// nothing and replies to the message still find its chat.
 func TestDeliveryRoundTrips(t *testing.T) {
 	e := newEnv(t)
 	rdb := e.rdb.NewClient(t)
@@ -394,17 +394,20 @@ func TestDeliveryRoundTrips(t *testing.T) {
 	a := e.adapter(t, "A", rdb, nil) // not running: nothing else uses Redis
 	ctx := t.Context()
 	chat := testChat("chatRT", "acme")
+	var made []bridge.RemoteRef
 	for _, d := range []bridge.Delivery{
 		{ID: "o1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: "hi"}},
 		{ID: "m1", Kind: bridge.KindMessage, Agent: "alice", Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}},
 	} {
 		for range 2 { // the second time is an outbox retry
 			n.All.Store(0)
-			if _, err := a.Deliver(ctx, d); err != nil {
+			refs, err := out(a).Deliver(ctx, d)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if got := n.All.Load(); got > 2 {
-				t.Errorf("%s %s: %d Redis round trips, want at most 2", d.Kind, d.ID, got)
+			made = append(made, refs...)
+			if got := n.All.Load(); got > 0 {
+				t.Errorf("%s %s: %d Redis round trips, want none", d.Kind, d.ID, got)
 			}
 		}
 	}
@@ -412,10 +415,19 @@ func TestDeliveryRoundTrips(t *testing.T) {
 	if len(sent) != 2 {
 		t.Fatalf("%d messages sent, want 2", len(sent))
 	}
-	if got, err := a.lookup(ctx, a.keys.message(aliceTG, sent[1].ResultID)); err != nil || got != chat.ID {
+	want := []bridge.RemoteRef{
+		{Role: bridge.RefOffer, Conversation: "111", Message: strconv.Itoa(sent[0].ResultID)},
+		{Role: bridge.RefMessage, Conversation: "111", Message: strconv.Itoa(sent[1].ResultID)},
+	}
+	if !slices.Equal(made, want) {
+		t.Errorf("made %+v, want %+v", made, want)
+	}
+	h := &fakeHandler{}
+	h.Keep(surface, chat.ID, made...)
+	if got, err := h.ChatOf(ctx, surface, bridge.RemoteRef{Conversation: "111", Message: strconv.Itoa(sent[1].ResultID)}); err != nil || got != chat.ID {
 		t.Errorf("message %d routes to %q (%v), want %s", sent[1].ResultID, got, err, chat.ID)
 	}
-	if fields, err := rdb.HLen(ctx, a.keys.offer(chat.ID)).Result(); err != nil || fields != 1 {
-		t.Errorf("offer remembered %d times (%v), want 1", fields, err)
+	if offers := out(a).offers[string(chat.ID)+"|alice"]; len(offers) != 1 {
+		t.Errorf("offer remembered %d times, want 1", len(offers))
 	}
 }

@@ -20,11 +20,25 @@
 //     the group is not relayed. Which of the two a group is comes from
 //     getChat (is_forum), or from createForumTopic refusing (groups.go).
 //
+// The adapter keeps no chat state: Deliver returns what it made on Telegram
+// (each message as a bridge.RemoteRef, offers as RefOffer, a forum topic it
+// created as RefThread) and the bridge keeps it, handing back the chat's
+// topic (Delivery.Thread), its open offers (Delivery.Offers) and what a
+// failed attempt already sent (Delivery.Done: one message per piece). What
+// an agent answers is named in Action.ReplyTo (the message replied to, the
+// topic written in) for the bridge to find its chat. MigrateRefs moves the
+// keys earlier versions kept (tg:msg, tg:offer, tg:topic, tg:upd …) into
+// the bridge at start (migrate.go).
+//
 // Receiving: long polling (default) or a webhook (WebhookHandler). With
 // several instances exactly one polls, holding a lease in Redis that it
 // renews; another instance takes over within about LeaseTTL when the holder
-// dies. Updates are claimed in Redis by update_id before they are acted on,
-// so a repeated update (webhook retry, restart, lease handover) acts once.
+// dies. Each action carries its update's id (Action.DedupKey
+// "telegram:<update_id>"): the bridge claims it, so a repeated update
+// (webhook retry, restart, lease handover) acts once, and one being handled
+// elsewhere (bridge.ErrInProgress) is tried again. Updates that never reach
+// the bridge (strangers, foreign buttons) do nothing twice that matters:
+// the refusal is sent once a day (tg:refused).
 // Updates are handled per Telegram chat (the message's chat, or the user who
 // pressed a button): one chat's in Telegram's order, different chats' at
 // once, so a slow answer to one agent (pacing, a 429 waited out) holds no
@@ -39,23 +53,16 @@
 // per bot) by token buckets kept in Redis, so that all instances share one
 // budget (a local limiter stands in while Redis is away). When the wait
 // would be long, or Telegram answers 429, Deliver returns
-// *bridge.RetryAfterError and the bridge's outbox tries again later. Long texts are split into several messages; how many
-// pieces of a delivery were sent is kept in Redis, so a retry continues where
-// the last attempt stopped instead of posting twice.
+// *bridge.RetryAfterError and the bridge's outbox tries again later. Long
+// texts are split into several messages.
 //
 // Redis keys (all under Config.Prefix; each operation touches one key, but
-// for the pacing script, whose keys share the hash tag {tg}):
+// for the pacing script, whose keys share the hash tag {tg}): only what
+// exists on Telegram alone.
 //
 //	tg:lease                    string  owner token of the polling lease, PX LeaseTTL
-//	tg:upd:<update_id>          string  update claim: "busy" EX 2×LeaseTTL, then "done" EX 24h
 //	tg:refused:<user_id>        string  refusal sent to a stranger, EX 24h
-//	tg:offer:<chat>             hash    "<tg_chat>:<message_id>" -> agent ("" = shared), EX 7d
-//	tg:msg:<tg_chat>:<msg_id>   string  visitor chat a Telegram message belongs to, EX 30d
-//	tg:msgs:<chat>              set     the chat's tg:msg keys (for erasure), EX 30d
-//	tg:topic:<chat>             string  "<group>:<thread>" forum topic of a chat, EX 30d
-//	tg:thread:<group>:<thread>  string  visitor chat of a forum topic, EX 30d
 //	tg:group:<group>            string  "forum" or "plain" (no topics), EX 24h
-//	tg:dlv:<delivery_id>        string  pieces of a delivery already sent, EX 7d
 //	tg:rate:{tg}:bot            hash    the bot's send bucket: t tokens, l last refill (ms), PX refill time + 1s
 //	tg:rate:{tg}:<tg_chat>      hash    a chat's send bucket, likewise
 //	tg:rate:{tg}:group:<id>     hash    a group's per-minute bucket, likewise

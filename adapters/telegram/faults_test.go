@@ -132,6 +132,13 @@ func TestPlatformOutage(t *testing.T) {
 // startBridge runs the real bridge with adapter a on e's Redis.
 func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, tweak ...func(*bridge.Config)) *bridge.Bridge {
 	t.Helper()
+	b, _ := startBridgeStop(t, e, a, dir, tweak...)
+	return b
+}
+
+// startBridgeStop is startBridge that can also be stopped before the test ends.
+func startBridgeStop(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, tweak ...func(*bridge.Config)) (*bridge.Bridge, func()) {
+	t.Helper()
 	store := presence.NewStore(e.rdb.Client, dir, presence.Keys{Prefix: e.rdb.Prefix}, time.Now)
 	w := presence.NewWatcher(store, testlog.Logger())
 	if err := w.Load(t.Context()); err != nil {
@@ -156,19 +163,23 @@ func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("bridge Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("bridge Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("bridge did not stop")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("bridge did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	wait.For(t, "the adapter to poll", a.leading.Load)
-	return b
+	return b, stop
 }
 
 // blockingHandler blocks every action until released: an instance that

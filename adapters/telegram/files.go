@@ -19,16 +19,9 @@ import (
 // maxFileBytes is what the Bot API lets a bot download (getFile: 20 MB).
 const maxFileBytes = 20 << 20
 
-// errNoFileStore: the handler cannot store files.
-var errNoFileStore = errors.New("files are not supported here yet")
-
 // fetchAttachment downloads the photo or document of m from Telegram and
-// stores it through the handler.
-func (a *Adapter) fetchAttachment(ctx context.Context, h bridge.Handler, chat bridge.ChatID, m *models.Message) (*bridge.Attachment, error) {
-	fs, ok := h.(bridge.FileStore)
-	if !ok {
-		return nil, errNoFileStore
-	}
+// stores it through the host.
+func (a *Adapter) fetchAttachment(ctx context.Context, h bridge.Host, chat bridge.ChatID, m *models.Message) (*bridge.Attachment, error) {
 	var fileID, name, mimeType string
 	var size int64
 	switch {
@@ -63,7 +56,7 @@ func (a *Adapter) fetchAttachment(ctx context.Context, h bridge.Handler, chat br
 			mimeType = "application/octet-stream"
 		}
 	}
-	att, err := fs.PutFile(ctx, chat, name, mimeType, data)
+	att, err := h.PutFile(ctx, chat, name, mimeType, data)
 	if err != nil {
 		if isTransient(err) {
 			return nil, err
@@ -110,18 +103,14 @@ func (a *Adapter) download(ctx context.Context, filePath string) ([]byte, error)
 	return data, nil
 }
 
-// visitorFile reads a visitor's file through the handler; nil when the
-// handler cannot give files.
+// visitorFile reads a visitor's file through the host; nil before Run
+// was given one.
 func (a *Adapter) visitorFile(ctx context.Context, chat bridge.ChatID, att bridge.Attachment) (*document, error) {
 	box := a.handler.Load()
 	if box == nil {
 		return nil, nil
 	}
-	src, ok := box.h.(bridge.FileStore)
-	if !ok {
-		return nil, nil
-	}
-	meta, data, err := src.File(ctx, chat, att.Key)
+	meta, data, err := box.h.File(ctx, chat, att.Key)
 	if err != nil {
 		if errors.Is(err, bridge.ErrUnknownChat) {
 			return nil, &bridge.PermanentError{Err: errf("visitor file", err)}

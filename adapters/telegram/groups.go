@@ -106,19 +106,21 @@ func (a *Adapter) markGroup(ctx context.Context, group int64, plain bool) {
 		v = groupPlain
 		a.log.Info("telegram_group has no forum topics: chats are posted in the group, agents answer by replying", "group", group)
 	}
-	a.remember(ctx, a.keys.groupKind(group), v, groupKindTTL)
+	if err := a.rdb.Set(ctx, a.keys.groupKind(group), v, groupKindTTL).Err(); err != nil {
+		a.log.Warn("group kind not remembered; it is asked again", "group", group, "err", err)
+	}
 }
 
 // groupPlace is where a chat's deliveries go in a property's group: its
 // forum topic (made the first time), or, in a group without topics, the
 // group itself, not marked shared so that every message names its chat.
-func (a *Adapter) groupPlace(ctx context.Context, group int64, c bridge.Chat) (place, error) {
+func (a *Adapter) groupPlace(ctx context.Context, group int64, d bridge.Delivery, made *[]bridge.RemoteRef) (place, error) {
 	plain, err := a.plainGroup(ctx, group)
 	if err != nil {
 		return place{}, err
 	}
 	if !plain {
-		thread, err := a.topic(ctx, group, c)
+		thread, err := a.topic(ctx, group, d, made)
 		if err == nil {
 			return place{chat: group, thread: thread, shared: true}, nil
 		}

@@ -209,12 +209,12 @@ func TestTopicsSwitchedOffMidChat(t *testing.T) {
 	}
 }
 
-// waitRouted waits until the adapter recorded which chat a message it sent
-// belongs to (just after Telegram answered the send).
+// waitRouted waits until the bridge recorded which chat a message the
+// adapter sent belongs to (just after Deliver returned it).
 func waitRouted(t *testing.T, l *liveEnv, tgChat int64, msgID int) {
 	t.Helper()
 	wait.For(t, "message "+strconv.Itoa(msgID)+" routed", func() bool {
-		n, err := l.rdb.Client.Exists(t.Context(), l.a.keys.message(tgChat, msgID)).Result()
-		return err == nil && n == 1
+		chat, err := l.b.ChatOf(t.Context(), surface, bridge.RemoteRef{Conversation: strconv.FormatInt(tgChat, 10), Message: strconv.Itoa(msgID)})
+		return err == nil && chat != ""
 	})
 }

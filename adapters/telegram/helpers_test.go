@@ -99,6 +99,7 @@ func (e *testEnv) adapter(t testing.TB, instance string, rdb redis.UniversalClie
 // run starts a.Run(ctx, h) and returns a stop function (also run at cleanup).
 func run(t testing.TB, a *Adapter, h bridge.Host) (stop func()) {
 	t.Helper()
+	out(a).keepIn(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, h) }()
@@ -194,4 +195,135 @@ func waitCalls(t testing.TB, api *tgfake.Server, method string, n int, keep func
 // tgAccount is an agent's Accounts with the Telegram user id.
 func tgAccount(user int64) map[presence.Surface]string {
 	return map[presence.Surface]string{Surface: strconv.FormatInt(user, 10)}
+}
+
+// testOutbox plays the bridge's outbox around Deliver for tests that call
+// the adapter directly: it keeps what each delivery made and hands it back
+// (Delivery.Thread, Offers, Done) as the bridge does, and records the refs
+// in the adapter's test handler so that replies find their chat.
+type testOutbox struct {
+	a       *Adapter
+	mu      sync.Mutex
+	threads map[string]bridge.RemoteRef   // chat|target
+	offers  map[string][]bridge.RemoteRef // chat|target
+	done    map[string][]bridge.RemoteRef // delivery id
+	kept    []keptRefs
+}
+
+type keptRefs struct {
+	chat bridge.ChatID
+	refs []bridge.RemoteRef
+}
+
+var outboxes sync.Map // *Adapter → *testOutbox
+
+// out is the test outbox of a.
+func out(a *Adapter) *testOutbox {
+	o, _ := outboxes.LoadOrStore(a, &testOutbox{a: a, threads: map[string]bridge.RemoteRef{},
+		offers: map[string][]bridge.RemoteRef{}, done: map[string][]bridge.RemoteRef{}})
+	return o.(*testOutbox)
+}
+
+type refKeeper interface {
+	Keep(surface string, chat bridge.ChatID, refs ...bridge.RemoteRef)
+}
+
+// Deliver delivers d as the outbox would, with what earlier deliveries made.
+func (o *testOutbox) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	key := string(d.Chat.ID) + "|" + string(d.Agent)
+	o.mu.Lock()
+	if t, ok := o.threads[key]; ok {
+		d.Thread = &t
+	}
+	d.Offers = append([]bridge.RemoteRef(nil), o.offers[key]...)
+	d.Done = append([]bridge.RemoteRef(nil), o.done[d.ID]...)
+	o.mu.Unlock()
+	made, err := o.a.Deliver(ctx, d)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, r := range made {
+		switch r.Role {
+		case bridge.RefThread:
+			o.threads[key] = r
+		case bridge.RefOffer:
+			o.offers[key] = append(o.offers[key], r)
+		}
+	}
+	if d.ID != "" {
+		o.done[d.ID] = append(o.done[d.ID], made...)
+	}
+	if err == nil && (d.Kind == bridge.KindTaken || d.Kind == bridge.KindWithdrawn) {
+		delete(o.offers, key)
+	}
+	if d.Chat.ID != "" && len(made) > 0 {
+		o.kept = append(o.kept, keptRefs{d.Chat.ID, made})
+		if box := o.a.handler.Load(); box != nil {
+			if k, ok := box.h.(refKeeper); ok {
+				k.Keep(surface, d.Chat.ID, made...)
+			}
+		}
+	}
+	return made, err
+}
+
+// keepIn records every ref made so far in h (a handler given to Run later).
+func (o *testOutbox) keepIn(h bridge.Host) {
+	k, ok := h.(refKeeper)
+	if !ok {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, kr := range o.kept {
+		k.Keep(surface, kr.chat, kr.refs...)
+	}
+}
+
+// dedupHost is a test handler that ignores an action whose DedupKey was
+// handled before, as the bridge does (a failed one may come again).
+type dedupHost struct {
+	*bridgetest.Handler
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (h *dedupHost) Handle(ctx context.Context, a bridge.Action) (bridge.Reply, error) {
+	h.mu.Lock()
+	if a.DedupKey != "" && h.seen[a.DedupKey] {
+		h.mu.Unlock()
+		return bridge.Reply{}, nil
+	}
+	h.mu.Unlock()
+	r, err := h.Handler.Handle(ctx, a)
+	if err == nil && a.DedupKey != "" {
+		h.mu.Lock()
+		if h.seen == nil {
+			h.seen = map[string]bool{}
+		}
+		h.seen[a.DedupKey] = true
+		h.mu.Unlock()
+	}
+	return r, err
+}
+
+// resolved is what the bridge makes of the actions h was handed: the chat
+// their ReplyTo names (as h.ChatOf finds it), and a message written in the
+// shared place outside any chat turned into activity.
+func resolved(t testing.TB, h bridge.Host, acts []bridge.Action) []bridge.Action {
+	t.Helper()
+	out := make([]bridge.Action, len(acts))
+	for i, a := range acts {
+		if a.Chat == "" && a.ReplyTo != nil {
+			chat, err := h.ChatOf(t.Context(), a.Surface, *a.ReplyTo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Chat = chat
+		}
+		if a.Kind == bridge.ActMessage && a.Shared && a.Chat == "" {
+			a.Kind, a.Shared = bridge.ActActivity, false
+		}
+		out[i] = a
+	}
+	return out
 }

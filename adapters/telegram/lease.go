@@ -15,7 +15,7 @@ import (
 // runPolling tries to take the polling lease every LeaseTTL/3; while held,
 // it polls. It returns when ctx is done, with the lease released, or with
 // a *bridge.RejectedError once Telegram stops accepting the token.
-func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) runPolling(ctx context.Context, h bridge.Host) error {
 	every := a.cfg.LeaseTTL / 3
 	for {
 		ok, err := a.rdb.SetNX(ctx, a.keys.lease(), a.owner, a.cfg.LeaseTTL).Result()
@@ -38,7 +38,7 @@ func (a *Adapter) runPolling(ctx context.Context, h bridge.Handler) error {
 // lead polls while the lease holds: a renewal goroutine cancels the polling
 // the moment the lease is lost (or cannot be confirmed). It returns poll's
 // error, the lease released.
-func (a *Adapter) lead(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) lead(ctx context.Context, h bridge.Host) error {
 	a.log.Info("polling lease taken; polling Telegram", "owner", a.owner)
 	a.leading.Store(true)
 	defer a.leading.Store(false)

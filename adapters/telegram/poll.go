@@ -38,7 +38,7 @@ const allowedUpdates = `["message","callback_query"]`
 //
 // It returns a *bridge.RejectedError when Telegram stops accepting the
 // token (revoked while running); every other failure is retried.
-func (a *Adapter) poll(ctx context.Context, h bridge.Handler) error {
+func (a *Adapter) poll(ctx context.Context, h bridge.Host) error {
 	win := newWindow()
 	workers := newChatQueues(chatWorkers, maxPending)
 	defer workers.close()
@@ -89,7 +89,7 @@ func (a *Adapter) poll(ctx context.Context, h bridge.Handler) error {
 // handlePolled handles a polled update, trying again after transient
 // failures (the chat's later updates wait behind it): up to
 // maxUpdateAttempts times, and for as long as storage is unavailable.
-func (a *Adapter) handlePolled(ctx context.Context, h bridge.Handler, u *models.Update) {
+func (a *Adapter) handlePolled(ctx context.Context, h bridge.Host, u *models.Update) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		err := a.handleUpdate(ctx, h, u)
 		if err == nil || ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func TestWebhookSecret(t *testing.T) {
 	if got := post("s3cret_token-1", body); got != http.StatusServiceUnavailable {
 		t.Errorf("before Run: %d, want 503 (Telegram retries)", got)
 	}
-	h := bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "You are online."}, nil })
+	h := &dedupHost{Handler: bridgetest.NewHandler(func(bridge.Action) (bridge.Reply, error) { return bridge.Reply{Text: "You are online."}, nil })}
 	run(t, a, h)
 	hooks := waitCalls(t, e.api, "setWebhook", 1, nil)
 	if hooks[0].Params["url"] != "https://onduty.example/telegram/webhook" || hooks[0].Params["secret_token"] != "s3cret_token-1" {
@@ -235,7 +236,7 @@ func TestStillOnDutyPrompt(t *testing.T) {
 	a := e.adapter(t, "A", nil, nil)
 	h := &fakeHandler{}
 	run(t, a, h)
-	if _, err := a.Deliver(t.Context(), bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice"}); err != nil {
+	if _, err := out(a).Deliver(t.Context(), bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	sent := sentTo(e.api, aliceTG)
@@ -256,9 +257,7 @@ func TestFiles(t *testing.T) {
 	run(t, a, h)
 	e.api.AddFile("documents/doc1.bin", []byte("%PDF-1.4 agent file"))
 	e.api.AddFile("documents/ph2.bin", []byte("JPEGDATA"))
-	if err := e.rdb.Client.Set(t.Context(), a.keys.message(aliceTG, 4), "chatF0", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	h.Keep(surface, "chatF0", bridge.RemoteRef{Conversation: strconv.FormatInt(aliceTG, 10), Message: "4"})
 
 	doc := tgfake.PrivateMessage(aliceTG, "")
 	m := doc["message"].(map[string]any)
@@ -301,7 +300,7 @@ func TestFiles(t *testing.T) {
 		ID: "3-0", Chat: chat.ID, From: bridge.FromVisitor, Text: "see attached",
 		Attachment: &bridge.Attachment{Key: "vis1", Name: "report.pdf", MIME: "application/pdf", Size: 13},
 	}}
-	if _, err := a.Deliver(t.Context(), d); err != nil {
+	if _, err := out(a).Deliver(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	docs := e.api.Calls("sendDocument")

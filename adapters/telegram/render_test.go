@@ -171,7 +171,7 @@ func TestPacingReturnsRetryAfter(t *testing.T) {
 	var err error
 	sent := 0
 	for i := range 10 {
-		_, err = a.Deliver(t.Context(), bridge.Delivery{ID: "n" + string(rune('a'+i)), Kind: bridge.KindNotice, Chat: bridge.Chat{Property: "beta"}, Text: "hello"})
+		_, err = out(a).Deliver(t.Context(), bridge.Delivery{ID: "n" + string(rune('a'+i)), Kind: bridge.KindNotice, Chat: bridge.Chat{Property: "beta"}, Text: "hello"})
 		if err != nil {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot/models"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/presence"
@@ -23,11 +22,8 @@ const (
 	failedText    = "Sorry, that did not work. Please try again in a moment."
 )
 
-const (
-	updateClaimTTL = 24 * time.Hour
-	refusalTTL     = 24 * time.Hour
-	routeTTL       = 30 * 24 * time.Hour
-)
+// refusalTTL is how long a stranger is not told again.
+const refusalTTL = 24 * time.Hour
 
 // transientError marks a failure worth handling the update again for.
 // storage is set when Redis or the bridge's storage was unavailable: the
@@ -60,67 +56,22 @@ func isTransient(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// Values of an update's claim key.
-const (
-	updateBusy = "busy" // being handled; expires after busyTTL
-	updateDone = "done" // handled; kept updateClaimTTL
-)
-
-// errUpdateBusy: another instance, alive or dead, is handling the update.
-var errUpdateBusy = errors.New("being handled by another instance")
-
-// busyTTL is how long a claim stops others from handling an update. An
-// instance that dies mid-update leaves it to the next poller after this,
-// well inside the poll's retry budget (maxUpdateAttempts, ~30s) for the
-// default LeaseTTL of 10s.
-func (a *Adapter) busyTTL() time.Duration { return 2 * a.cfg.LeaseTTL }
-
-// handleUpdate claims the update in Redis, then acts on it. It returns an
-// error only when handling it again later may succeed: the claim is then
-// dropped so the repeat is not taken for a duplicate. While one instance
-// handles an update, a repeat elsewhere gets errUpdateBusy (and is tried
-// again); once handled, repeats are ignored for a day. A claim left by an
-// instance that died mid-update expires, so the update is not lost.
-func (a *Adapter) handleUpdate(ctx context.Context, h bridge.Handler, u *models.Update) error {
-	key := a.keys.update(u.ID)
-	fresh, err := a.rdb.SetNX(ctx, key, updateBusy, a.busyTTL()).Result()
-	if err != nil {
-		return storageDown("claim update", err)
-	}
-	if !fresh {
-		state, err := a.rdb.Get(ctx, key).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return storageDown("claim update", errors.New("claim expired meanwhile"))
-		case err != nil:
-			return storageDown("claim update", err)
-		case state == updateBusy:
-			return storageDown("claim update", errUpdateBusy)
-		}
-		a.log.Debug("duplicate update ignored", "update_id", u.ID)
+// handleUpdate acts on an update. It returns an error only when handling
+// it again later may succeed (storage away, Telegram unreachable, or
+// another instance handling the same update right now): the bridge's
+// claim on the update (Action.DedupKey) is then dropped or still busy, and
+// the repeat is acted on once. Updates that never reach the bridge
+// (strangers, foreign buttons) are safe to repeat.
+func (a *Adapter) handleUpdate(ctx context.Context, h bridge.Host, u *models.Update) error {
+	err := a.process(ctx, h, u)
+	if err != nil && !isTransient(err) {
+		a.log.Warn("update failed", "update_id", u.ID, "err", err)
 		return nil
 	}
-	err = a.process(ctx, h, u)
-	if err != nil && isTransient(err) {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		if derr := a.rdb.Del(dctx, key).Err(); derr != nil {
-			a.log.Warn("update claim not dropped; the update is retried once it expires", "update_id", u.ID, "err", derr)
-		}
-		return err
-	}
-	if err != nil {
-		a.log.Warn("update failed", "update_id", u.ID, "err", err)
-	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if serr := a.rdb.Set(dctx, key, updateDone, updateClaimTTL).Err(); serr != nil {
-		a.log.Warn("update not marked done; a repeat of it may be handled again", "update_id", u.ID, "err", serr)
-	}
-	return nil
+	return err
 }
 
-func (a *Adapter) process(ctx context.Context, h bridge.Handler, u *models.Update) error {
+func (a *Adapter) process(ctx context.Context, h bridge.Host, u *models.Update) error {
 	switch {
 	case u.Message != nil:
 		return a.onMessage(ctx, h, u.ID, u.Message)
@@ -142,7 +93,7 @@ func (a *Adapter) groupProperty(chat int64) (presence.PropertyID, bool) {
 	return "", false
 }
 
-func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int64, m *models.Message) error {
+func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, updateID int64, m *models.Message) error {
 	if m.From == nil || m.From.IsBot {
 		return nil
 	}
@@ -161,37 +112,39 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int6
 	if !ok {
 		return a.refuse(ctx, m.From.ID, where)
 	}
-	act := bridge.Action{Surface: surface, Agent: agent.ID, DedupKey: dedupKey(updateID)}
-	if where.thread != 0 {
-		chat, err := a.lookup(ctx, a.keys.thread(m.Chat.ID, where.thread))
-		if err != nil {
-			return err
+	// What the agent answered: the chat's topic, or the message replied
+	// to; the bridge finds its chat. Written in the group, the team sees it
+	// there already.
+	act := bridge.Action{Surface: surface, Agent: agent.ID, DedupKey: dedupKey(updateID), Shared: where.shared}
+	if where.thread != 0 || m.ReplyToMessage != nil {
+		ref := bridge.RemoteRef{Conversation: strconv.FormatInt(m.Chat.ID, 10)}
+		if where.thread != 0 {
+			ref.Thread = strconv.Itoa(where.thread)
 		}
-		act.Chat = chat
-		// Written in the chat's forum topic: the team already sees it there;
-		// from a private chat the bridge copies it into the topic.
-		act.Shared = chat != ""
-	}
-	if act.Chat == "" && m.ReplyToMessage != nil {
-		chat, err := a.lookup(ctx, a.keys.message(m.Chat.ID, m.ReplyToMessage.ID))
-		if err != nil {
-			return err
+		if m.ReplyToMessage != nil {
+			ref.Message = strconv.Itoa(m.ReplyToMessage.ID)
 		}
-		act.Chat = chat
-		// A reply in a group without topics: the team sees it there already.
-		act.Shared = where.shared && chat != ""
+		act.ReplyTo = &ref
 	}
 	text := m.Text
 	if text == "" {
 		text = m.Caption
 	}
 	cmd, args, isCmd := parseCommand(text, a.botName())
+	if hasFile(m) && !isCmd && act.ReplyTo != nil {
+		// A file is stored for its chat before the bridge sees the action.
+		chat, err := h.ChatOf(ctx, surface, *act.ReplyTo)
+		if err != nil {
+			return storageDown("find chat of file", err)
+		}
+		act.Chat = chat
+	}
 	switch {
 	case isCmd && cmd == "":
 		return nil // "/cmd@OtherBot" in a group
 	case isCmd:
 		act.Kind, act.Command, act.Args = bridge.ActCommand, cmd, args
-	case where.shared && act.Chat == "":
+	case hasFile(m) && act.Chat == "" && where.shared:
 		// Talk in the group outside a chat's topic: activity, not a reply.
 		act.Kind = bridge.ActActivity
 	case hasFile(m) && act.Chat == "":
@@ -230,18 +183,6 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, updateID int6
 	}
 	a.answer(ctx, where, reply)
 	return nil
-}
-
-// lookup reads a visitor-chat id stored under key ("" when there is none).
-func (a *Adapter) lookup(ctx context.Context, key string) (bridge.ChatID, error) {
-	v, err := a.rdb.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", storageDown("lookup", err)
-	}
-	return bridge.ChatID(v), nil
 }
 
 // refuse tells a stranger, once a day, that the bot is for the team only.
@@ -283,7 +224,7 @@ func parseCommand(text, botName string) (cmd, args string, ok bool) {
 	return strings.ToLower(name), strings.TrimSpace(rest), true
 }
 
-func (a *Adapter) onCallback(ctx context.Context, h bridge.Handler, updateID int64, cq *models.CallbackQuery) error {
+func (a *Adapter) onCallback(ctx context.Context, h bridge.Host, updateID int64, cq *models.CallbackQuery) error {
 	agent, ok := a.agentByUser(cq.From.ID)
 	if !ok {
 		a.answerCallback(ctx, cq.ID, refusalToast)
@@ -296,6 +237,9 @@ func (a *Adapter) onCallback(ctx context.Context, h bridge.Handler, updateID int
 	}
 	act := bridge.Action{Kind: kind, Surface: surface, Agent: agent.ID, Chat: chat, DedupKey: dedupKey(updateID)}
 	reply, err := h.Handle(ctx, act)
+	if errors.Is(err, bridge.ErrInProgress) {
+		return storageDown("handle "+string(kind), err) // the repeat of a press another instance is handling
+	}
 	if err != nil {
 		// A press is not retried behind the agent's back: they are told to press again.
 		a.log.Warn("button not handled", "agent_id", agent.ID, "kind", kind, "err", err)

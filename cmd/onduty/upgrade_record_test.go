@@ -2,20 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -159,9 +151,9 @@ func TestRecordUpgradeFixture(t *testing.T) {
 	}
 	r := redistest.New(t)
 	api := newFakeBot(t)
-	sl := newSlackWeb(t)
+	sl := newSlackWeb(t, upgSlackSig, "")
 	file := writeFile(t, fmt.Sprintf(upgradeConfig, r.URL, r.Prefix, upgGroup, upgChannel, upgChannelB, upgAlice, upgBob, upgCarol, upgDave,
-		procToken, upgSlackToken, upgSlackSig, sl.srv.URL+"/api/"))
+		procToken, upgSlackToken, upgSlackSig, sl.apiURL()))
 	p := startProcess(t, "old", file, api)
 	wait.Within(t, 15*time.Second, "the old binary to poll Telegram", func() bool { return api.polledBy("old") > 0 })
 
@@ -332,10 +324,7 @@ func TestRecordUpgradeFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := json.MarshalIndent(struct {
-		Meta  upgradeMeta     `json:"meta"`
-		Redis json.RawMessage `json:"redis"`
-	}{meta, dump}, "", "  ")
+	out, err := json.MarshalIndent(upgradeFile{meta, dump}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +332,30 @@ func TestRecordUpgradeFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s: %d bytes", upgradeFixture, len(out))
+}
+
+// upgradeFile is the fixture file: how it was made, and the Redis data.
+type upgradeFile struct {
+	Meta  upgradeMeta     `json:"meta"`
+	Redis json.RawMessage `json:"redis"`
+}
+
+// readUpgradeFixture reads the fixture and its Redis data by key.
+func readUpgradeFixture(t *testing.T) (upgradeFile, map[string]redistest.Entry) {
+	t.Helper()
+	var f upgradeFile
+	raw, err := os.ReadFile(upgradeFixture)
+	if err == nil {
+		err = json.Unmarshal(raw, &f)
+	}
+	var keys map[string]redistest.Entry
+	if err == nil {
+		err = json.Unmarshal(f.Redis, &keys)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", upgradeFixture, err)
+	}
+	return f, keys
 }
 
 // outboxDelivery waits for the Telegram outbox to hold a delivery whose
@@ -399,194 +412,13 @@ func groupCallback(from int64, data string, group int64, thread, msgID int) map[
 	return u
 }
 
-// slackWeb is the little of Slack's Web API the recorder needs: auth.test,
-// chat.postMessage, chat.update, chat.postEphemeral, users.getPresence.
-// Posts get ts 1700000000.NNNNNN in order; a post to a user id opens their
-// DM, D… for U….
-type slackWeb struct {
-	srv *httptest.Server
-
-	mu       sync.Mutex
-	seq      int
-	posts    []slackPost
-	triggers int // button presses sent
-}
-
-type slackPost struct {
-	Method, Channel, TS, Text string
-}
-
-func newSlackWeb(t *testing.T) *slackWeb {
-	s := &slackWeb{}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *slackWeb) serve(w http.ResponseWriter, r *http.Request) {
-	method := strings.TrimPrefix(r.URL.Path, "/api/")
-	form := url.Values{}
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		var m map[string]any
-		b, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(b, &m)
-		for k, v := range m {
-			if s, ok := v.(string); ok {
-				form.Set(k, s)
-			} else {
-				j, _ := json.Marshal(v)
-				form.Set(k, string(j))
-			}
-		}
-	} else {
-		_ = r.ParseForm()
-		form = r.Form
-	}
-	channel := form.Get("channel")
-	if strings.HasPrefix(channel, "U") {
-		channel = "D" + channel[1:]
-	}
-	text := form.Get("text") + " " + form.Get("blocks")
-	s.mu.Lock()
-	s.seq++
-	ts := fmt.Sprintf("1700000000.%06d", s.seq)
-	if method == "chat.update" {
-		ts = form.Get("ts")
-	}
-	s.posts = append(s.posts, slackPost{Method: method, Channel: channel, TS: ts, Text: text})
-	s.mu.Unlock()
-	var res map[string]any
-	switch method {
-	case "auth.test":
-		res = map[string]any{"ok": true, "user_id": "UBOT", "bot_id": "BBOT", "team": "Acme", "user": "onduty"}
-	case "chat.postMessage", "chat.update":
-		res = map[string]any{"ok": true, "channel": channel, "ts": ts, "message": map[string]any{"text": form.Get("text"), "ts": ts}}
-	case "chat.postEphemeral":
-		res = map[string]any{"ok": true, "message_ts": ts}
-	case "users.getPresence":
-		res = map[string]any{"ok": true, "presence": "active"}
-	default:
-		res = map[string]any{"ok": false, "error": "unknown_method"}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(res)
-}
-
-// waitPost waits for a chat.postMessage to channel (or to the DM of a user
-// id) whose text or blocks contain want.
-func (s *slackWeb) waitPost(t *testing.T, channel, want string) slackPost {
-	t.Helper()
-	if strings.HasPrefix(channel, "U") {
-		channel = "D" + channel[1:]
-	}
-	var got slackPost
-	wait.Within(t, 15*time.Second, fmt.Sprintf("Slack post to %s with %q", channel, want), func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, p := range s.posts {
-			if p.Method == "chat.postMessage" && p.Channel == channel && strings.Contains(p.Text, want) {
-				got = p
-				return true
-			}
-		}
-		return false
-	})
-	return got
-}
-
-// updatesOf is the text of every chat.update of the message ts.
-func (s *slackWeb) updatesOf(ts string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	for _, p := range s.posts {
-		if p.Method == "chat.update" && p.TS == ts {
-			b.WriteString(p.Text)
-		}
-	}
-	return b.String()
-}
-
-func (s *slackWeb) lastTS() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fmt.Sprintf("1700000000.%06d", s.seq)
-}
-
-// signedPost posts body to the process as Slack would, signed.
-func signedPost(t *testing.T, u, contentType string, body []byte) {
-	t.Helper()
-	stamp := strconv.FormatInt(time.Now().Unix(), 10)
-	m := hmac.New(sha256.New, []byte(upgSlackSig))
-	fmt.Fprintf(m, "v0:%s:%s", stamp, body)
-	req, _ := http.NewRequest("POST", u, strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("X-Slack-Request-Timestamp", stamp)
-	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(m.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("%s: %d %s", u, resp.StatusCode, b)
-	}
-}
-
-// event posts a Slack Events API callback with event id id.
-func (s *slackWeb) event(t *testing.T, base, id string, inner map[string]any) {
-	t.Helper()
-	b, _ := json.Marshal(map[string]any{
-		"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-		"event_id": id, "event_time": time.Now().Unix(), "event": inner,
-	})
-	signedPost(t, base+"/slack/events", "application/json", b)
-}
-
-// button posts user's press of an offer's Accept button for chat, on the
-// message ts in channel.
-func (s *slackWeb) button(t *testing.T, base, user, chat, channel, ts string) {
-	t.Helper()
-	s.mu.Lock()
-	s.triggers++
-	trigger := fmt.Sprintf("trig-upgrade-%d", s.triggers)
-	s.mu.Unlock()
-	payload, _ := json.Marshal(map[string]any{
-		"type": "block_actions", "trigger_id": trigger, "api_app_id": "A1",
-		"user":      map[string]any{"id": user, "username": "u"},
-		"team":      map[string]any{"id": "T1"},
-		"channel":   map[string]any{"id": channel, "name": "dm"},
-		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": channel},
-		"actions": []map[string]any{{
-			"action_id": "onduty_accept", "block_id": "offer", "value": chat, "type": "button",
-			"text": map[string]any{"type": "plain_text", "text": "Accept"}, "action_ts": "1700000001.000001",
-		}},
-	})
-	signedPost(t, base+"/slack/interactions", "application/x-www-form-urlencoded", []byte(url.Values{"payload": {string(payload)}}.Encode()))
-}
-
 // TestUpgradeFixture checks the recorded fixture (no recording needed): it
 // names its commit, holds every kind of adapter chat state the upgrade
 // must carry over, each of its chats, and loads into Redis as it is.
 func TestUpgradeFixture(t *testing.T) {
-	raw, err := os.ReadFile(upgradeFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Meta  upgradeMeta     `json:"meta"`
-		Redis json.RawMessage `json:"redis"`
-	}
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	f, keys := readUpgradeFixture(t)
 	if f.Meta.Commit == "" || strings.HasSuffix(f.Meta.Commit, "+dirty") || f.Meta.RecordedMS == 0 {
 		t.Errorf("meta names commit %q, recorded at %d", f.Meta.Commit, f.Meta.RecordedMS)
-	}
-	var keys map[string]redistest.Entry
-	if err := json.Unmarshal(f.Redis, &keys); err != nil {
-		t.Fatal(err)
 	}
 	for _, family := range []string{"tg:msg:", "tg:msgs:", "tg:offer:", "tg:topic:", "tg:thread:", "tg:dlv:", "tg:upd:",
 		"slack:root:", "slack:thread:", "slack:event:", "slack:dlv:"} {

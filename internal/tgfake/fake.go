@@ -2,6 +2,7 @@ package tgfake
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,17 @@ type Options struct {
 	// OnSend is called for every sendMessage that succeeds, before it is
 	// answered, with the message id the answer carries.
 	OnSend func(at time.Time, chat int64, msgID int, text string)
+	// After continues the ids of a Telegram that handed out ids before the
+	// fake started (a test resuming a deployment's recorded data).
+	After IDs
+}
+
+// IDs are the last ids handed out: the next update, message and forum topic
+// get one more. Zero fields: 100, 1000 and 50.
+type IDs struct {
+	Update  int64
+	Message int
+	Thread  int
 }
 
 // Call is one request the fake received.
@@ -104,7 +116,8 @@ func New(o Options) *Server {
 		o.MaxHold = 300 * time.Millisecond
 	}
 	f := &Server{
-		o: o, nextUpd: 100, nextMsg: 1000, nextTh: 50, counts: map[string]int{},
+		o: o, nextUpd: cmp.Or(o.After.Update, 100), nextMsg: cmp.Or(o.After.Message, 1000), nextTh: cmp.Or(o.After.Thread, 50),
+		counts:  map[string]int{},
 		deleted: map[int]bool{}, files: map[string][]byte{},
 		noTopics: map[int64]string{}, topicsOffLate: map[int64]bool{},
 		changed: make(chan struct{}),

@@ -257,6 +257,24 @@ func TestGetUpdatesOffsetsAndLongPoll(t *testing.T) {
 	}
 }
 
+// A fake continuing a recorded deployment hands out ids after the given ones.
+func TestIDsContinueAfter(t *testing.T) {
+	f := newFake(t, Options{After: IDs{Update: 104, Message: 1010, Thread: 52}})
+	if id := f.Push(PrivateMessage(111, "again")); id != 105 {
+		t.Errorf("first update_id %d, want 105", id)
+	}
+	code, a := post(t, f.URL()+"/bot"+token+"/sendMessage", "application/x-www-form-urlencoded", "chat_id=111&text=hi")
+	var m models.Message
+	if code != 200 || json.Unmarshal(a.Result, &m) != nil || m.ID != 1011 {
+		t.Errorf("sendMessage: %d, message_id %d, want 1011", code, m.ID)
+	}
+	code, a = post(t, f.URL()+"/bot"+token+"/createForumTopic", "application/x-www-form-urlencoded", "chat_id=-1001&name=t")
+	var topic models.ForumTopic
+	if code != 200 || json.Unmarshal(a.Result, &topic) != nil || topic.MessageThreadID != 53 {
+		t.Errorf("createForumTopic: %d, thread %d, want 53", code, topic.MessageThreadID)
+	}
+}
+
 func TestCloseEndsPendingLongPolls(t *testing.T) {
 	f := newFake(t, Options{MaxHold: time.Hour})
 	done := make(chan error)
