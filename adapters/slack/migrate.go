@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/onduty/onduty/bridge"
@@ -15,15 +16,15 @@ var _ bridge.RefMigrator = (*Adapter)(nil)
 // MigrateRefs moves what earlier versions of the adapter kept of chats
 // into the bridge's records, and deletes it: each chat's root message
 // (slack:root, becoming the chat's bridge.RefThread for its target, so
-// that replies in its thread reach the chat and taken/closed edit it) and
-// each handled event (slack:event, keeping its time to live). The thread
-// keys (slack:thread) follow from the roots. The records of what a
-// delivery already showed (slack:dlv) cannot be mapped to the objects it
-// made and are deleted: a delivery that had failed partway when the old
-// version stopped starts over (an offer is redrawn, not posted again, as
-// its root is known; a message's pieces may show twice). Each old key is
-// deleted only after it was written into the bridge, so running it again,
-// or on several instances at once, is harmless.
+// that replies in its thread reach the chat and taken/closed edit it),
+// each handled event (slack:event, keeping its time to live) and the
+// pages a queued delivery had posted (slack:dlv:ID:KIND:N, becoming its
+// progress: the next attempt continues after them). The thread keys
+// (slack:thread) follow from the roots; a whole-item record (slack:dlv:ID,
+// an offer or edit done) needs nothing, as a repeat of it redraws the
+// known root. Each old key is deleted only after it was written into the
+// bridge, so running it again, or on several instances at once, is
+// harmless.
 func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	p := a.keys.p()
 	scan := func(kind string, f func(key string) error) error {
@@ -62,7 +63,30 @@ func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	if err != nil {
 		return fmt.Errorf("slack: move old event marks: %w", err)
 	}
-	// Thread keys whose root is gone, and delivery records.
+	// Pages posted by each delivery: slack:dlv:ID:KIND:N, N from 0.
+	pages := map[string]int{}
+	err = scan("dlv", func(key string) error {
+		parts := strings.Split(strings.TrimPrefix(key, p+"slack:dlv:"), ":")
+		if n := len(parts); n >= 3 {
+			page, err := strconv.Atoi(parts[n-1])
+			switch parts[n-2] {
+			case "msg", "notice", "closed", "post":
+				if id := strings.Join(parts[:n-2], ":"); err == nil {
+					pages[id] = max(pages[id], page+1)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("slack: read old delivery records: %w", err)
+	}
+	for id, n := range pages {
+		if err := to.PutProgress(ctx, id, n); err != nil {
+			return fmt.Errorf("slack: move old delivery records: %w", err)
+		}
+	}
+	// Thread keys whose root is gone, and the delivery records now moved.
 	for _, kind := range []string{"thread", "dlv"} {
 		if err := scan(kind, func(key string) error { return a.rdb.Del(ctx, key).Err() }); err != nil {
 			return fmt.Errorf("slack: delete old keys: %w", err)

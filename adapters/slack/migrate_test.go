@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,8 +114,18 @@ func TestUpgradeFromOldKeys(t *testing.T) {
 
 // refsRecorder is a bridge.RefStore that records what it is given.
 type refsRecorder struct {
-	refs    map[string][]bridge.RemoteRef // "chat|target"
-	handled map[string]time.Duration
+	refs     map[string][]bridge.RemoteRef // "chat|target"
+	handled  map[string]time.Duration
+	progress map[string]int
+}
+
+func newRefsRecorder() *refsRecorder {
+	return &refsRecorder{refs: map[string][]bridge.RemoteRef{}, handled: map[string]time.Duration{}, progress: map[string]int{}}
+}
+
+func (r *refsRecorder) PutProgress(_ context.Context, id string, done int) error {
+	r.progress[id] = done
+	return nil
 }
 
 func (r *refsRecorder) PutRefs(_ context.Context, chat bridge.ChatID, target presence.AgentID, refs ...bridge.RemoteRef) error {
@@ -129,8 +140,9 @@ func (r *refsRecorder) PutHandled(_ context.Context, key string, ttl time.Durati
 
 // TestMigrateRefs: each old root becomes its chat's RefThread for its
 // target (the channel's, or an agent's DM), each handled event a handled
-// mark with the time it had left; every old key is deleted, and running
-// it again finds nothing to do.
+// mark with the time it had left, the pages a delivery had posted its
+// progress; every old key is deleted, and running it again finds nothing
+// to do.
 func TestMigrateRefs(t *testing.T) {
 	fake := newFakeSlack(t)
 	r := redistest.New(t)
@@ -140,7 +152,10 @@ func TestMigrateRefs(t *testing.T) {
 	r.Client.HSet(ctx, r.Prefix+"slack:root:{chatM}:alice", "channel", "D111", "ts", "1600000000.000002", "first", "hi")
 	r.Client.Set(ctx, r.Prefix+"slack:thread:C1:1500000000.000001", "goneChat", time.Hour) // its root is gone
 
-	rec := &refsRecorder{refs: map[string][]bridge.RemoteRef{}, handled: map[string]time.Duration{}}
+	for _, k := range []string{"d2:msg:1", "d2:msg:0", "d3", "d4+2:closed:0", "d5:newroot:root:1", "d6:msg:file"} {
+		r.Client.Set(ctx, r.Prefix+"slack:dlv:"+k, "1", time.Hour)
+	}
+	rec := newRefsRecorder()
 	if err := a.MigrateRefs(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +177,11 @@ func TestMigrateRefs(t *testing.T) {
 	if left := oldKeysLeft(t, r); len(left) != 0 {
 		t.Errorf("old keys left: %v", left)
 	}
-	again := &refsRecorder{refs: map[string][]bridge.RemoteRef{}, handled: map[string]time.Duration{}}
-	if err := a.MigrateRefs(ctx, again); err != nil || len(again.refs)+len(again.handled) != 0 {
+	if want := map[string]int{"old-delivery": 1, "d2": 2, "d4+2": 1}; fmt.Sprint(rec.progress) != fmt.Sprint(want) {
+		t.Errorf("progress %v, want %v (pages posted per queued delivery)", rec.progress, want)
+	}
+	again := newRefsRecorder()
+	if err := a.MigrateRefs(ctx, again); err != nil || len(again.refs)+len(again.handled)+len(again.progress) != 0 {
 		t.Errorf("second run: %v, %+v", err, again)
 	}
 }
