@@ -1,4 +1,6 @@
-// Package bridgetest has test doubles of the bridge for adapter tests.
+// Package bridgetest has test doubles of the bridge for adapter tests, and
+// the adapter conformance suite (Run) that every adapter runs on a real
+// in-process bridge and its platform's fake.
 package bridgetest
 
 import (
