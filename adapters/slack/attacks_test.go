@@ -110,12 +110,12 @@ func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
 		{"&lt; literally", "&amp;lt; literally"},
 		{"bell\a nul\x00 esc\x1b[31m del\x7f c1\u0085 end", "bell nul esc[31m del c1 end"},
 	}
+	// One at a time: messages queued together arrive merged, with a
+	// notification text cut short.
 	for i, tt := range texts {
 		if _, err := b.PostVisitorMessage(ctx, chat.ID, fmt.Sprintf("m%d %s", i, tt.sent), nil); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i, tt := range texts {
 		tag := fmt.Sprintf("m%d ", i)
 		var c apiCall
 		wait.For(t, "message "+tag, func() bool {
