@@ -56,12 +56,8 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-// Retention of what the adapter remembers in Redis.
-const (
-	rootTTL    = 30 * 24 * time.Hour
-	dedupTTL   = 24 * time.Hour
-	refusalTTL = 24 * time.Hour
-)
+// refusalTTL is how long a stranger's refusal is remembered: they are told once a day.
+const refusalTTL = 24 * time.Hour
 
 // Adapter is the Slack surface of the bridge. It is safe for concurrent use.
 type Adapter struct {
@@ -75,7 +71,7 @@ type Adapter struct {
 
 	// shards run inbound work; one agent's actions always go to the same shard,
 	// so they reach the bridge in the order Slack sent them.
-	shards []chan job
+	shards []chan *job
 
 	// syncWait is how long a slash command waits for the bridge's answer to
 	// put it in the response itself (Slack wants one within 3 s).
@@ -95,34 +91,38 @@ type Adapter struct {
 	rejected bridge.Rejection // a Web API call found the bot token refused: Run stops
 
 	mu      sync.RWMutex
-	h       bridge.Handler
+	h       bridge.Host
 	botUser string
 	botID   string
 }
 
 var _ bridge.Adapter = (*Adapter)(nil)
 
+// job is work for an agent's worker. run reports whether the work was
+// left to Slack's next try (another instance handles the same event now).
 type job struct {
-	run  func(ctx context.Context, h bridge.Handler)
-	done chan struct{} // closed once run has returned
+	run   func(ctx context.Context, h bridge.Host) (again bool)
+	again bool          // run's answer, readable once done is closed
+	done  chan struct{} // closed once run has returned
 }
 
-// handled is the done channel of work that needed no handling.
-var handled = func() <-chan struct{} {
-	ch := make(chan struct{})
-	close(ch)
-	return ch
+// handled is a job that needed no handling.
+var handled = func() *job {
+	j := &job{done: make(chan struct{})}
+	close(j.done)
+	return j
 }()
 
-// waitHandled waits until done is closed, handleWait has passed, or ctx is
-// done. It reports false only for the last: a stopping instance does not
-// acknowledge what it has not handled, so Slack sends it again.
-func (a *Adapter) waitHandled(ctx context.Context, done <-chan struct{}) bool {
+// waitHandled waits until j is done, handleWait has passed, or ctx is
+// done, and reports whether to acknowledge the event to Slack: not when
+// ctx ended (a stopping instance leaves what it has not handled to
+// Slack's next try) nor when the work was left to Slack's next try.
+func (a *Adapter) waitHandled(ctx context.Context, j *job) bool {
 	t := time.NewTimer(a.handleWait)
 	defer t.Stop()
 	select {
-	case <-done:
-		return true
+	case <-j.done:
+		return !j.again
 	case <-t.C:
 		return true
 	case <-ctx.Done():
@@ -188,14 +188,14 @@ func New(cfg Config, dir *presence.Directory, rdb redis.UniversalClient, log *sl
 		keys:        keys{prefix: cfg.Prefix},
 		api:         slackapi.New(cfg.BotToken, opts...),
 		pace:        newPacer(time.Second, 3),
-		shards:      make([]chan job, numShards),
+		shards:      make([]chan *job, numShards),
 		syncWait:    2500 * time.Millisecond,
 		handleWait:  2500 * time.Millisecond,
 		storageWait: backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}.Delay,
 		pollGap:     1200 * time.Millisecond,
 	}
 	for i := range a.shards {
-		a.shards[i] = make(chan job, 64)
+		a.shards[i] = make(chan *job, 64)
 	}
 	return a, nil
 }
@@ -216,7 +216,7 @@ func (a *Adapter) Reaches(agent presence.AgentID) bool {
 // Shared reports whether the property has a Slack channel.
 func (a *Adapter) Shared(p presence.PropertyID) bool { return a.cfg.Channels[p] != "" }
 
-func (a *Adapter) handler() bridge.Handler {
+func (a *Adapter) handler() bridge.Host {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.h
@@ -365,24 +365,24 @@ func (a *Adapter) Verify(ctx context.Context) error {
 }
 
 // enqueue hands work to the shard of key. It blocks while the shard is full,
-// until ctx is done. The channel it returns is closed once run has returned.
-func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Handler)) (<-chan struct{}, error) {
-	j := job{run: run, done: make(chan struct{})}
+// until ctx is done.
+func (a *Adapter) enqueue(ctx context.Context, key string, run func(ctx context.Context, h bridge.Host) bool) (*job, error) {
+	j := &job{run: run, done: make(chan struct{})}
 	select {
 	case a.shards[bridge.Shard(key, numShards)] <- j:
-		return j.done, nil
+		return j, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
+func (a *Adapter) work(ctx context.Context, h bridge.Host, ch chan *job) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case j := <-ch:
-			j.run(ctx, h)
+			j.again = j.run(ctx, h)
 			close(j.done)
 		}
 	}
@@ -390,7 +390,7 @@ func (a *Adapter) work(ctx context.Context, h bridge.Handler, ch chan job) {
 
 // runSocket holds the Socket Mode connection and reads its events until ctx
 // is done. Slack gives each envelope to one connection, so every instance may
-// connect; events are still de-duplicated by id.
+// connect; a redelivered event is still handled once (Action.DedupKey).
 func (a *Adapter) runSocket(ctx context.Context) error {
 	smc := socketmode.New(a.api, socketmode.OptionLog(sdkLogger{a.log}))
 	ctx, cancel := context.WithCancel(ctx)

@@ -30,12 +30,7 @@ func TestSlackStrangerTriesEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rt root
-	wait.For(t, "the offer's thread", func() bool {
-		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
-		rt = r
-		return err == nil && ok
-	})
+	rootTS := rootOf(t, fake, "C1", chat.ID)
 	before := bridgetest.Presence(t, ctx, l.store)
 
 	commands := []string{"", "start", "online", "away", "invisible", "offline", "alwayson on", "alwayson off",
@@ -54,11 +49,11 @@ func TestSlackStrangerTriesEveryCommand(t *testing.T) {
 	for _, action := range []string{actionAccept, actionMonitor, actionSwitch, actionStillHere} {
 		user := next()
 		refusedBy[user] = true
-		hs.button(user, action, string(chat.ID), "C1", rt.TS)
+		hs.button(user, action, string(chat.ID), "C1", rootTS)
 	}
 	user := next()
 	refusedBy[user] = true
-	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rt.TS})
+	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rootTS})
 	user = next()
 	refusedBy[user] = true
 	hs.message("EvS2", map[string]any{"user": user, "text": "/online", "channel": "D9", "channel_type": "im", "ts": "5.2"})
@@ -98,12 +93,7 @@ func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rt root
-	wait.For(t, "the offer's thread", func() bool {
-		r, ok, err := l.a.loadRoot(ctx, chat.ID, where{})
-		rt = r
-		return err == nil && ok
-	})
+	rootTS := rootOf(t, fake, "C1", chat.ID)
 	for _, c := range fake.callsOf("chat.postMessage") {
 		if c.Form.Get("ts") == "" && strings.Contains(unJSON(c.Form.Get("blocks")), `Eve\n`) {
 			t.Errorf("the visitor's name spans lines in the root message: %s", blocksOf(c))
@@ -120,17 +110,17 @@ func TestSlackVisitorTextArrivesEscaped(t *testing.T) {
 		{"&lt; literally", "&amp;lt; literally"},
 		{"bell\a nul\x00 esc\x1b[31m del\x7f c1\u0085 end", "bell nul esc[31m del c1 end"},
 	}
+	// One at a time: messages queued together arrive merged, with a
+	// notification text cut short.
 	for i, tt := range texts {
 		if _, err := b.PostVisitorMessage(ctx, chat.ID, fmt.Sprintf("m%d %s", i, tt.sent), nil); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i, tt := range texts {
 		tag := fmt.Sprintf("m%d ", i)
 		var c apiCall
 		wait.For(t, "message "+tag, func() bool {
 			for _, x := range fake.callsOf("chat.postMessage") {
-				if x.Form.Get("thread_ts") == rt.TS && strings.Contains(x.Form.Get("blocks"), tag) {
+				if x.Form.Get("thread_ts") == rootTS && strings.Contains(x.Form.Get("blocks"), tag) {
 					c = x
 					return true
 				}

@@ -108,18 +108,13 @@ func TestConversation(t *testing.T) {
 				!strings.Contains(bl, `_Verified user:_ u-9\n_Page:_ https://acme.example/x\n_Browser:_ Safari 17 on macOS`) {
 				t.Errorf("offer blocks %s", bl)
 			}
-			var rt root
-			wait.For(t, "root remembered", func() bool {
-				r, ok, err := a.loadRoot(ctx, chat.ID, where{})
-				rt = r
-				return err == nil && ok
-			})
+			rootTS := rootOf(t, fake, "C1", chat.ID)
 
 			// Alice accepts: the offer shows her as the owner, buttons gone.
 			hs.button("U111", actionAccept, string(chat.ID), "C1", "")
 			wait.For(t, "offer updated to taken", func() bool {
 				for _, c := range fake.callsOf("chat.update") {
-					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Taken by *Alice*") && !strings.Contains(blocksOf(c), "onduty_accept") {
+					if c.Form.Get("ts") == rootTS && strings.Contains(blocksOf(c), "Taken by *Alice*") && !strings.Contains(blocksOf(c), "onduty_accept") {
 						return true
 					}
 				}
@@ -130,7 +125,7 @@ func TestConversation(t *testing.T) {
 			})
 
 			// Alice answers in the thread; the visitor gets it.
-			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rt.TS})
+			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rootTS})
 			wait.For(t, "visitor got Alice's answer", func() bool {
 				return vl.has(func(e bridge.VisitorEvent) bool {
 					return e.Type == bridge.EventMessage && e.Message != nil && e.Message.From == bridge.FromAgent &&
@@ -138,7 +133,7 @@ func TestConversation(t *testing.T) {
 				})
 			})
 			// Slack redelivers the same event: nothing new reaches the visitor.
-			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rt.TS})
+			hs.message("EvC1", map[string]any{"user": "U111", "text": "Hi Vera &amp; welcome, checking <https://acme.example/o/42|order 42>", "channel": "C1", "channel_type": "channel", "ts": "9.1", "thread_ts": rootTS})
 
 			// The visitor writes; it lands in the thread.
 			if _, err := b.PostVisitorMessage(ctx, chat.ID, "Thanks! <@channel>", nil); err != nil {
@@ -146,7 +141,7 @@ func TestConversation(t *testing.T) {
 			}
 			wait.For(t, "visitor message in the thread", func() bool {
 				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), `*Visitor:*\n>Thanks! &lt;@channel&gt;`) {
+					if c.Form.Get("thread_ts") == rootTS && strings.Contains(blocksOf(c), `*Visitor:*\n>Thanks! &lt;@channel&gt;`) {
 						return true
 					}
 				}
@@ -172,32 +167,32 @@ func TestConversation(t *testing.T) {
 				done = calls[0]
 				return true
 			})
-			if done.Form.Get("channel_id") != "C1" || done.Form.Get("thread_ts") != rt.TS {
-				t.Errorf("file shared to %q thread %q, want C1 thread %s", done.Form.Get("channel_id"), done.Form.Get("thread_ts"), rt.TS)
+			if done.Form.Get("channel_id") != "C1" || done.Form.Get("thread_ts") != rootTS {
+				t.Errorf("file shared to %q thread %q, want C1 thread %s", done.Form.Get("channel_id"), done.Form.Get("thread_ts"), rootTS)
 			}
 			if ups := fake.uploaded(); len(ups) != 1 || ups[0].Name != "screen.png" || string(ups[0].Content) != string(shot) || ups[0].Length != strconv.Itoa(len(shot)) {
 				t.Errorf("uploads %+v, want the screenshot once", ups)
 			}
-			if n := inThreadCount(fake, rt.TS, "screen.png (image/png"); n != 1 {
+			if n := inThreadCount(fake, rootTS, "screen.png (image/png"); n != 1 {
 				t.Errorf("the screenshot named %d times in the thread, want 1", n)
 			}
 
 			// Bob is not the owner: told privately, the visitor sees nothing.
-			hs.message("EvC2", map[string]any{"user": "U222", "text": "I can take it", "channel": "C1", "channel_type": "channel", "ts": "9.2", "thread_ts": rt.TS})
+			hs.message("EvC2", map[string]any{"user": "U222", "text": "I can take it", "channel": "C1", "channel_type": "channel", "ts": "9.2", "thread_ts": rootTS})
 			wait.For(t, "bob told privately", func() bool {
 				for _, c := range fake.callsOf("chat.postEphemeral") {
-					if c.Form.Get("user") == "U222" && c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "Alice is handling this chat") {
+					if c.Form.Get("user") == "U222" && c.Form.Get("thread_ts") == rootTS && strings.Contains(blocksOf(c), "Alice is handling this chat") {
 						return true
 					}
 				}
 				return false
 			})
 			// Alice leaves a note for the team.
-			hs.message("EvC3", map[string]any{"user": "U111", "text": "// VIP customer", "channel": "C1", "channel_type": "channel", "ts": "9.3", "thread_ts": rt.TS})
+			hs.message("EvC3", map[string]any{"user": "U111", "text": "// VIP customer", "channel": "C1", "channel_type": "channel", "ts": "9.3", "thread_ts": rootTS})
 
 			// Alice sends a file in the thread; the visitor gets it.
 			hs.message("EvC4", map[string]any{"subtype": "file_share", "user": "U111", "text": "", "channel": "C1", "channel_type": "channel",
-				"ts": "9.4", "thread_ts": rt.TS, "files": []any{fileJSON(fake, "receipt.txt", 33)}})
+				"ts": "9.4", "thread_ts": rootTS, "files": []any{fileJSON(fake, "receipt.txt", 33)}})
 			var agentFile *bridge.Attachment
 			wait.For(t, "visitor got the file", func() bool {
 				return vl.has(func(e bridge.VisitorEvent) bool {
@@ -219,7 +214,7 @@ func TestConversation(t *testing.T) {
 			wait.For(t, "visitor got the DM answer", func() bool {
 				return vl.has(func(e bridge.VisitorEvent) bool { return e.Message != nil && e.Message.Text == "Sent from my DM" })
 			})
-			inThread := func(text string) int { return inThreadCount(fake, rt.TS, text) }
+			inThread := func(text string) int { return inThreadCount(fake, rootTS, text) }
 			wait.For(t, "the DM answer copied into the thread", func() bool { return inThread("*Alice:* Sent from my DM") == 1 })
 			if n := inThread("Hi Vera"); n != 0 {
 				t.Errorf("Alice's answer written in the thread was echoed into it %d times", n)
@@ -232,7 +227,7 @@ func TestConversation(t *testing.T) {
 			})
 			wait.For(t, "offer updated to closed", func() bool {
 				for _, c := range fake.callsOf("chat.update") {
-					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Chat closed") {
+					if c.Form.Get("ts") == rootTS && strings.Contains(blocksOf(c), "Chat closed") {
 						return true
 					}
 				}
@@ -245,7 +240,7 @@ func TestConversation(t *testing.T) {
 			}
 			wait.For(t, "the rating in the thread", func() bool {
 				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("thread_ts") == rt.TS && strings.Contains(blocksOf(c), "rated this chat 3/5") {
+					if c.Form.Get("thread_ts") == rootTS && strings.Contains(blocksOf(c), "rated this chat 3/5") {
 						if strings.Contains(blocksOf(c), "<!channel>") {
 							t.Errorf("the comment pinged the channel: %s", blocksOf(c))
 						}

@@ -1,18 +1,16 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/presence"
 )
 
 // defaultRetryAfter is the wait after a 429 that did not say how long.
@@ -32,29 +30,45 @@ var permanent = map[string]bool{
 	"restricted_action": true, "messages_tab_disabled": true,
 }
 
-// where is a chat's place on Slack: the property's channel (agent empty) or
-// an agent's DM.
-type where struct {
-	agent   presence.AgentID
-	channel string // channel id, or the user id for a DM not yet opened
+// steps walks a delivery's posts in order. Each post makes one object; the
+// ones an earlier attempt made (Delivery.Done) are skipped, so a retry
+// continues after them, and what this attempt makes is returned to the
+// bridge (made).
+type steps struct {
+	done, made []bridge.RemoteRef
 }
 
-// root is the message a chat's thread hangs off.
-type root struct {
-	Channel string
-	TS      string
-	First   string
+// step runs post unless an earlier attempt made its object, and returns
+// that object.
+func (s *steps) step(post func() (bridge.RemoteRef, error)) (bridge.RemoteRef, error) {
+	if len(s.done) > 0 {
+		r := s.done[0]
+		s.done = s.done[1:]
+		return r, nil
+	}
+	r, err := post()
+	if err == nil {
+		s.made = append(s.made, r)
+	}
+	return r, err
 }
 
-// Deliver shows one outbox item. Items already shown (by d.ID) are skipped.
-// Errors: *bridge.RetryAfterError on 429, *bridge.PermanentError when Slack
-// says the request itself is wrong, anything else is worth retrying.
+// rootMadeHere reports whether an earlier attempt of this delivery posted
+// the chat's root: its steps then start with the root again (skipped).
+func rootMadeHere(d bridge.Delivery) bool {
+	return len(d.Done) > 0 && d.Done[0].Role == bridge.RefThread
+}
+
+// Deliver shows one outbox item and returns what it posted: a chat's root
+// message (bridge.RefThread: the message its thread hangs off, with the
+// visitor's first message in Extra to redraw it) and the messages posted
+// in the thread or a DM (bridge.RefMessage). The root is edited through
+// d.Thread; a retry skips what d.Done lists. Errors:
+// *bridge.RetryAfterError on 429, *bridge.PermanentError when Slack says
+// the request itself is wrong, anything else is worth retrying.
 func (a *Adapter) Deliver(ctx context.Context, d bridge.Delivery) ([]bridge.RemoteRef, error) {
-	return nil, a.deliverOne(ctx, d)
-}
-
-func (a *Adapter) deliverOne(ctx context.Context, d bridge.Delivery) error {
-	err := a.deliver(withBacklog(ctx, d.Backlog), d)
+	s := &steps{done: d.Done}
+	err := a.deliver(withBacklog(ctx, d.Backlog), d, s)
 	if rej, ok := rejected(botTokenKey, err); ok {
 		// Kept in the outbox (retried); the adapter stops until the token is fixed.
 		a.rejected.Set(rej)
@@ -63,262 +77,139 @@ func (a *Adapter) deliverOne(ctx context.Context, d bridge.Delivery) error {
 		err = classify(err)
 		a.log.Debug("slack: delivery failed", "delivery_id", d.ID, "kind", d.Kind, "chat_id", d.Chat.ID, "err", err)
 	}
-	return err
+	return s.made, err
 }
 
-func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery) error {
-	w, err := a.where(d)
+func (a *Adapter) deliver(ctx context.Context, d bridge.Delivery, s *steps) error {
+	ch, err := a.channel(d)
 	if err != nil {
 		return err
 	}
-	// Posts record each page as shown (inThread, post), so a retry skips what
-	// was shown without a record of the whole item: on the relay's hot path
-	// that saves two Redis round trips per message.
 	switch d.Kind {
 	case bridge.KindMessage:
 		if d.Message == nil {
 			return &bridge.PermanentError{Err: errors.New("slack: message delivery without a message")}
 		}
-		return a.inThread(ctx, d, w, "msg", renderMessage(*d.Message), d.Message.Attachment)
+		return a.inThread(ctx, d, ch, s, renderMessage(*d.Message), d.Message.Attachment)
 	case bridge.KindNotice:
-		if w.agent == "" && d.Chat.ID != "" {
-			return a.inThread(ctx, d, w, "notice", renderNotice(d.Text, nil), nil)
+		if d.Agent == "" && d.Chat.ID != "" {
+			return a.inThread(ctx, d, ch, s, renderNotice(d.Text, nil), nil)
 		}
-		return a.post(ctx, d.ID, w.channel, "", renderNotice(d.Text, nil))
+		return a.post(ctx, s, ch, "", renderNotice(d.Text, nil))
 	case bridge.KindPrompt:
-		return a.post(ctx, d.ID, w.channel, "", renderPrompt(d.Text))
-	}
-	// Root messages are recorded as a whole, so a retry neither posts nor
-	// redraws them again.
-	return a.once(ctx, d.ID, func() error {
-		switch d.Kind {
-		case bridge.KindOffer:
-			return a.deliverOffer(ctx, d, w)
-		case bridge.KindTaken, bridge.KindWithdrawn:
-			return a.updateRoot(ctx, d, w)
-		case bridge.KindClosed:
-			r, ok, err := a.loadRoot(ctx, d.Chat.ID, w)
-			if err != nil || !ok {
-				return err // never shown here: nothing to close
-			}
-			if err := a.update(ctx, r, renderRoot(a.view(d, r.First))[0]); err != nil {
-				return err
-			}
-			return a.inThread(ctx, d, w, "closed", renderNotice(closedLine(d), nil), nil)
+		return a.post(ctx, s, ch, "", renderPrompt(d.Text))
+	case bridge.KindOffer:
+		if d.Thread != nil && !rootMadeHere(d) {
+			// Offered here before (a re-offer, e.g. with Monitor): redraw.
+			return a.update(ctx, *d.Thread, renderRoot(a.view(d, d.Thread.Extra))[0])
 		}
-		return &bridge.PermanentError{Err: fmt.Errorf("slack: unknown delivery kind %q", d.Kind)}
-	})
-}
-
-func (a *Adapter) where(d bridge.Delivery) (where, error) {
-	if d.Agent == "" {
-		ch := a.cfg.Channels[d.Chat.Property]
-		if ch == "" {
-			return where{}, &bridge.PermanentError{Err: fmt.Errorf("slack: property %q has no slack channel", d.Chat.Property)}
+		first := ""
+		if d.Message != nil && d.Message.From == bridge.FromVisitor {
+			first = d.Message.Text
 		}
-		return where{channel: ch}, nil
-	}
-	ag, ok := a.dir.Agent(d.Agent)
-	if !ok || ag.Account(Surface) == "" {
-		return where{}, &bridge.PermanentError{Err: fmt.Errorf("slack: agent %q has no slack user", d.Agent)}
-	}
-	return where{agent: d.Agent, channel: ag.Account(Surface)}, nil
-}
-
-// once runs fn unless step id was done before, and records it when done.
-func (a *Adapter) once(ctx context.Context, id string, fn func() error) error {
-	if id == "" {
-		return fn()
-	}
-	k := a.keys.delivered(id)
-	n, err := a.rdb.Exists(ctx, k).Result()
-	if err != nil {
-		return fmt.Errorf("slack: delivery record: %w", err)
-	}
-	if n > 0 {
-		return nil
-	}
-	if err := fn(); err != nil {
+		_, err := a.root(ctx, ch, s, a.view(d, first))
 		return err
+	case bridge.KindTaken, bridge.KindWithdrawn, bridge.KindClosed:
+		if d.Thread == nil {
+			return nil // never shown here: nothing to edit
+		}
+		if err := a.update(ctx, *d.Thread, renderRoot(a.view(d, d.Thread.Extra))[0]); err != nil || d.Kind != bridge.KindClosed {
+			return err
+		}
+		return a.inThread(ctx, d, ch, s, renderNotice(closedLine(d), nil), nil)
 	}
-	if err := a.rdb.Set(ctx, k, "1", dedupTTL).Err(); err != nil {
-		// Shown but not recorded: a retry may show it twice, which beats losing it.
-		a.log.Warn("slack: record delivery", "delivery_id", id, "err", err)
-	}
-	return nil
+	return &bridge.PermanentError{Err: fmt.Errorf("slack: unknown delivery kind %q", d.Kind)}
 }
 
-func (a *Adapter) loadRoot(ctx context.Context, chat bridge.ChatID, w where) (root, bool, error) {
-	m, err := a.rdb.HGetAll(ctx, a.keys.root(chat, w.agent)).Result()
-	if err != nil {
-		return root{}, false, fmt.Errorf("slack: load root: %w", err)
+// channel is where d goes: the property's channel (d.Agent empty) or the
+// agent's DM (by user id: posting there opens it).
+func (a *Adapter) channel(d bridge.Delivery) (string, error) {
+	if d.Agent == "" {
+		if ch := a.cfg.Channels[d.Chat.Property]; ch != "" {
+			return ch, nil
+		}
+		return "", &bridge.PermanentError{Err: fmt.Errorf("slack: property %q has no slack channel", d.Chat.Property)}
 	}
-	if m["ts"] == "" {
-		return root{}, false, nil
+	if ag, ok := a.dir.Agent(d.Agent); ok && ag.Account(Surface) != "" {
+		return ag.Account(Surface), nil
 	}
-	return root{Channel: m["channel"], TS: m["ts"], First: m["first"]}, true, nil
+	return "", &bridge.PermanentError{Err: fmt.Errorf("slack: agent %q has no slack user", d.Agent)}
 }
 
-func (a *Adapter) saveRoot(ctx context.Context, chat bridge.ChatID, w where, r root) error {
-	rk, tk := a.keys.root(chat, w.agent), a.keys.thread(r.Channel, r.TS)
-	_, err := a.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, rk, "channel", r.Channel, "ts", r.TS, "first", r.First)
-		p.Expire(ctx, rk, rootTTL)
-		p.Set(ctx, tk, string(chat), rootTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("slack: save root: %w", err)
-	}
-	return nil
-}
-
+// view is what the chat's root shows after d.
 func (a *Adapter) view(d bridge.Delivery, first string) rootView {
 	v := rootView{Chat: d.Chat, Property: a.dir.PropertyName(d.Chat.Property), First: first}
-	switch d.Kind {
-	case bridge.KindOffer:
+	owner := "an agent"
+	if d.Chat.Owner != "" {
+		owner = a.dir.AgentName(d.Chat.Owner)
+	}
+	switch {
+	case d.Kind == bridge.KindOffer:
 		v.Accept, v.Monitor = true, d.Monitor
 		v.Status = "Waiting for an agent"
 		if d.Chat.Offline {
 			v.Status = "Offline message: answer in the thread"
 		}
-	case bridge.KindTaken:
-		v.Status = ":white_check_mark: Taken by *" + escape(takenBy(d, a.dir)) + "*"
-	case bridge.KindWithdrawn:
-		v.Status = ":no_entry_sign: " + escape(orDefault(d.Text, "No longer open"))
-	case bridge.KindClosed:
+	case d.Kind == bridge.KindTaken:
+		v.Status = ":white_check_mark: Taken by *" + escape(cmp.Or(d.TakenBy, owner)) + "*"
+	case d.Kind == bridge.KindWithdrawn:
+		v.Status = ":no_entry_sign: " + escape(cmp.Or(d.Text, "No longer open"))
+	case d.Kind == bridge.KindClosed:
 		v.Status = ":lock: " + escape(closedLine(d))
-	default:
-		switch {
-		case d.Chat.State == bridge.Closed:
-			v.Status = ":lock: Closed"
-		case d.Chat.Owner != "":
-			v.Status = ":white_check_mark: Taken by *" + escape(agentDisplay(d.Chat.Owner, a.dir)) + "*"
-		}
+	case d.Chat.State == bridge.Closed:
+		v.Status = ":lock: Closed"
+	case d.Chat.Owner != "":
+		v.Status = ":white_check_mark: Taken by *" + escape(owner) + "*"
 	}
 	return v
 }
 
-func takenBy(d bridge.Delivery, dir *presence.Directory) string {
-	if d.TakenBy != "" {
-		return d.TakenBy
-	}
-	return agentDisplay(d.Chat.Owner, dir)
-}
-
-func agentDisplay(id presence.AgentID, dir *presence.Directory) string {
-	if id == "" {
-		return "an agent"
-	}
-	return dir.AgentName(id)
-}
-
 func closedLine(d bridge.Delivery) string {
-	return "Chat closed" + orSuffix(d.Text)
+	if d.Text == "" {
+		return "Chat closed."
+	}
+	return "Chat closed: " + d.Text
 }
 
-func orSuffix(s string) string {
-	if s == "" {
-		return "."
-	}
-	return ": " + s
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// deliverOffer posts a chat's root message with its buttons, or redraws it
-// when the chat was offered here before (a re-offer, e.g. with Monitor).
-func (a *Adapter) deliverOffer(ctx context.Context, d bridge.Delivery, w where) error {
-	r, ok, err := a.loadRoot(ctx, d.Chat.ID, w)
-	if err != nil {
-		return err
-	}
-	if ok {
-		return a.update(ctx, r, renderRoot(a.view(d, r.First))[0])
-	}
-	first := ""
-	if d.Message != nil && d.Message.From == bridge.FromVisitor {
-		first = d.Message.Text
-	}
-	_, err = a.newRoot(ctx, d, w, a.view(d, first))
-	return err
-}
-
-// newRoot posts a chat's root message; pages beyond the first (never for
+// root posts a chat's root message; pages beyond the first (never for
 // texts within the bridge's limits) go into its thread.
-func (a *Adapter) newRoot(ctx context.Context, d bridge.Delivery, w where, v rootView) (root, error) {
+func (a *Adapter) root(ctx context.Context, channel string, s *steps, v rootView) (bridge.RemoteRef, error) {
 	pages := renderRoot(v)
-	channel, ts, err := a.send(ctx, w.channel, "", pages[0])
+	r, err := s.step(func() (bridge.RemoteRef, error) {
+		ch, ts, err := a.send(ctx, channel, "", pages[0])
+		return bridge.RemoteRef{Role: bridge.RefThread, Conversation: ch, Message: ts, Thread: ts, Extra: v.First}, err
+	})
 	if err != nil {
-		return root{}, err
+		return r, err
 	}
-	r := root{Channel: channel, TS: ts, First: v.First}
-	if err := a.saveRoot(ctx, d.Chat.ID, w, r); err != nil {
-		return root{}, err
-	}
-	for i, p := range pages[1:] {
-		if err := a.once(ctx, d.ID+":root:"+strconv.Itoa(i+1), func() error {
-			_, _, err := a.send(ctx, r.Channel, r.TS, p)
-			return err
-		}); err != nil {
-			return root{}, err
-		}
-	}
-	return r, nil
-}
-
-// updateRoot redraws the root to show the owner or the end, without buttons.
-func (a *Adapter) updateRoot(ctx context.Context, d bridge.Delivery, w where) error {
-	r, ok, err := a.loadRoot(ctx, d.Chat.ID, w)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return nil // never shown here: nothing to edit
-	}
-	return a.update(ctx, r, renderRoot(a.view(d, r.First))[0])
+	return r, a.post(ctx, s, r.Conversation, r.Thread, pages[1:])
 }
 
 // inThread posts pages into the chat's thread, starting it if needed, then
 // the message's file if it has one.
-func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, w where, step string, pages []rendered, att *bridge.Attachment) error {
-	r, ok, err := a.loadRoot(ctx, d.Chat.ID, w)
-	if err != nil {
+func (a *Adapter) inThread(ctx context.Context, d bridge.Delivery, channel string, s *steps, pages []rendered, att *bridge.Attachment) error {
+	var r bridge.RemoteRef
+	if d.Thread != nil && !rootMadeHere(d) {
+		r = *d.Thread
+	} else {
+		var err error
+		if r, err = a.root(ctx, channel, s, a.view(bridge.Delivery{Kind: bridge.KindMessage, Chat: d.Chat}, "")); err != nil {
+			return err
+		}
+	}
+	if err := a.post(ctx, s, r.Conversation, r.Thread, pages); err != nil || att == nil {
 		return err
 	}
-	if !ok {
-		view := a.view(bridge.Delivery{Kind: bridge.KindMessage, Chat: d.Chat}, "")
-		if r, err = a.newRoot(ctx, bridge.Delivery{ID: d.ID + ":newroot", Chat: d.Chat}, w, view); err != nil {
-			return err
-		}
-	}
-	for i, p := range pages {
-		if err := a.once(ctx, d.ID+":"+step+":"+strconv.Itoa(i), func() error {
-			_, _, err := a.send(ctx, r.Channel, r.TS, p)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	if att != nil {
-		return a.once(ctx, d.ID+":"+step+":file", func() error {
-			return a.uploadFile(ctx, d.Chat.ID, *att, r.Channel, r.TS)
-		})
-	}
-	return nil
+	// The file is the last step: once it is up, the delivery is done.
+	return a.uploadFile(ctx, d.Chat.ID, *att, r.Conversation, r.Thread)
 }
 
-// post sends pages to a channel (or a user's DM) outside any thread.
-func (a *Adapter) post(ctx context.Context, id, channel, threadTS string, pages []rendered) error {
-	for i, p := range pages {
-		if err := a.once(ctx, id+":post:"+strconv.Itoa(i), func() error {
-			_, _, err := a.send(ctx, channel, threadTS, p)
-			return err
+// post sends pages to a channel, a user's DM or a thread (threadTS).
+func (a *Adapter) post(ctx context.Context, s *steps, channel, threadTS string, pages []rendered) error {
+	for _, p := range pages {
+		if _, err := s.step(func() (bridge.RemoteRef, error) {
+			ch, ts, err := a.send(ctx, channel, threadTS, p)
+			return bridge.RemoteRef{Role: bridge.RefMessage, Conversation: ch, Message: ts, Thread: threadTS}, err
 		}); err != nil {
 			return err
 		}
@@ -351,17 +242,17 @@ func (a *Adapter) send(ctx context.Context, channel, threadTS string, p rendered
 }
 
 // update is one chat.update of a root message, paced per channel.
-func (a *Adapter) update(ctx context.Context, r root, p rendered) error {
-	if err := a.pace.wait(ctx, r.Channel); err != nil {
+func (a *Adapter) update(ctx context.Context, r bridge.RemoteRef, p rendered) error {
+	if err := a.pace.wait(ctx, r.Conversation); err != nil {
 		return err
 	}
 	err := bridge.Call(ctx, func(ctx context.Context) error {
-		_, _, _, err := a.api.UpdateMessageContext(ctx, r.Channel, r.TS,
+		_, _, _, err := a.api.UpdateMessageContext(ctx, r.Conversation, r.Message,
 			slackapi.MsgOptionText(p.Text, false), slackapi.MsgOptionBlocks(p.Blocks...))
 		return err
 	})
 	if err != nil {
-		a.pace.penalize(r.Channel, err)
+		a.pace.penalize(r.Conversation, err)
 		return fmt.Errorf("slack: chat.update: %w", err)
 	}
 	return nil
@@ -404,32 +295,4 @@ func classify(err error) error {
 		}
 	}
 	return err // 5xx, network, Redis: worth retrying
-}
-
-var _ bridge.ChatEraser = (*Adapter)(nil)
-
-// EraseChat deletes what the adapter keeps of a chat: its root messages
-// (shared and per agent, with the first message's text) and the thread
-// mappings back to the chat.
-func (a *Adapter) EraseChat(ctx context.Context, chat bridge.ChatID) error {
-	for _, agent := range append([]presence.AgentID{""}, a.dir.Agents()...) {
-		rk := a.keys.root(chat, agent)
-		m, err := a.rdb.HGetAll(ctx, rk).Result()
-		if err != nil {
-			return fmt.Errorf("slack: erase: %w", err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		keys := []string{rk}
-		if m["ts"] != "" {
-			keys = append(keys, a.keys.thread(m["channel"], m["ts"]))
-		}
-		for _, k := range keys {
-			if err := a.rdb.Del(ctx, k).Err(); err != nil {
-				return fmt.Errorf("slack: erase: %w", err)
-			}
-		}
-	}
-	return nil
 }

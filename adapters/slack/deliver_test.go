@@ -20,20 +20,20 @@ func wrapRateLimited(d time.Duration) error {
 
 func TestDeliverSharedChannel(t *testing.T) {
 	hs := newHarness(t, ModeEvents)
-	ctx := context.Background()
 	chat := bridge.Chat{ID: "chatL", Property: "acme", State: bridge.Pending,
 		Visitor: bridge.Visitor{Name: "Vera <b>", Email: "vera@example.com", PageURL: "https://acme.example/pricing?a=1&b=2"}}
-	deliver := func(d bridge.Delivery) {
-		t.Helper()
-		if _, err := hs.a.Deliver(ctx, d); err != nil {
-			t.Fatalf("deliver %s: %v", d.ID, err)
-		}
-	}
+	deliver := func(d bridge.Delivery) { t.Helper(); hs.deliver(d) }
 
 	offer := bridge.Delivery{ID: "d1", Kind: bridge.KindOffer, Chat: chat,
 		Message: &bridge.Message{From: bridge.FromVisitor, Text: "Hi <!channel> & friends"}}
-	deliver(offer)
-	deliver(offer) // a retry of the same item posts nothing more
+	made := hs.deliver(offer)
+	// A retry of the same item after it made its root (the bridge hands
+	// back what it made) posts nothing more.
+	retry := offer
+	retry.Done = made
+	if again := hs.deliver(retry); len(again) != 0 {
+		t.Errorf("the retry made %+v", again)
+	}
 	posts := hs.fake.callsOf("chat.postMessage")
 	if len(posts) != 1 {
 		t.Fatalf("offer posted %d times", len(posts))
@@ -49,10 +49,11 @@ func TestDeliverSharedChannel(t *testing.T) {
 	if root.Form.Get("channel") != "C1" || root.Form.Get("thread_ts") != "" || strings.Contains(blocks, "onduty_monitor") {
 		t.Errorf("offer: %v", root.Form)
 	}
-	r, ok, err := hs.a.loadRoot(ctx, "chatL", where{})
-	if err != nil || !ok {
-		t.Fatalf("root not stored: %v", err)
+	want := bridge.RemoteRef{Role: bridge.RefThread, Conversation: "C1", Message: root.TS, Thread: root.TS, Extra: "Hi <!channel> & friends"}
+	if len(made) != 1 || made[0] != want {
+		t.Fatalf("offer made %+v, want its root %+v", made, want)
 	}
+	r := struct{ TS string }{made[0].Thread}
 
 	// Re-offer with Monitor (invisible fallback): the same root is redrawn.
 	deliver(bridge.Delivery{ID: "d2", Kind: bridge.KindOffer, Chat: chat, Monitor: true})
@@ -61,8 +62,11 @@ func TestDeliverSharedChannel(t *testing.T) {
 		t.Errorf("re-offer update: %v", up.Form)
 	}
 
-	deliver(bridge.Delivery{ID: "d3", Kind: bridge.KindMessage, Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: "anyone?"}})
+	made = hs.deliver(bridge.Delivery{ID: "d3", Kind: bridge.KindMessage, Chat: chat, Message: &bridge.Message{From: bridge.FromVisitor, Text: "anyone?"}})
 	msg := hs.fake.waitCall(t, "chat.postMessage", 2)
+	if want := (bridge.RemoteRef{Role: bridge.RefMessage, Conversation: "C1", Message: msg.TS, Thread: r.TS}); len(made) != 1 || made[0] != want {
+		t.Errorf("message made %+v, want %+v", made, want)
+	}
 	if msg.Form.Get("thread_ts") != r.TS || msg.Form.Get("channel") != "C1" || !strings.Contains(blocksOf(msg), `*Visitor:*\n>anyone?`) {
 		t.Errorf("visitor message: %v", msg.Form)
 	}
@@ -100,22 +104,18 @@ func TestDeliverToAgents(t *testing.T) {
 		t.Fatal("Shared/Reaches wrong")
 	}
 	// beta has no channel: its chats go to each agent's DM.
-	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat,
-		Message: &bridge.Message{From: bridge.FromVisitor, Text: "hello"}}); err != nil {
-		t.Fatal(err)
-	}
+	refs := hs.deliver(bridge.Delivery{ID: "b1", Kind: bridge.KindOffer, Agent: "alice", Chat: chat,
+		Message: &bridge.Message{From: bridge.FromVisitor, Text: "hello"}})
 	offer := hs.fake.waitCall(t, "chat.postMessage", 1)
 	if offer.Form.Get("channel") != "U111" {
 		t.Errorf("offer to %s, want alice's DM", offer.Form.Get("channel"))
 	}
-	r, ok, _ := hs.a.loadRoot(ctx, "chatB", where{agent: "alice"})
-	if !ok || r.Channel != "D111" {
-		t.Fatalf("DM root %+v", r)
+	if len(refs) != 1 || refs[0].Role != bridge.RefThread || refs[0].Conversation != "D111" {
+		t.Fatalf("DM root %+v", refs)
 	}
-	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "b2", Kind: bridge.KindMessage, Agent: "alice", Chat: chat,
-		Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}}); err != nil {
-		t.Fatal(err)
-	}
+	r := struct{ TS string }{refs[0].Thread}
+	hs.deliver(bridge.Delivery{ID: "b2", Kind: bridge.KindMessage, Agent: "alice", Chat: chat,
+		Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}})
 	if m := hs.fake.waitCall(t, "chat.postMessage", 2); m.Form.Get("channel") != "D111" || m.Form.Get("thread_ts") != r.TS {
 		t.Errorf("DM thread message %v", m.Form)
 	}
@@ -125,22 +125,18 @@ func TestDeliverToAgents(t *testing.T) {
 		t.Errorf("DM thread reply %+v", a)
 	}
 
-	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: chat, Text: "Alice transferred a chat to you."}); err != nil {
-		t.Fatal(err)
-	}
+	hs.deliver(bridge.Delivery{ID: "n1", Kind: bridge.KindNotice, Agent: "bob", Chat: chat, Text: "Alice transferred a chat to you."})
 	if n := hs.fake.waitCall(t, "chat.postMessage", 3); n.Form.Get("channel") != "U222" || !strings.Contains(blocksOf(n), "transferred") {
 		t.Errorf("notice %v", n.Form)
 	}
-	if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice", Text: "Still on duty?"}); err != nil {
-		t.Fatal(err)
-	}
+	hs.deliver(bridge.Delivery{ID: "p1", Kind: bridge.KindPrompt, Agent: "alice", Text: "Still on duty?"})
 	if p := hs.fake.waitCall(t, "chat.postMessage", 4); p.Form.Get("channel") != "U111" || !strings.Contains(blocksOf(p), `"action_id":"onduty_still_here"`) {
 		t.Errorf("prompt %v", p.Form)
 	}
 	// Edits of a chat never shown here are no-ops, not new messages.
 	before := len(hs.fake.callsOf("chat.postMessage"))
 	for _, k := range []bridge.DeliveryKind{bridge.KindTaken, bridge.KindWithdrawn, bridge.KindClosed} {
-		if _, err := hs.a.Deliver(ctx, bridge.Delivery{ID: "u-" + string(k), Kind: k, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
+		if _, err := hs.deliverErr(bridge.Delivery{ID: "u-" + string(k), Kind: k, Agent: "bob", Chat: chat, TakenBy: "Alice"}); err != nil {
 			t.Fatalf("%s without an offer: %v", k, err)
 		}
 	}
@@ -282,9 +278,10 @@ func TestPacerLeavesAFreshChatItsTurn(t *testing.T) {
 	}
 }
 
-// TestMessageDeliveryRoundTrips: a message in a chat's thread costs three
-// Redis round trips (the root, and the page's record read and written), and
-// a retry of the delivery posts nothing more.
+// TestMessageDeliveryRoundTrips: a message in a chat's thread costs no
+// Redis round trip in the adapter (the bridge hands it the thread, and
+// keeps what it made), and a retry of the delivery after it posted its
+// message (d.Done) posts nothing more.
 func TestMessageDeliveryRoundTrips(t *testing.T) {
 	hs := newHarness(t, ModeEvents)
 	hs.offer("chatR", "hello")
@@ -294,11 +291,9 @@ func TestMessageDeliveryRoundTrips(t *testing.T) {
 		Message: &bridge.Message{From: bridge.FromVisitor, Text: "still there?"}}
 	for range 2 {
 		n.All.Store(0)
-		if _, err := hs.a.Deliver(context.Background(), d); err != nil {
-			t.Fatal(err)
-		}
-		if got := n.All.Load(); got > 3 {
-			t.Errorf("message delivery took %d Redis round trips, want at most 3", got)
+		d.Done = append(d.Done, hs.deliver(d)...)
+		if got := n.All.Load(); got > 0 {
+			t.Errorf("message delivery took %d Redis round trips, want none", got)
 		}
 	}
 	if posts := len(hs.fake.callsOf("chat.postMessage")); posts != 2 { // the offer's root, the message once

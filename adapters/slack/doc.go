@@ -18,10 +18,11 @@
 // files.completeUploadExternal; scope files:write); an answer an agent sent
 // from a DM is copied into the thread for the team. Notices and "Still on
 // duty?" prompts go to the agent's DM. Thread
-// replies from agents become ActMessage for that chat (files included, stored
-// through the handler's PutFile when it has one); a DM outside a thread is
-// ActMessage for the agent's current chat; anything else an agent writes
-// where the bot can see it is ActActivity. Slash commands (/onduty SUB ARGS)
+// replies from agents become ActMessage with the thread as ReplyTo (the
+// bridge finds its chat; files are stored through the Host's PutFile for
+// the chat Host.ChatOf names); a DM outside a thread is ActMessage for the
+// agent's current chat; talk in a channel thread that is no chat's, and
+// anything else an agent writes where the bot can see it, is activity. Slash commands (/onduty SUB ARGS)
 // become ActCommand and are answered ephemerally: in the response itself when
 // the bridge answers within 2.5 s, else through the response_url.
 //
@@ -29,8 +30,11 @@
 // each envelope to one connection) or the Events API over HTTP
 // (HTTPHandlers: /slack/events, /slack/commands, /slack/interactions), with
 // the signing secret checked on the raw body and a 5-minute replay window.
-// Events are de-duplicated by event id in Redis before they are acted on,
-// and passed to the bridge with DedupKey "slack:<event_id>".
+// Events reach the bridge with DedupKey "slack:<event_id>" (buttons and
+// slash commands "slack:trigger:<trigger_id>"): the bridge handles each
+// once, whichever instance Slack sends it to; a repeat of an event being
+// handled elsewhere right now (bridge.ErrInProgress) is not acknowledged,
+// so that Slack sends it again should that instance die.
 //
 // Concurrency: the work is handed to one of a fixed set of workers chosen
 // by the Slack user, so one agent's actions reach the bridge in order; Slack
@@ -38,6 +42,10 @@
 // instance that dies first leaves the event to be sent again. Deliver is safe for concurrent use; it paces posts to
 // about one a second per channel and maps Slack's errors to
 // bridge.RetryAfterError (429) and bridge.PermanentError (the request itself
-// is wrong). What was posted for a chat (root message ts, thread → chat) is
-// kept in Redis, see keys.go.
+// is wrong). The adapter keeps no chat state: Deliver returns what it posted
+// (the root as bridge.RefThread, thread messages as bridge.RefMessage) and
+// the bridge keeps it, handing the root back (Delivery.Thread) to edit and
+// to post under, and what a failed attempt posted (Delivery.Done) to skip.
+// Its own keys (keys.go) concern Slack alone; MigrateRefs moves an earlier
+// version's chat keys into the bridge at start.
 package slack

@@ -80,18 +80,21 @@ func (a *Adapter) queue(w http.ResponseWriter, r *http.Request, enqueue func(ctx
 // queueHandled is queue for events and button presses: it answers 200 once
 // the work is handled (or after handleWait), so an instance that dies before
 // handling it leaves Slack without an answer, and Slack sends it again.
-func (a *Adapter) queueHandled(w http.ResponseWriter, r *http.Request, enqueue func(ctx context.Context) (<-chan struct{}, error)) {
-	var done <-chan struct{}
+func (a *Adapter) queueHandled(w http.ResponseWriter, r *http.Request, enqueue func(ctx context.Context) (*job, error)) {
+	var j *job
 	queued := a.queue(w, r, func(ctx context.Context) error {
 		var err error
-		done, err = enqueue(ctx)
+		j, err = enqueue(ctx)
 		return err
 	})
 	if !queued {
 		return
 	}
-	if !a.waitHandled(r.Context(), done) {
-		return // the caller is gone
+	if !a.waitHandled(r.Context(), j) {
+		if r.Context().Err() == nil {
+			http.Error(w, "being handled elsewhere", http.StatusServiceUnavailable) // Slack tries again
+		}
+		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -127,7 +130,7 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(jsonOf(map[string]string{"challenge": uv.Challenge}))
 		return
 	}
-	a.queueHandled(w, r, func(ctx context.Context) (<-chan struct{}, error) { return a.onEventsAPI(ctx, ev) })
+	a.queueHandled(w, r, func(ctx context.Context) (*job, error) { return a.onEventsAPI(ctx, ev) })
 }
 
 func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +143,7 @@ func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
-	var ans *answer
+	var ans answer
 	queued := a.queue(w, r, func(ctx context.Context) error {
 		var err error
 		ans, err = a.onCommand(ctx, cmd, commandKey(cmd, r.Header.Get("X-Slack-Signature"), ""))
@@ -168,7 +171,7 @@ func (a *Adapter) serveInteractions(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad payload", http.StatusBadRequest)
 		return
 	}
-	a.queueHandled(w, r, func(ctx context.Context) (<-chan struct{}, error) {
+	a.queueHandled(w, r, func(ctx context.Context) (*job, error) {
 		return a.onInteraction(ctx, cb, interactionKey(cb))
 	})
 }

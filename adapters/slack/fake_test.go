@@ -47,6 +47,7 @@ type apiCall struct {
 	Method string
 	Form   url.Values
 	At     time.Time // when the fake received it
+	TS     string    // the ts a chat.postMessage was answered with
 }
 
 type socketAck struct {
@@ -108,13 +109,13 @@ func (f *fakeSlack) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f.mu.Lock()
-	f.calls = append(f.calls, apiCall{Method: method, Form: form, At: time.Now()})
+	f.seq++
+	ts := fmt.Sprintf("1700000000.%06d", f.seq)
+	f.calls = append(f.calls, apiCall{Method: method, Form: form, At: time.Now(), TS: ts})
 	var fl *failure
 	if q := f.fail[method]; len(q) > 0 {
 		fl, f.fail[method] = &q[0], q[1:]
 	}
-	f.seq++
-	ts := fmt.Sprintf("1700000000.%06d", f.seq)
 	pres := f.presence[form.Get("user")]
 	f.mu.Unlock()
 

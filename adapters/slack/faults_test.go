@@ -47,6 +47,14 @@ func newLiveSlackDir(t *testing.T, fake *fakeSlack, dir *presence.Directory, twe
 // the bridge starts.
 func newLiveSlackWith(t *testing.T, fake *fakeSlack, dir *presence.Directory, setup func(*Adapter), tweak ...func(*Config)) *liveSlack {
 	t.Helper()
+	return newLiveSlackBefore(t, fake, dir, setup, nil, tweak...)
+}
+
+// newLiveSlackBefore is newLiveSlackWith with before run on the bridge
+// (adapter added) and its Redis before the bridge starts.
+func newLiveSlackBefore(t *testing.T, fake *fakeSlack, dir *presence.Directory, setup func(*Adapter),
+	before func(*bridge.Bridge, *redistest.Redis), tweak ...func(*Config)) *liveSlack {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := redistest.New(t)
 	log := testlog.Logger()
@@ -67,6 +75,9 @@ func newLiveSlackWith(t *testing.T, fake *fakeSlack, dir *presence.Directory, se
 		setup(a)
 	}
 	b.AddAdapter(a)
+	if before != nil {
+		before(b, r)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	wg.Go(func() {
@@ -106,7 +117,7 @@ func TestSlackOutage(t *testing.T) {
 				c.APIURL = srv.URL + "/api"
 				c.HTTPClient = &http.Client{Timeout: 2 * time.Second}
 			})
-			b, a, hs, ctx := l.b, l.a, l.hs, t.Context()
+			b, hs, ctx := l.b, l.hs, t.Context()
 
 			// Alice is on duty and owns a chat in the acme channel.
 			hs.command("U111", "D111", "online")
@@ -116,12 +127,7 @@ func TestSlackOutage(t *testing.T) {
 			}
 			events, stop := b.SubscribeVisitor(chat.ID)
 			t.Cleanup(stop)
-			var rt root
-			wait.For(t, "the offer's thread", func() bool {
-				r, ok, err := a.loadRoot(ctx, chat.ID, where{})
-				rt = r
-				return err == nil && ok
-			})
+			rootTS := rootOf(t, fake, "C1", chat.ID)
 			hs.button("U111", actionAccept, string(chat.ID), "C1", "")
 			waitEvent(t, events, bridge.EventAgentJoined)
 
@@ -133,7 +139,7 @@ func TestSlackOutage(t *testing.T) {
 					t.Fatal(err)
 				}
 				hs.message(fmt.Sprintf("EvOut%d", i), map[string]any{"user": "U111", "text": fmt.Sprintf("agent %02d", i),
-					"channel": "C1", "channel_type": "channel", "ts": fmt.Sprintf("20.%d", i), "thread_ts": rt.TS})
+					"channel": "C1", "channel_type": "channel", "ts": fmt.Sprintf("20.%d", i), "thread_ts": rootTS})
 				time.Sleep(outage.Minute / (2 * n))
 			}
 			wait.For(t, "the outage to end", front.Over)
@@ -145,7 +151,7 @@ func TestSlackOutage(t *testing.T) {
 			inThread := func() []string {
 				var got []string
 				for _, c := range fake.callsOf("chat.postMessage") {
-					if c.Form.Get("thread_ts") == rt.TS {
+					if c.Form.Get("thread_ts") == rootTS {
 						got = append(got, visitorLine.FindAllString(blocksOf(c), -1)...)
 					}
 				}

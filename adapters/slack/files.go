@@ -16,12 +16,8 @@ const maxFileBytes = 10 << 20
 
 // fetchFiles downloads the files of an agent's message and stores them for
 // chat. It returns what was stored and a note for the agent about the rest.
-func (a *Adapter) fetchFiles(ctx context.Context, h bridge.Handler, chat bridge.ChatID, files []slackapi.File) ([]*bridge.Attachment, string) {
-	fs, ok := h.(bridge.FileStore)
-	switch {
-	case !ok:
-		return nil, "Files can't be passed on to visitors here; please send text."
-	case chat == "":
+func (a *Adapter) fetchFiles(ctx context.Context, fs bridge.FileStore, chat bridge.ChatID, files []slackapi.File) ([]*bridge.Attachment, string) {
+	if chat == "" {
 		return nil, "To send a file to a visitor, post it in the chat's thread."
 	}
 	var out []*bridge.Attachment
@@ -85,14 +81,14 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 
 // uploadFile shares a chat's file (a visitor's, or an agent's from another
 // app) in the thread, with files.getUploadURLExternal, the upload, then
-// files.completeUploadExternal. A file that is gone (expired, or no file
-// store here) is only named in the message before it, as it was already.
+// files.completeUploadExternal. A file that is gone (expired) is only named
+// in the message before it, as it was already.
 func (a *Adapter) uploadFile(ctx context.Context, chat bridge.ChatID, att bridge.Attachment, channel, threadTS string) error {
-	fs, ok := a.handler().(bridge.FileStore)
-	if !ok {
-		return nil
+	h := a.handler()
+	if h == nil {
+		return errors.New("slack: not running: the file store comes with Run")
 	}
-	meta, data, err := fs.File(ctx, chat, att.Key)
+	meta, data, err := h.File(ctx, chat, att.Key)
 	switch {
 	case errors.Is(err, bridge.ErrUnavailable):
 		return err // storage is down: the outbox tries again

@@ -3,54 +3,22 @@ package slack
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/internal/redistest"
 )
-
-// storingHandler is a fakeHandler that also keeps files, as the bridge does.
-type storingHandler struct {
-	*fakeHandler
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func (s *storingHandler) PutFile(_ context.Context, id bridge.ChatID, name, mime string, data []byte) (bridge.Attachment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := string(id) + "/" + name
-	s.files[key] = append([]byte(nil), data...)
-	return bridge.Attachment{Key: key, Name: name, MIME: mime, Size: int64(len(data))}, nil
-}
-
-func (s *storingHandler) File(_ context.Context, id bridge.ChatID, key string) (bridge.Attachment, []byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data, ok := s.files[key]
-	if !ok {
-		return bridge.Attachment{}, nil, bridge.ErrUnknownChat
-	}
-	return bridge.Attachment{Key: key, Size: int64(len(data))}, data, nil
-}
 
 func fileJSON(f *fakeSlack, name string, size int) map[string]any {
 	return map[string]any{"id": "F" + name, "name": name, "mimetype": "text/plain", "size": size,
 		"url_private_download": f.srv.URL + "/files/" + name}
 }
 
-// newFileHarness runs an events-mode adapter whose handler stores files.
-func newFileHarness(t *testing.T) (*harness, *storingHandler) {
+// newFileHarness runs an events-mode adapter; its handler keeps files in
+// memory, as the bridge keeps them in Redis.
+func newFileHarness(t *testing.T) (*harness, *fakeHandler) {
 	t.Helper()
-	fake := newFakeSlack(t)
-	hs := &harness{t: t, mode: ModeEvents, fake: fake}
-	hs.redis = redistest.New(t)
-	hs.a = newAdapter(t, fake, hs.redis, ModeEvents, testDirectory(t))
-	store := &storingHandler{fakeHandler: &fakeHandler{}, files: map[string][]byte{}}
-	hs.h = store.fakeHandler
-	hs.start(store)
-	return hs, store
+	hs := newHarness(t, ModeEvents)
+	return hs, hs.h
 }
 
 func TestAgentFiles(t *testing.T) {
@@ -70,11 +38,11 @@ func TestAgentFiles(t *testing.T) {
 	if got[1].Text != "" || got[1].Attachment == nil || got[1].Attachment.Name != "terms.txt" || got[1].DedupKey != "slack:EvF1:file1" {
 		t.Errorf("second action %+v", got[1])
 	}
-	store.mu.Lock()
-	if string(store.files["chatF/invoice.txt"]) != fileContent("invoice.txt") {
-		t.Errorf("stored %q", store.files["chatF/invoice.txt"])
+	if got[0].Attachment != nil {
+		if _, data, err := store.File(context.Background(), "chatF", got[0].Attachment.Key); err != nil || string(data) != fileContent("invoice.txt") {
+			t.Errorf("stored %q (%v)", data, err)
+		}
 	}
-	store.mu.Unlock()
 	for _, c := range fake.callsOf("file") {
 		if c.Form.Get("auth") != "Bearer xoxb-test" {
 			t.Errorf("file fetched with %q", c.Form.Get("auth"))
@@ -111,8 +79,9 @@ func TestAgentFiles(t *testing.T) {
 
 // TestFailedFileActionLetsRedeliveryThrough: when the bridge fails on the
 // second file of a message (for a reason other than storage being down,
-// which is waited out), the event's record is dropped, so Slack's
-// redelivery of the event is acted on instead of being taken for a duplicate.
+// which is waited out), that file's claim is dropped, so Slack's
+// redelivery of the event passes it on, while the text and first file,
+// handled already, are not passed on twice.
 func TestFailedFileActionLetsRedeliveryThrough(t *testing.T) {
 	hs, store := newFileHarness(t)
 	fake := hs.fake
@@ -130,15 +99,19 @@ func TestFailedFileActionLetsRedeliveryThrough(t *testing.T) {
 	}
 	hs.message("EvG1", event())
 	store.WaitN(t, 2)
-	// The failure is told to the agent after the event's record was handled.
+	// The failure is told to the agent.
 	if eph := fake.waitCall(t, "chat.postEphemeral", 1); !strings.Contains(blocksOf(eph), "closed") {
 		t.Errorf("failure note %v", eph.Form)
 	}
 
 	store.SetReply(nil)
 	hs.message("EvG1", event()) // Slack's redelivery
-	got := store.WaitN(t, 4)
-	if got[3].DedupKey != "slack:EvG1:file1" || got[3].Attachment == nil || got[3].Attachment.Name != "b.txt" {
-		t.Errorf("redelivered second file %+v", got[3])
+	got := store.WaitN(t, 3)
+	if got[2].DedupKey != "slack:EvG1:file1" || got[2].Attachment == nil || got[2].Attachment.Name != "b.txt" {
+		t.Errorf("redelivered second file %+v", got[2])
+	}
+	hs.message("EvG2", map[string]any{"user": "U111", "text": "after", "channel": "C1", "channel_type": "channel", "ts": "11.2", "thread_ts": rootTS})
+	if got = store.WaitN(t, 4); len(got) != 4 || got[3].Text != "after" {
+		t.Errorf("the text or first file passed on twice: %+v", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,8 +27,58 @@ import (
 
 const testSecret = "8f742231b10e8888abcd99yyyzzz85a5"
 
-// fakeHandler records actions and answers with canned replies.
-type fakeHandler = bridgetest.Handler
+// fakeHandler records actions and answers with canned replies. In front
+// of it sits what the bridge's Handle does before anything else: an action
+// whose DedupKey was handled is ignored (one being handled gets
+// bridge.ErrInProgress; a failed one may come again), a ReplyTo is looked
+// up among the refs Keep recorded, and a Shared message that belongs to no
+// chat becomes activity. Only what passes is recorded.
+type fakeHandler struct {
+	bridgetest.Handler
+	mu   sync.Mutex
+	keys map[string]string // DedupKey → "busy" or "done"
+}
+
+func (h *fakeHandler) Handle(ctx context.Context, act bridge.Action) (bridge.Reply, error) {
+	if act.Chat == "" && act.ReplyTo != nil {
+		act.Chat, _ = h.ChatOf(ctx, act.Surface, *act.ReplyTo)
+	}
+	if act.Kind == bridge.ActMessage && act.Shared && act.Chat == "" {
+		// Talk among the team: activity, whose text goes nowhere.
+		act.Kind, act.Shared, act.Text = bridge.ActActivity, false, ""
+	}
+	if k := act.DedupKey; k != "" {
+		h.mu.Lock()
+		if h.keys == nil {
+			h.keys = map[string]string{}
+		}
+		state := h.keys[k]
+		if state == "" {
+			h.keys[k] = "busy"
+		}
+		h.mu.Unlock()
+		switch state {
+		case "busy":
+			return bridge.Reply{}, bridge.ErrInProgress
+		case "done":
+			return bridge.Reply{}, nil
+		}
+		defer func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if h.keys[k] == "busy" {
+				delete(h.keys, k)
+			}
+		}()
+	}
+	reply, err := h.Handler.Handle(ctx, act)
+	if err == nil && act.DedupKey != "" {
+		h.mu.Lock()
+		h.keys[act.DedupKey] = "done"
+		h.mu.Unlock()
+	}
+	return reply, err
+}
 
 func testDirectory(t testing.TB) *presence.Directory {
 	t.Helper()
@@ -53,6 +104,9 @@ type harness struct {
 	h     *fakeHandler
 	redis *redistest.Redis
 	seq   atomic.Int64
+
+	mu      sync.Mutex
+	threads map[string]bridge.RemoteRef // "chat|target" → the chat's root there
 }
 
 // newAdapter builds an adapter against fake; it is not running.
@@ -246,21 +300,68 @@ func (hs *harness) button(user, actionID, value, channel, threadTS string) {
 // offer delivers a new chat to the acme channel and returns its root ts.
 func (hs *harness) offer(chat bridge.ChatID, first string) string {
 	hs.t.Helper()
-	before := len(hs.fake.callsOf("chat.postMessage"))
-	_, err := hs.a.Deliver(context.Background(), bridge.Delivery{
+	refs := hs.deliver(bridge.Delivery{
 		ID: "offer-" + string(chat), Kind: bridge.KindOffer,
 		Chat:    bridge.Chat{ID: chat, Property: "acme", State: bridge.Pending, Visitor: bridge.Visitor{Name: "Vera", Email: "vera@example.com"}},
 		Message: &bridge.Message{Chat: chat, From: bridge.FromVisitor, Text: first},
 	})
+	if len(refs) == 0 || refs[0].Role != bridge.RefThread {
+		hs.t.Fatalf("offer of %s made %+v, want its root", chat, refs)
+	}
+	return refs[0].Thread
+}
+
+// deliver hands d to the adapter as the bridge would: with the chat's
+// thread for d's target from earlier deliveries, and the refs it returns
+// kept (for the next deliveries, and for the handler's ChatOf).
+func (hs *harness) deliver(d bridge.Delivery) []bridge.RemoteRef {
+	hs.t.Helper()
+	refs, err := hs.deliverErr(d)
 	if err != nil {
-		hs.t.Fatalf("deliver offer: %v", err)
+		hs.t.Fatalf("deliver %s: %v", d.ID, err)
 	}
-	hs.fake.waitCall(hs.t, "chat.postMessage", before+1)
-	r, ok, err := hs.a.loadRoot(context.Background(), chat, where{})
-	if err != nil || !ok {
-		hs.t.Fatalf("root of %s not stored: %v", chat, err)
+	return refs
+}
+
+func (hs *harness) deliverErr(d bridge.Delivery) ([]bridge.RemoteRef, error) {
+	key := string(d.Chat.ID) + "|" + string(d.Agent)
+	hs.mu.Lock()
+	if r, ok := hs.threads[key]; ok && d.Chat.ID != "" {
+		d.Thread = &r
 	}
-	return r.TS
+	hs.mu.Unlock()
+	refs, err := hs.a.Deliver(context.Background(), d)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, r := range refs {
+		if r.Role == bridge.RefThread {
+			if hs.threads == nil {
+				hs.threads = map[string]bridge.RemoteRef{}
+			}
+			hs.threads[key] = r
+		}
+	}
+	if hs.h != nil && d.Chat.ID != "" {
+		hs.h.Keep(hs.a.Name(), d.Chat.ID, refs...)
+	}
+	return refs, err
+}
+
+// rootOf is the ts of the root message posted for chat (its offer, with
+// the chat's id on its buttons) in channel.
+func rootOf(t testing.TB, fake *fakeSlack, channel string, chat bridge.ChatID) string {
+	t.Helper()
+	var ts string
+	wait.For(t, "the root of "+string(chat), func() bool {
+		for _, c := range fake.callsOf("chat.postMessage") {
+			if c.Form.Get("channel") == channel && c.Form.Get("thread_ts") == "" && strings.Contains(blocksOf(c), `"value":"`+string(chat)+`"`) {
+				ts = c.TS
+				return true
+			}
+		}
+		return false
+	})
+	return ts
 }
 
 // unJSON undoes encoding/json's HTML-safe escapes so tests can read text.

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	slackapi "github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
 
@@ -23,7 +21,7 @@ const refusal = "Sorry, you are not set up as an onduty agent, so I can't do any
 // work it asks for; the channel it returns is closed once that work is done.
 // Only messages matter: from an agent they are replies in a chat's thread,
 // DMs to the bot, or at least activity.
-func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) (<-chan struct{}, error) {
+func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent) (*job, error) {
 	cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent)
 	if !ok {
 		return handled, nil
@@ -36,8 +34,8 @@ func (a *Adapter) onEventsAPI(ctx context.Context, ev slackevents.EventsAPIEvent
 	if cb.EventID != "" {
 		dedup = "slack:" + cb.EventID
 	}
-	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Handler) {
-		a.onMessage(ctx, h, msg, dedup)
+	return a.enqueue(ctx, msg.User, func(ctx context.Context, h bridge.Host) bool {
+		return a.onMessage(ctx, h, msg, dedup)
 	})
 }
 
@@ -55,51 +53,62 @@ func (a *Adapter) ignoreMessage(m *slackevents.MessageEvent) bool {
 	return true
 }
 
-func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevents.MessageEvent, dedup string) {
+// onMessage hands an agent's message to the bridge; true means (part of)
+// it was left to Slack's next try.
+func (a *Adapter) onMessage(ctx context.Context, h bridge.Host, m *slackevents.MessageEvent, dedup string) (again bool) {
 	log := a.log.With("slack_user", m.User, "channel", m.Channel)
-	var chat bridge.ChatID
+	im := m.ChannelType == slackevents.ChannelTypeIM
+	// A message in a thread answers the thread's chat, if it has one: the
+	// bridge finds it (ReplyTo), unless it is needed here first.
+	var in *bridge.RemoteRef
 	if m.ThreadTimeStamp != "" {
-		var id string
-		err := a.whileStorageDown(ctx, func() (err error) {
-			id, err = a.rdb.Get(ctx, a.keys.thread(m.Channel, m.ThreadTimeStamp)).Result()
-			if errors.Is(err, redis.Nil) {
-				return nil
-			}
-			if err != nil {
+		in = &bridge.RemoteRef{Conversation: m.Channel, Thread: m.ThreadTimeStamp}
+	}
+	chatOf := func() (chat bridge.ChatID, err error) {
+		err = a.whileStorageDown(ctx, func() (err error) {
+			if chat, err = h.ChatOf(ctx, a.Name(), *in); err != nil {
 				log.Warn("slack: thread lookup; trying again", "err", err)
-				return fmt.Errorf("%w: %w", bridge.ErrUnavailable, err)
 			}
-			return nil
+			return err
 		})
-		if err != nil { // the adapter is stopping
-			return
-		}
-		chat = bridge.ChatID(id)
+		return chat, err
 	}
 	agent, ok := a.dir.AgentByAccount(Surface, m.User)
 	if !ok {
 		// Strangers talking among themselves in the channel are none of our
-		// business; those who talk to the bot are told once.
-		if m.ChannelType == slackevents.ChannelTypeIM || chat != "" {
+		// business; those who talk to the bot or in a chat's thread are told once.
+		if im {
 			a.refuse(ctx, m.Channel, m.User, m.ThreadTimeStamp)
+		} else if in != nil {
+			if chat, err := h.ChatOf(ctx, a.Name(), *in); err == nil && chat != "" {
+				a.refuse(ctx, m.Channel, m.User, m.ThreadTimeStamp)
+			}
 		}
-		return
-	}
-	if !a.firstTime(ctx, dedup) {
-		return
+		return false
 	}
 	base := bridge.Action{Surface: a.Name(), Agent: agent.ID, DedupKey: dedup, Kind: bridge.ActActivity}
 	acts := []bridge.Action{base}
 	var note string
-	if chat != "" || m.ChannelType == slackevents.ChannelTypeIM {
+	if im || in != nil {
 		text := strings.TrimSpace(plainText(m.Text))
+		var chat bridge.ChatID
 		var atts []*bridge.Attachment
 		if m.Message != nil && len(m.Message.Files) > 0 {
-			atts, note = a.fetchFiles(ctx, h, chat, m.Message.Files)
+			// Files are stored for their chat before the bridge gets them.
+			if in != nil {
+				var err error
+				if chat, err = chatOf(); err != nil { // the adapter is stopping
+					return false
+				}
+			}
+			if chat != "" || im {
+				atts, note = a.fetchFiles(ctx, h, chat, m.Message.Files)
+			}
 		}
 		// In a channel's chat thread the team already sees the message; from
-		// a DM the bridge copies it into the thread.
-		base.Shared = chat != "" && m.ChannelType != slackevents.ChannelTypeIM
+		// a DM the bridge copies it into the thread. Talk in a channel thread
+		// that is no chat's is activity (the bridge tells).
+		base.Shared, base.ReplyTo = !im, in
 		acts = messageActions(base, chat, text, atts)
 	}
 	var replies []string
@@ -109,10 +118,11 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevent
 			reply, err = h.Handle(ctx, act)
 			return err
 		})
-		if err != nil {
-			// The record is the event's (dedup), not the action's: a file's
-			// action carries its own DedupKey ("…:file1").
-			a.forget(ctx, dedup)
+		switch {
+		case errors.Is(err, bridge.ErrInProgress):
+			again = true // another instance has it now: Slack tries again later
+			continue
+		case err != nil:
 			log.Warn("slack: bridge refused message", "agent_id", agent.ID, "err", err)
 			reply = bridge.Reply{Text: failureText(err)}
 		}
@@ -126,6 +136,7 @@ func (a *Adapter) onMessage(ctx context.Context, h bridge.Handler, m *slackevent
 	if len(replies) > 0 {
 		a.ephemeral(ctx, m.Channel, m.User, m.ThreadTimeStamp, bridge.Reply{Text: strings.Join(replies, "\n"), Private: true})
 	}
+	return again
 }
 
 // whileStorageDown runs f until it stops failing with bridge.ErrUnavailable
@@ -168,36 +179,6 @@ func messageActions(base bridge.Action, chat bridge.ChatID, text string, atts []
 		acts = append(acts, more)
 	}
 	return acts
-}
-
-// firstTime records a Slack event id before it is acted on and reports
-// whether it was new. Slack retries deliveries it thinks failed; the bridge
-// checks DedupKey too, this saves the work. A Redis failure lets the event
-// through: the bridge's check still holds.
-func (a *Adapter) firstTime(ctx context.Context, dedup string) bool {
-	if dedup == "" {
-		return true
-	}
-	ok, err := a.rdb.SetNX(ctx, a.keys.event(dedup), "1", dedupTTL).Result()
-	if err != nil {
-		a.log.Warn("slack: dedup record", "dedup_key", dedup, "err", err)
-		return true
-	}
-	if !ok {
-		a.log.Debug("slack: duplicate event ignored", "dedup_key", dedup)
-	}
-	return ok
-}
-
-// forget drops an event's record when the bridge failed on it, so that a
-// redelivery is acted on.
-func (a *Adapter) forget(ctx context.Context, dedup string) {
-	if dedup == "" {
-		return
-	}
-	if err := a.rdb.Del(context.WithoutCancel(ctx), a.keys.event(dedup)).Err(); err != nil {
-		a.log.Warn("slack: dedup record not dropped; a redelivery of the event is ignored", "dedup_key", dedup, "err", err)
-	}
 }
 
 // refuse tells a stranger once a day that they are not an agent.
@@ -252,60 +233,42 @@ func (a *Adapter) ephemeral(ctx context.Context, channel, user, threadTS string,
 	}
 }
 
-// answer carries a reply from the worker to a caller that answers Slack
-// synchronously (slash commands), or tells the worker to post it itself
-// because the caller stopped waiting.
+// answer hands a slash command's reply from the worker to the caller that
+// answers Slack synchronously; once that caller stopped waiting (gone is
+// closed), the worker posts the reply itself.
 type answer struct {
-	mu     sync.Mutex
-	ready  chan struct{}
-	reply  bridge.Reply
-	done   bool
-	gaveUp bool
+	reply chan bridge.Reply
+	gone  chan struct{}
 }
 
-func newAnswer() *answer { return &answer{ready: make(chan struct{})} }
-
-// give hands r to the waiter; false means nobody waits any more.
-func (p *answer) give(r bridge.Reply) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gaveUp {
-		return false
-	}
-	p.reply, p.done = r, true
-	close(p.ready)
-	return true
-}
-
-// wait returns the reply if it comes within d.
-func (p *answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool) {
+// wait returns the reply if it comes within d. Call it once.
+func (p answer) wait(ctx context.Context, d time.Duration) (bridge.Reply, bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-p.ready:
+	case r := <-p.reply:
+		return r, true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.done {
-		p.gaveUp = true
-	}
-	return p.reply, p.done
+	close(p.gone)
+	return bridge.Reply{}, false
 }
 
 // onCommand queues a slash command; the answer is given to the returned
 // waiter, or posted ephemerally if the waiter gave up.
-func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (*answer, error) {
-	ans := newAnswer()
-	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Handler) {
-		reply, speak := a.runCommand(ctx, h, cmd, dedup)
-		if !speak {
-			reply = bridge.Reply{}
+func (a *Adapter) onCommand(ctx context.Context, cmd slackapi.SlashCommand, dedup string) (answer, error) {
+	ans := answer{reply: make(chan bridge.Reply), gone: make(chan struct{})}
+	_, err := a.enqueue(ctx, cmd.UserID, func(ctx context.Context, h bridge.Host) bool {
+		reply := a.runCommand(ctx, h, cmd, dedup)
+		select {
+		case ans.reply <- reply:
+		case <-ans.gone:
+			if reply.Text != "" {
+				a.lateAnswer(ctx, cmd, reply)
+			}
 		}
-		if !ans.give(reply) && reply.Text != "" {
-			a.lateAnswer(ctx, cmd, reply)
-		}
+		return false // Slack does not send a command again
 	})
 	return ans, err
 }
@@ -327,28 +290,28 @@ func (a *Adapter) lateAnswer(ctx context.Context, cmd slackapi.SlashCommand, r b
 	a.ephemeral(ctx, cmd.ChannelID, cmd.UserID, "", r)
 }
 
-func (a *Adapter) runCommand(ctx context.Context, h bridge.Handler, cmd slackapi.SlashCommand, dedup string) (bridge.Reply, bool) {
+// runCommand hands a slash command to the bridge and returns what to answer.
+func (a *Adapter) runCommand(ctx context.Context, h bridge.Host, cmd slackapi.SlashCommand, dedup string) bridge.Reply {
 	agent, ok := a.dir.AgentByAccount(Surface, cmd.UserID)
 	if !ok {
 		if a.refuseOnce(ctx, cmd.UserID) {
-			return bridge.Reply{Text: refusal, Private: true}, true
+			return bridge.Reply{Text: refusal, Private: true}
 		}
-		return bridge.Reply{}, false
-	}
-	if !a.firstTime(ctx, dedup) {
-		return bridge.Reply{}, false
+		return bridge.Reply{}
 	}
 	sub, args := parseCommand(plainText(cmd.Text))
 	reply, err := h.Handle(ctx, bridge.Action{
 		Kind: bridge.ActCommand, Surface: a.Name(), Agent: agent.ID,
 		Command: sub, Args: args, DedupKey: dedup,
 	})
-	if err != nil {
-		a.forget(ctx, dedup)
+	switch {
+	case errors.Is(err, bridge.ErrInProgress):
+		return bridge.Reply{} // another instance answers it
+	case err != nil:
 		a.log.Warn("slack: command failed", "agent_id", agent.ID, "command", sub, "err", err)
-		return bridge.Reply{Text: failureText(err)}, true
+		return bridge.Reply{Text: failureText(err)}
 	}
-	return reply, true
+	return reply
 }
 
 // parseCommand splits "/onduty transfer Bob" text ("transfer Bob") into the
@@ -380,36 +343,31 @@ func commandBody(r bridge.Reply) *commandResponse {
 	return &commandResponse{ResponseType: "ephemeral", Text: pages[0].Text, Blocks: pages[0].Blocks}
 }
 
-// onInteraction queues button presses (block_actions). The channel it
-// returns is closed once every action of the press is handled (they share a
-// shard, which runs them in order).
-func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) (<-chan struct{}, error) {
-	done := handled
+// onInteraction queues a button press (block_actions): its actions, in
+// order, as one job.
+func (a *Adapter) onInteraction(ctx context.Context, cb slackapi.InteractionCallback, dedup string) (*job, error) {
 	if cb.Type != slackapi.InteractionTypeBlockActions {
-		return done, nil
+		return handled, nil
 	}
-	for i, act := range cb.ActionCallback.BlockActions {
-		kind, ok := actionKinds[act.ActionID]
-		if !ok {
-			continue
+	return a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Host) (again bool) {
+		for i, act := range cb.ActionCallback.BlockActions {
+			kind, ok := actionKinds[act.ActionID]
+			if !ok {
+				continue
+			}
+			key := dedup
+			if key != "" && i > 0 {
+				key += ":" + act.ActionID
+			}
+			again = a.runButton(ctx, h, cb, kind, act.Value, key) || again
 		}
-		key := dedup
-		if key != "" && i > 0 {
-			key += ":" + act.ActionID
-		}
-		value := act.Value
-		var err error
-		done, err = a.enqueue(ctx, cb.User.ID, func(ctx context.Context, h bridge.Handler) {
-			a.runButton(ctx, h, cb, kind, value, key)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return done, nil
+		return again
+	})
 }
 
-func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) {
+// runButton hands one button's action to the bridge; true means it was
+// left to Slack's next try.
+func (a *Adapter) runButton(ctx context.Context, h bridge.Host, cb slackapi.InteractionCallback, kind bridge.ActionKind, value, dedup string) bool {
 	channel := cb.Channel.ID
 	if channel == "" {
 		channel = cb.Container.ChannelID
@@ -418,18 +376,17 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.I
 	agent, ok := a.dir.AgentByAccount(Surface, cb.User.ID)
 	if !ok {
 		a.refuse(ctx, channel, cb.User.ID, threadTS)
-		return
-	}
-	if !a.firstTime(ctx, dedup) {
-		return
+		return false
 	}
 	act := bridge.Action{Kind: kind, Surface: a.Name(), Agent: agent.ID, DedupKey: dedup}
 	if kind != bridge.ActStillHere {
 		act.Chat = bridge.ChatID(value)
 	}
 	reply, err := h.Handle(ctx, act)
+	if errors.Is(err, bridge.ErrInProgress) {
+		return true // another instance has this press now
+	}
 	if err != nil {
-		a.forget(ctx, dedup)
 		a.log.Warn("slack: button failed", "agent_id", agent.ID, "action", kind, "err", err)
 		reply = bridge.Reply{Text: failureText(err)}
 	} else if kind == bridge.ActStillHere && channel != "" && cb.Container.MessageTs != "" {
@@ -443,6 +400,7 @@ func (a *Adapter) runButton(ctx context.Context, h bridge.Handler, cb slackapi.I
 	if reply.Text != "" {
 		a.ephemeral(ctx, channel, cb.User.ID, threadTS, reply)
 	}
+	return false
 }
 
 // jsonOf is json.Marshal for values that cannot fail to marshal.

@@ -1,9 +1,11 @@
 package slack
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/internal/redistest"
 	"github.com/onduty/onduty/internal/wait"
 )
@@ -76,5 +78,46 @@ func TestSocketReconnects(t *testing.T) {
 	}
 	if n := len(hs.fake.callsOf("apps.connections.open")); n < 2 {
 		t.Errorf("apps.connections.open called %d times", n)
+	}
+}
+
+// TestEventInProgressElsewhereRetried: Slack sends an event again (its
+// retry) to a second instance while the first still handles it. The
+// second leaves it to Slack's next try (503, not acknowledged) rather
+// than dropping it, so that the event is not lost if the first instance
+// dies; once the first has handled it, a retry is acknowledged and
+// ignored.
+func TestEventInProgressElsewhereRetried(t *testing.T) {
+	fake := newFakeSlack(t)
+	r := redistest.New(t)
+	h := &fakeHandler{}
+	dir := testDirectory(t)
+	var inst [2]*harness
+	for i := range inst {
+		inst[i] = &harness{t: t, mode: ModeEvents, fake: fake, a: newAdapter(t, fake, r, ModeEvents, dir)}
+		inst[i].start(h)
+	}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	h.SetReply(func(bridge.Action) (bridge.Reply, error) {
+		entered <- struct{}{}
+		<-release
+		return bridge.Reply{}, nil
+	})
+	body := eventBody("EvBusy", map[string]any{"type": "message", "user": "U111", "text": "once", "channel": "D111", "channel_type": "im", "ts": "1.1"})
+	first := make(chan int, 1)
+	go func() { first <- inst[0].post("/slack/events", "application/json", body, nil).Code }()
+	<-entered
+	if code := inst[1].post("/slack/events", "application/json", body, nil).Code; code != http.StatusServiceUnavailable {
+		t.Errorf("the retry on the other instance while the first handles it: %d, want 503", code)
+	}
+	close(release)
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("the first delivery: %d", code)
+	}
+	if code := inst[1].post("/slack/events", "application/json", body, nil).Code; code != http.StatusOK {
+		t.Errorf("a retry after it was handled: %d, want 200", code)
+	}
+	if got := h.Actions(); len(got) != 1 || got[0].Text != "once" {
+		t.Errorf("actions %+v, want the event once", got)
 	}
 }

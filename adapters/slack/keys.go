@@ -1,24 +1,20 @@
 package slack
 
-import (
-	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/presence"
-)
+import "github.com/onduty/onduty/presence"
 
-// keys builds every Redis key of the Slack adapter. Each operation touches one
-// key, so hash tags only keep a chat's keys together on a cluster.
+// keys builds every Redis key of the Slack adapter. It keeps no chat state:
+// what it posted for a chat (the root a chat's thread hangs off, thread →
+// chat), what a delivery already showed and which events were handled are
+// the bridge's (Deliver's refs, Action.DedupKey). Only what concerns Slack
+// alone is here:
 //
 //	key                               type    content                           expiry
-//	slack:root:{chat}:TARGET          hash    channel, ts, first (message)      rootTTL
-//	slack:thread:CHANNEL:TS           string  chat id                           rootTTL
-//	slack:event:DEDUP                 string  "1": a Slack event taken          dedupTTL
-//	slack:dlv:DELIVERY[:STEP]         string  "1": an outbox item (step) shown  dedupTTL
-//	slack:refused:USER                string  "1": the refusal was sent         refusalTTL
+//	slack:refused:USER                string  "1": the refusal was sent         refusalTTL (24h)
 //	slack:poll:AGENT                  string  "1": presence polled recently     poll period
 //
-// TARGET is empty for the property's shared channel and the agent id for a
-// chat shown in that agent's DM. DEDUP is the action's DedupKey:
-// "slack:<event_id>" or "slack:trigger:<trigger_id>".
+// Keys of earlier versions, moved into the bridge's records at start and
+// deleted (MigrateRefs): slack:root:{chat}:TARGET (hash channel, ts,
+// first), slack:thread:CHANNEL:TS, slack:event:DEDUP, slack:dlv:ID[:STEP].
 type keys struct{ prefix string }
 
 func (k keys) p() string {
@@ -28,11 +24,5 @@ func (k keys) p() string {
 	return k.prefix
 }
 
-func (k keys) root(chat bridge.ChatID, target presence.AgentID) string {
-	return k.p() + "slack:root:{" + string(chat) + "}:" + string(target)
-}
-func (k keys) thread(channel, ts string) string { return k.p() + "slack:thread:" + channel + ":" + ts }
-func (k keys) event(id string) string           { return k.p() + "slack:event:" + id }
-func (k keys) delivered(id string) string       { return k.p() + "slack:dlv:" + id }
-func (k keys) refused(user string) string       { return k.p() + "slack:refused:" + user }
-func (k keys) poll(a presence.AgentID) string   { return k.p() + "slack:poll:" + string(a) }
+func (k keys) refused(user string) string     { return k.p() + "slack:refused:" + user }
+func (k keys) poll(a presence.AgentID) string { return k.p() + "slack:poll:" + string(a) }

@@ -35,11 +35,11 @@ func (a *Adapter) readSocket(ctx context.Context, smc *socketmode.Client, wg *sy
 				a.log.Debug("slack socket mode: unreadable message", "err", e.Cause)
 			}
 		case socketmode.EventTypeEventsAPI, socketmode.EventTypeInteractive:
-			done, err := a.queueEnvelope(ctx, evt)
+			j, err := a.queueEnvelope(ctx, evt)
 			if err != nil {
 				return
 			}
-			a.ackWhenHandled(ctx, smc, evt.Request, done, wg)
+			a.ackWhenHandled(ctx, smc, evt.Request, j, wg)
 		case socketmode.EventTypeSlashCommand:
 			cmd, ok := evt.Data.(slackapi.SlashCommand)
 			if !ok {
@@ -73,7 +73,7 @@ const maxAckBytes = 19 << 10
 
 // queueEnvelope queues the work of an event or a button press. What it
 // cannot read needs no handling: its channel is closed already.
-func (a *Adapter) queueEnvelope(ctx context.Context, evt socketmode.Event) (<-chan struct{}, error) {
+func (a *Adapter) queueEnvelope(ctx context.Context, evt socketmode.Event) (*job, error) {
 	switch d := evt.Data.(type) {
 	case slackevents.EventsAPIEvent:
 		return a.onEventsAPI(ctx, d)
@@ -85,9 +85,9 @@ func (a *Adapter) queueEnvelope(ctx context.Context, evt socketmode.Event) (<-ch
 
 // ackWhenHandled acknowledges req once its work is done (see handleWait),
 // without holding up the reading of further envelopes.
-func (a *Adapter) ackWhenHandled(ctx context.Context, smc *socketmode.Client, req *socketmode.Request, done <-chan struct{}, wg *sync.WaitGroup) {
+func (a *Adapter) ackWhenHandled(ctx context.Context, smc *socketmode.Client, req *socketmode.Request, j *job, wg *sync.WaitGroup) {
 	wg.Go(func() {
-		if a.waitHandled(ctx, done) {
+		if a.waitHandled(ctx, j) {
 			a.ack(ctx, smc, req, nil)
 		}
 	})

@@ -81,16 +81,11 @@ func TestCannedReplyAndBlock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var rt root
-			wait.For(t, "root remembered", func() bool {
-				r, ok, err := a.loadRoot(ctx, chat.ID, where{})
-				rt = r
-				return err == nil && ok
-			})
+			rootTS := rootOf(t, fake, "C1", chat.ID)
 			hs.button("U111", actionAccept, string(chat.ID), "C1", "")
 			wait.For(t, "offer taken", func() bool {
 				for _, c := range fake.callsOf("chat.update") {
-					if c.Form.Get("ts") == rt.TS && strings.Contains(blocksOf(c), "Taken by *Alice*") {
+					if c.Form.Get("ts") == rootTS && strings.Contains(blocksOf(c), "Taken by *Alice*") {
 						return true
 					}
 				}
@@ -107,7 +102,7 @@ func TestCannedReplyAndBlock(t *testing.T) {
 				}
 				return false
 			})
-			wait.For(t, "a copy in the chat's thread", func() bool { return inThreadCount(fake, rt.TS, "We ship within") == 1 })
+			wait.For(t, "a copy in the chat's thread", func() bool { return inThreadCount(fake, rootTS, "We ship within") == 1 })
 			answered("reply nothing", `There is no canned reply`)
 
 			answered("block 2d", "Blocked the visitor of the chat with Vera until")
