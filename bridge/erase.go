@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/mail"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/onduty/onduty/internal/redisconn"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -21,18 +20,11 @@ import (
 // cancelled, its owner's load freed); then its hash, transcript, sets,
 // files, chat → property mapping, timers, agents' current-chat pointers,
 // returning-visitor counts, dead letters and the records of what adapters
-// made for the chat (refs) are deleted, and an adapter's own keys
-// (ChatEraser). Outbox items already queued (among them the closing notice
+// made for the chat (refs) are deleted (adapters keep no chat state of
+// their own). Outbox items already queued (among them the closing notice
 // to agents) still go out: they are deliveries in flight, and the records
 // made for them hold only platform ids and the chat id, and expire after
 // 30 days.
-
-// ChatEraser is an optional Adapter capability: an adapter that keeps keys
-// of its own named after a chat deletes them.
-type ChatEraser interface {
-	// EraseChat deletes the adapter's keys of chat id.
-	EraseChat(ctx context.Context, id ChatID) error
-}
 
 // ErrBadErasure: neither a valid email address nor a valid chat id was given.
 var ErrBadErasure = errors.New("bridge: erase: give an email address or a chat id")
@@ -75,42 +67,10 @@ func (b *Bridge) EraseVisitor(ctx context.Context, email string, id ChatID) (int
 	return n, nil
 }
 
-// globEscape makes s match itself in a SCAN pattern.
-func globEscape(s string) string {
-	var sb strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			sb.WriteByte('\\')
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
-}
-
 // scanKeys calls f with every key matching pattern, on every master of a
 // cluster or on the one server.
 func (b *Bridge) scanKeys(ctx context.Context, pattern string, f func(string)) error {
-	scan := func(ctx context.Context, c redis.Cmdable, f func(string)) error {
-		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for it.Next(ctx) {
-			f(it.Val())
-		}
-		return it.Err()
-	}
-	var err error
-	if cc, ok := b.rdb.(*redis.ClusterClient); ok {
-		var mu sync.Mutex // masters are scanned concurrently
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			return scan(ctx, c, func(k string) {
-				mu.Lock()
-				defer mu.Unlock()
-				f(k)
-			})
-		})
-	} else {
-		err = scan(ctx, b.rdb, f)
-	}
-	if err != nil {
+	if err := redisconn.Scan(ctx, b.rdb, pattern, func(k string) error { f(k); return nil }); err != nil {
 		return unavailable("scan keys", err)
 	}
 	return nil
@@ -123,7 +83,7 @@ func (b *Bridge) chatsByEmail(ctx context.Context, email string) ([]ChatID, erro
 	for p := range b.cfg.Properties {
 		prefix := b.keys.Chat(p, "")
 		var keys []string
-		if err := b.scanKeys(ctx, globEscape(prefix)+"*", func(k string) { keys = append(keys, k) }); err != nil {
+		if err := b.scanKeys(ctx, redisconn.GlobEscape(prefix)+"*", func(k string) { keys = append(keys, k) }); err != nil {
 			return nil, err
 		}
 		slices.Sort(keys)
@@ -180,14 +140,14 @@ func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
 	// admin lifts it): only the chat's own mark goes.
 	del := []string{b.keys.Chat(p, id), b.keys.Messages(p, id), b.keys.Offered(p, id), b.keys.Monitors(p, id), b.keys.ChatProperty(id),
 		b.keys.BlockChat(p, id)}
-	if err := b.scanKeys(ctx, globEscape(b.keys.File(p, id, ""))+"*", func(k string) { del = append(del, k) }); err != nil {
+	if err := b.scanKeys(ctx, redisconn.GlobEscape(b.keys.File(p, id, ""))+"*", func(k string) { del = append(del, k) }); err != nil {
 		return false, err
 	}
 	for _, m := range visitorMarks(cv.Visitor) {
 		del = append(del, b.keys.Seen(p, markHash(m)))
 	}
 	var timers []string
-	it := b.rdb.ZScan(ctx, b.keys.Timers(), 0, "*|"+globEscape(string(p))+"|"+globEscape(string(id)), 1000).Iterator()
+	it := b.rdb.ZScan(ctx, b.keys.Timers(), 0, "*|"+redisconn.GlobEscape(string(p))+"|"+redisconn.GlobEscape(string(id)), 1000).Iterator()
 	for it.Next(ctx) {
 		timers = append(timers, it.Val())
 		it.Next(ctx) // the score
@@ -221,13 +181,6 @@ func (b *Bridge) eraseChat(ctx context.Context, id ChatID) (bool, error) {
 	}
 	if err := b.eraseRefs(ctx, id); err != nil {
 		return false, err
-	}
-	for _, a := range b.adapterList() {
-		if e, ok := a.(ChatEraser); ok {
-			if err := e.EraseChat(ctx, id); err != nil {
-				return false, fmt.Errorf("bridge: erase chat %s on %s: %w", id, a.Name(), err)
-			}
-		}
 	}
 	b.propCache.Delete(id)
 	b.log.Info("chat erased", "chat_id", id, "property", p)

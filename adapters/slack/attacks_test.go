@@ -10,73 +10,9 @@ import (
 	"unicode"
 
 	"github.com/onduty/onduty/bridge"
-	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
-
-// TestSlackStrangerTriesEveryCommand: Slack users who are not configured
-// agents run every /onduty command, press every kind of button, write in a
-// chat's thread and to the bot, through the real bridge. Each is refused
-// once and nothing changes: every agent's presence in Redis (status,
-// condition, last activity) and the pending chat stay as they were.
-func TestSlackStrangerTriesEveryCommand(t *testing.T) {
-	fake := newFakeSlack(t)
-	l := newLiveSlack(t, fake)
-	b, hs, ctx := l.b, l.hs, t.Context()
-
-	hs.command("U111", "D111", "online")
-	chat, token, err := b.StartChat(ctx, "acme", bridge.Visitor{Name: "Vera"}, "help me")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootTS := rootOf(t, fake, "C1", chat.ID)
-	before := bridgetest.Presence(t, ctx, l.store)
-
-	commands := []string{"", "start", "online", "away", "invisible", "offline", "alwayson on", "alwayson off",
-		"status", "team", "chats", "accept", "accept " + string(chat.ID), "close", "transfer Alice", "transfer alice",
-		"monitor", "help", "dance"}
-	stranger := 0
-	next := func() string { stranger++; return fmt.Sprintf("U9%03d", stranger) }
-	for _, c := range commands {
-		user := next()
-		if body := hs.command(user, "C1", c); !strings.Contains(body, "not set up as an onduty agent") {
-			t.Errorf("/onduty %s by a stranger answered %q", c, body)
-		}
-	}
-	// Everything else is refused by an ephemeral message, once per user.
-	refusedBy := map[string]bool{}
-	for _, action := range []string{actionAccept, actionMonitor, actionSwitch, actionStillHere} {
-		user := next()
-		refusedBy[user] = true
-		hs.button(user, action, string(chat.ID), "C1", rootTS)
-	}
-	user := next()
-	refusedBy[user] = true
-	hs.message("EvS1", map[string]any{"user": user, "text": "I'll take it", "channel": "C1", "channel_type": "channel", "ts": "5.1", "thread_ts": rootTS})
-	user = next()
-	refusedBy[user] = true
-	hs.message("EvS2", map[string]any{"user": user, "text": "/online", "channel": "D9", "channel_type": "im", "ts": "5.2"})
-	wait.For(t, "every stranger refused", func() bool {
-		n := 0
-		for _, c := range fake.callsOf("chat.postEphemeral") {
-			if refusedBy[c.Form.Get("user")] {
-				n++
-			}
-		}
-		return n >= len(refusedBy)
-	})
-	told := map[string]int{}
-	for _, c := range fake.callsOf("chat.postEphemeral") {
-		told[c.Form.Get("user")]++
-	}
-	for u := range refusedBy {
-		if told[u] != 1 {
-			t.Errorf("%s was told %d times, want once", u, told[u])
-		}
-	}
-	bridgetest.Untouched(t, ctx, l.store, before, b, chat.ID, token)
-}
 
 // TestSlackVisitorTextArrivesEscaped: mentions, links and markup in what a
 // visitor types (name, page, messages) reach Slack as text — never as

@@ -26,21 +26,6 @@ func sentTo(api *tgfake.Server, chat int64) []tgfake.Call {
 	return out
 }
 
-// linesFrom lists, from each sent text's lines, the part from marker on:
-// visitor messages that queued up behind pacing arrive merged, one a line.
-func linesFrom(calls []tgfake.Call, marker string) []string {
-	var out []string
-	for _, c := range calls {
-		for _, line := range strings.Split(c.Params["text"], "\n") {
-			if i := strings.Index(line, marker); i >= 0 {
-				// Visitor text is quoted: one blockquote around a merged message's lines.
-				out = append(out, strings.TrimSuffix(line[i:], "</blockquote>"))
-			}
-		}
-	}
-	return out
-}
-
 func TestOffersAcceptRaceAndTakenEdit(t *testing.T) {
 	e := newEnv(t)
 	a := e.adapter(t, "A", nil, nil)

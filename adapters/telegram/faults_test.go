@@ -2,35 +2,18 @@ package telegram
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onduty/onduty/bridge"
 	"github.com/onduty/onduty/bridge/bridgetest"
-	"github.com/onduty/onduty/internal/outage"
 	"github.com/onduty/onduty/internal/testlog"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
 )
-
-// refuseLikeTelegram answers as the Bot API does when it fails: 502 with its
-// error body, or 429 with retry_after 1.
-func refuseLikeTelegram(w http.ResponseWriter, mode string) {
-	w.Header().Set("Content-Type", "application/json")
-	if mode == outage.RateLimited {
-		w.WriteHeader(http.StatusTooManyRequests)
-		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 429,
-			"description": "Too Many Requests: retry after 1", "parameters": map[string]any{"retry_after": 1}})
-		return
-	}
-	w.WriteHeader(http.StatusBadGateway)
-	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error_code": 502, "description": "Bad Gateway"})
-}
 
 // startBridge runs the real bridge with adapter a on e's Redis.
 func startBridge(t *testing.T, e *testEnv, a *Adapter, dir *presence.Directory, tweak ...func(*bridge.Config)) *bridge.Bridge {

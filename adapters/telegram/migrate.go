@@ -5,11 +5,11 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/internal/redisconn"
 	"github.com/onduty/onduty/presence"
 )
 
@@ -32,8 +32,12 @@ var _ bridge.RefMigrator = (*Adapter)(nil)
 // to expire.
 func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 	move := func(pattern string, f func(key, rest string) error) error {
-		return a.scan(ctx, a.cfg.Prefix+pattern+"*", func(key string) error {
-			if err := f(key, strings.TrimPrefix(key, a.cfg.Prefix+pattern)); err != nil {
+		return redisconn.Scan(ctx, a.rdb, redisconn.GlobEscape(a.cfg.Prefix+pattern)+"*", func(key string) error {
+			err := f(key, strings.TrimPrefix(key, a.cfg.Prefix+pattern))
+			if errors.Is(err, errLeave) {
+				return nil
+			}
+			if err != nil {
 				return err
 			}
 			return a.rdb.Del(ctx, key).Err()
@@ -123,26 +127,3 @@ func (a *Adapter) MigrateRefs(ctx context.Context, to bridge.RefStore) error {
 
 // errLeave: keep the key (an update claim still busy).
 var errLeave = errors.New("leave")
-
-// scan calls f with every key matching pattern, on every master of a
-// cluster or on the one server; f returning errLeave skips the key.
-func (a *Adapter) scan(ctx context.Context, pattern string, f func(key string) error) error {
-	one := func(ctx context.Context, c redis.Cmdable) error {
-		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for it.Next(ctx) {
-			if err := f(it.Val()); err != nil && !errors.Is(err, errLeave) {
-				return err
-			}
-		}
-		return it.Err()
-	}
-	if cc, ok := a.rdb.(*redis.ClusterClient); ok {
-		var mu sync.Mutex // one key at a time
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return one(ctx, c)
-		})
-	}
-	return one(ctx, a.rdb)
-}
