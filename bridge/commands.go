@@ -37,6 +37,11 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	if !ok {
 		return Reply{Text: "You're not set up as an agent here.", Private: true}, nil
 	}
+	// One round trip: the event's claim, the lookup of the chat its
+	// ReplyTo names, and the agent's activity (a repeat of an event the
+	// agent sent counts as activity again, which changes nothing that
+	// matters: the first one already did).
+	before := b.watcher.Effective(agent.ID)
 	var claim *redis.BoolCmd
 	var thread, msg *redis.StringCmd
 	pipe := b.rdb.Pipeline()
@@ -47,18 +52,26 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	if act.Chat == "" && act.ReplyTo != nil {
 		thread, msg = b.chatOfCmds(ctx, pipe, act.Surface, *act.ReplyTo)
 	}
-	if pipe.Len() > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	mine := pipe.Len()
+	touched := b.store.QueueTouch(ctx, pipe, agent.ID)
+	cmds, _ := pipe.Exec(ctx) // each command's error is looked at here
+	for _, c := range cmds[:mine] { // the touch's is touched()'s
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return Reply{}, unavailable("claim action", err)
 		}
-		act.Chat = cmpChat(act.Chat, chatOfResult(thread, msg))
+	}
+	act.Chat = cmpChat(act.Chat, chatOfResult(thread, msg))
+	st, err := touched()
+	if err != nil {
+		return Reply{}, fmt.Errorf("bridge: touch: %w", err)
 	}
 	if act.Kind == ActMessage && act.Shared && act.Chat == "" {
 		// Talk in the shared place outside any chat: activity, not a reply.
 		act.Kind, act.Shared = ActActivity, false
 	}
+	b.applyState(ctx, agent, st, false)
 	if claim == nil {
-		return b.handle(ctx, agent, act)
+		return b.handle(ctx, agent, act, before)
 	}
 	if !claim.Val() {
 		state, err := b.rdb.Get(ctx, key).Result()
@@ -76,7 +89,7 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	// The first batch the action writes marks the event done in the same
 	// round trip (see flush); an action that writes none is marked here.
 	mark := &doneMark{key: key}
-	reply, err := b.handle(context.WithValue(ctx, doneMarkKey{}, mark), agent, act)
+	reply, err := b.handle(context.WithValue(ctx, doneMarkKey{}, mark), agent, act, before)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err != nil {
@@ -123,15 +136,11 @@ func cmpChat(a, b ChatID) ChatID {
 	return b
 }
 
-func (b *Bridge) handle(ctx context.Context, agent presence.Agent, act Action) (Reply, error) {
-	before := b.watcher.Effective(agent.ID)
-	st, err := b.store.Touch(ctx, agent.ID)
-	if err != nil {
-		return Reply{}, fmt.Errorf("bridge: touch: %w", err)
-	}
-	b.applyState(ctx, agent, st, false)
-
+// handle runs an action whose activity Handle recorded; before is the
+// agent's effective status before it.
+func (b *Bridge) handle(ctx context.Context, agent presence.Agent, act Action, before presence.Status) (Reply, error) {
 	var reply Reply
+	var err error
 	switch act.Kind {
 	case ActCommand:
 		reply, err = b.command(ctx, agent, act)

@@ -132,15 +132,16 @@ func TestAgentReplyRoundTrips(t *testing.T) {
 	if tr := in.transcript(t, ChatID(chat)); tr[len(tr)-1] != "agent:answer" {
 		t.Fatalf("transcript %v", tr)
 	}
-	// Claim and lookup, Touch, the chat, the message, the relay with the
+	// Claim, lookup and Touch; the chat; the message; the relay with the
 	// done mark.
-	if n != 5 {
-		t.Errorf("reply took %d round trips, want 5", n)
+	if n != 4 {
+		t.Errorf("reply took %d round trips, want 4", n)
 	}
 	if v, _ := in.b.rdb.Get(ctx, in.b.keys.Dedup("fake:1")).Result(); v != dedupDone {
 		t.Errorf("dedup mark %q, want %q", v, dedupDone)
 	}
-	// The repeat costs the claim and one read of the mark.
+	// The repeat costs the claim (with the lookup and Touch) and one read
+	// of the mark.
 	n = calls(rt, func(ctx context.Context) { r, err = in.b.Handle(ctx, act) })
 	if err != nil || n != 2 {
 		t.Errorf("repeat: %d round trips, %v", n, err)

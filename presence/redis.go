@@ -108,6 +108,29 @@ func (s *Store) Touch(ctx context.Context, id AgentID) (State, error) {
 	return s.apply(ctx, id, update{activity: true, firstContact: Online})
 }
 
+// QueueTouch is Touch queued on pipe (a pipeline of the store's Redis), so
+// that the caller sends it with commands of its own in one round trip. The
+// function it returns gives Touch's answer once pipe ran (running Touch
+// itself if Redis did not have the script yet).
+func (s *Store) QueueTouch(ctx context.Context, pipe redis.Pipeliner, id AgentID) func() (State, error) {
+	if _, ok := s.dir.Agent(id); !ok {
+		return func() (State, error) { return State{}, fmt.Errorf("%w %q", ErrUnknownAgent, id) }
+	}
+	cmd := updateScript.EvalSha(ctx, pipe, []string{s.keys.Agent(id)},
+		s.keys.Channel(), string(id), "", "", s.now().UnixMilli(), "1", string(Online))
+	return func() (State, error) {
+		res, err := cmd.Text()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return s.Touch(ctx, id)
+		}
+		if err != nil {
+			return State{}, fmt.Errorf("presence: update %s: %w", id, err)
+		}
+		_, st, err := ParseAnnouncement(res)
+		return st, err
+	}
+}
+
 // Init gives agents with an initial status (the demo agent) that status if
 // they never chose one. It is safe to call from every instance.
 func (s *Store) Init(ctx context.Context) error {
