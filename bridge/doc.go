@@ -1,7 +1,9 @@
 // Package bridge is onduty's core: it keeps visitor chats in Redis, routes
 // them to agents (SPEC §4), relays messages both ways, and fires the timers
-// the rules need. Adapters (Telegram, Slack) translate; the widget API calls
-// the VisitorService; the rules live here.
+// the rules need. Adapters (Telegram, Slack) translate and keep no chat
+// state: what they make on their platforms is recorded here (refs.go). The
+// widget calls it through widget.Bridge; the rules live here. The seam and
+// the life of a message are in docs/ARCHITECTURE.md.
 //
 // # Chat states
 //
