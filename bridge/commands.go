@@ -54,7 +54,7 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 	}
 	mine := pipe.Len()
 	touched := b.store.QueueTouch(ctx, pipe, agent.ID)
-	cmds, _ := pipe.Exec(ctx) // each command's error is looked at here
+	cmds, _ := pipe.Exec(ctx)       // each command's error is looked at here
 	for _, c := range cmds[:mine] { // the touch's is touched()'s
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return Reply{}, unavailable("claim action", err)
