@@ -79,7 +79,11 @@ func (p *tgPlatform) Surface() presence.Surface { return telegram.Surface }
 func (p *tgPlatform) Account() string           { return strconv.FormatInt(confAgentTG, 10) }
 
 func (p *tgPlatform) Caps() bridgetest.Caps {
-	return bridgetest.Caps{Files: true, Outage: true, RateLimit: true, Forgery: true,
+	return bridgetest.Caps{Files: true, Forgery: true,
+		// The Bot API failing touches a webhook's private chats only where
+		// it touches polling's, in sending: polling and the forum group
+		// (sending into topics) take those scenarios.
+		Outage: p.mode == telegram.ModePolling || p.forum, RateLimit: p.mode == telegram.ModePolling || p.forum,
 		// Only a webhook gets an update twice from the fake: getUpdates
 		// confirms by offset, and the fake never hands out one it confirmed.
 		Duplicates: p.mode == telegram.ModeWebhook}

@@ -160,6 +160,9 @@ func start(t *testing.T, p Platform, r *redistest.Redis) *Suite {
 		Prefix:     r.Prefix + "b:",
 		Properties: map[presence.PropertyID]bridge.Routing{SuiteProperty: {Strategy: bridge.Broadcast}},
 		Shards:     2, RetryMin: 10 * time.Millisecond, RetryMax: 300 * time.Millisecond, PollEvery: 20 * time.Millisecond,
+		// A request the platform leaves unanswered is given up after 2s
+		// (10s in production): the outage scenarios wait it out.
+		DeliverTimeout: 2 * time.Second,
 	}, r.Client, store, watcher, log)
 	if err != nil {
 		cancel()
