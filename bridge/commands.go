@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,7 +61,7 @@ func (b *Bridge) Handle(ctx context.Context, act Action) (Reply, error) {
 			return Reply{}, unavailable("claim action", err)
 		}
 	}
-	act.Chat = cmpChat(act.Chat, chatOfResult(thread, msg))
+	act.Chat = cmp.Or(act.Chat, chatOfResult(thread, msg))
 	st, err := touched()
 	if err != nil {
 		return Reply{}, fmt.Errorf("bridge: touch: %w", err)
@@ -127,13 +128,6 @@ func queueDoneMark(ctx context.Context, pipe redis.Pipeliner) (written func()) {
 	}
 	pipe.Set(ctx, m.key, dedupDone, dedupTTL)
 	return func() { m.written.Store(true) }
-}
-
-func cmpChat(a, b ChatID) ChatID {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // handle runs an action whose activity Handle recorded; before is the

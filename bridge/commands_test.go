@@ -3,8 +3,11 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/redis/go-redis/v9"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,13 +186,58 @@ func TestDedupClaimOfDeadInstance(t *testing.T) {
 	if v, _ := e.r.Client.Get(ctx, key).Result(); v != dedupDone {
 		t.Fatalf("mark after handling: %q, want %q", v, dedupDone)
 	}
-	// A failed handling (unknown chat is not a failure; a closed Redis is):
-	// here, an action for a chat of no property fails and leaves no claim.
-	bad := Action{Kind: ActAccept, Agent: "alice", Chat: "nosuchchat", DedupKey: "telegram:78"}
-	if _, err := in.b.Handle(ctx, bad); err != nil {
-		if n, _ := e.r.Client.Exists(ctx, in.b.keys.Dedup("telegram:78")).Result(); n != 0 {
-			t.Fatalf("failed action left its claim")
+	// An action that writes no batch (activity) is marked done too.
+	if _, err := in.b.Handle(ctx, Action{Kind: ActActivity, Agent: "alice", DedupKey: "telegram:79"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := e.r.Client.Get(ctx, in.b.keys.Dedup("telegram:79")).Result(); v != dedupDone {
+		t.Fatalf("mark after an activity: %q, want %q", v, dedupDone)
+	}
+}
+
+// failAppend makes the pipelines that append to a transcript fail while on.
+type failAppend struct{ on atomic.Bool }
+
+func (f *failAppend) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failAppend) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (f *failAppend) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if f.on.Load() && strings.Contains(fmt.Sprint(c.Args()), ":msgs:") {
+				return errors.New("test: Redis failed the append")
+			}
 		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestDedupClaimDroppedOnFailure: an action that fails after its event was
+// claimed drops the claim, so the platform's retry is handled, once.
+func TestDedupClaimDroppedOnFailure(t *testing.T) {
+	e := newEnv(t, Routing{AcceptTimeout: time.Hour, QueueTimeout: time.Hour})
+	rdb := e.r.NewClient(t)
+	fail := &failAppend{}
+	rdb.AddHook(fail)
+	in := e.startWith(nil, rdb)
+	e.status(presence.Online, "alice")
+	c := in.acceptedChat(t, "alice")
+	ctx := context.Background()
+	act := Action{Kind: ActMessage, Agent: "alice", Chat: c.ID, Text: "retried", DedupKey: "telegram:78"}
+	fail.on.Store(true)
+	if _, err := in.b.Handle(ctx, act); err == nil {
+		t.Fatal("Handle succeeded although the append failed")
+	}
+	if n, _ := e.r.Client.Exists(ctx, in.b.keys.Dedup("telegram:78")).Result(); n != 0 {
+		t.Fatal("the failed action left its claim: the platform's retry would be ignored")
+	}
+	fail.on.Store(false)
+	if _, err := in.b.Handle(ctx, act); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPrefix(in.transcript(t, c.ID), "agent:retried"); n != 1 {
+		t.Fatalf("message posted %d times", n)
 	}
 }
 

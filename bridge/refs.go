@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,7 +124,7 @@ func (b *Bridge) refWrites(ctx context.Context, p redis.Pipeliner, cr *chatRefs,
 		case RefThread:
 			p.HSet(ctx, idx, threadField(d.Agent), body)
 			cr.threads[d.Agent] = r
-			mapTo("t", cmp(r.Thread, r.Message), r)
+			mapTo("t", cmp.Or(r.Thread, r.Message), r)
 			if r.Message != "" && r.Message != r.Thread {
 				mapTo("m", r.Message, r)
 			}
@@ -148,14 +149,6 @@ func (b *Bridge) refWrites(ctx context.Context, p redis.Pipeliner, cr *chatRefs,
 	if wrote {
 		p.Expire(ctx, idx, refTTL)
 	}
-}
-
-// cmp is a if set, else b.
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // loadRefs reads a chat's refs on one adapter.

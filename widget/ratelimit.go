@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -68,7 +69,7 @@ func (l *limiter) queue(ctx context.Context, pipe redis.Pipeliner, kind, ip stri
 	pipe.Expire(ctx, key, 2*time.Minute)
 	return func(execErr error) error {
 		if execErr != nil || n.Err() != nil {
-			l.log.Warn("rate limit: redis", "kind", kind, "err", cmpErr(execErr, n.Err()))
+			l.log.Warn("rate limit: redis", "kind", kind, "err", cmp.Or(execErr, n.Err()))
 			return errUnavailable
 		}
 		if n.Val() > int64(perMinute) {
@@ -78,13 +79,6 @@ func (l *limiter) queue(ctx context.Context, pipe redis.Pipeliner, kind, ip stri
 		}
 		return nil
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // errBadClientIP refuses a request whose forwarded client address is not

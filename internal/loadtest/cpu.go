@@ -16,9 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/onduty/onduty/internal/tgfake"
 )
 
@@ -61,11 +58,11 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 		out.Note = "no /proc here to read a process's CPU time"
 		return nil
 	}
-	redisURL, stopRedis, err := cpuRedis(ctx, cfg.RedisURL)
+	rt, err := openRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return err
 	}
-	defer stopRedis()
+	defer rt.close()
 
 	var sent atomic.Int64
 	var mu sync.Mutex
@@ -86,7 +83,7 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 		return err
 	}
 	prefix := "loadtest:" + randomHex(4) + ":"
-	file, err := cpuConfigFile(addr, redisURL, prefix, fake.URL())
+	file, err := cpuConfigFile(addr, rt.url, prefix, fake.URL())
 	if err != nil {
 		return err
 	}
@@ -111,7 +108,9 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 			cmd.Process.Kill()
 			<-done
 		}
-		cleanPrefix(redisURL, prefix)
+		c := rt.newClient()
+		deleteUnder(c, prefix)
+		c.Close()
 	}()
 	base := "http://" + addr
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -162,7 +161,7 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 	}
 
 	pid := cmd.Process.Pid
-	send := func(n int, tag string) (int, error) {
+	send := func(n int, tag string) int {
 		failed := atomic.Int64{}
 		openLoop(ctx, n, cfg.CPURate, func(seq int) {
 			c := chats[seq%len(chats)]
@@ -172,7 +171,7 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 				failed.Add(1)
 			}
 		})
-		return n - int(failed.Load()), nil
+		return n - int(failed.Load())
 	}
 	countArrived := func(tag string) int {
 		mu.Lock()
@@ -187,7 +186,7 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 	}
 	// Warm up (connections, caches, the outbox leases), then idle.
 	warm := cfg.CPURate * 3
-	ok, _ := send(warm, "w")
+	ok := send(warm, "w")
 	waitUntil(ctx, 30*time.Second, func() bool { return countArrived("w") >= ok })
 	sleepCtx(ctx, 2*time.Second)
 	idle0 := procCPU(pid)
@@ -199,7 +198,7 @@ func relayCPU(ctx context.Context, cfg *Config, rep *Report) error {
 	n := int(float64(cfg.CPURate) * cfg.CPUDuration.Seconds())
 	c0 := procCPU(pid)
 	t0 := time.Now()
-	ok, _ = send(n, "m")
+	ok = send(n, "m")
 	waitUntil(ctx, 60*time.Second, func() bool { return countArrived("m") >= ok })
 	c1 := procCPU(pid)
 	took := time.Since(t0)
@@ -240,61 +239,6 @@ func cpuConfigFile(addr, redisURL, prefix, apiURL string) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-// cpuRedis is a Redis URL the serve process can reach: rawURL's (or the
-// default's) when it answers, else an embedded one served from here.
-func cpuRedis(ctx context.Context, rawURL string) (string, func(), error) {
-	try := rawURL
-	if try == "" {
-		try = defaultRedisURL
-	}
-	if try != "embedded" {
-		o, err := redis.ParseURL(try)
-		if err != nil {
-			return "", nil, fmt.Errorf("loadtest: redis url: %w", err)
-		}
-		c := redis.NewClient(o)
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err = c.Ping(pctx).Err()
-		cancel()
-		c.Close()
-		if err == nil {
-			return try, func() {}, nil
-		}
-		if rawURL != "" {
-			return "", nil, fmt.Errorf("loadtest: redis %s: %w", redact(try), err)
-		}
-	}
-	mr := miniredis.NewMiniRedis()
-	mr.ClockTTL(true)
-	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-		return "", nil, fmt.Errorf("loadtest: start embedded redis: %w", err)
-	}
-	return "redis://" + mr.Addr(), mr.Close, nil
-}
-
-// cleanPrefix deletes what the serve process left under prefix.
-func cleanPrefix(redisURL, prefix string) {
-	o, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return
-	}
-	c := redis.NewClient(o)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var batch []string
-	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == 500 {
-			c.Unlink(ctx, batch...)
-			batch = batch[:0]
-		}
-	}
-	if len(batch) > 0 {
-		c.Unlink(ctx, batch...)
-	}
 }
 
 func freePort() (string, error) {

@@ -78,15 +78,26 @@ type env struct {
 
 // openRedis connects to rawURL; "" tries defaultRedisURL and falls back to
 // an embedded Redis; "embedded" asks for the embedded one.
-func openRedis(ctx context.Context, rawURL string) (newClient func() *redis.Client, desc string, closeFn func(), err error) {
-	embedded := func() (func() *redis.Client, string, func(), error) {
+// redisTarget is the Redis a run uses: how to connect to it, a URL another
+// process can use, and how to say it in the report.
+type redisTarget struct {
+	newClient func() *redis.Client
+	url       string
+	desc      string
+	close     func()
+}
+
+// openRedis connects to rawURL (default: the local one if it answers, else
+// an embedded Redis served on 127.0.0.1; "embedded" forces that).
+func openRedis(ctx context.Context, rawURL string) (redisTarget, error) {
+	embedded := func() (redisTarget, error) {
 		mr := miniredis.NewMiniRedis()
 		mr.ClockTTL(true)
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, "", nil, fmt.Errorf("loadtest: start embedded redis: %w", err)
+			return redisTarget{}, fmt.Errorf("loadtest: start embedded redis: %w", err)
 		}
 		nc := func() *redis.Client { return redis.NewClient(&redis.Options{Addr: mr.Addr(), Protocol: 2}) }
-		return nc, "embedded (miniredis, in this process)", mr.Close, nil
+		return redisTarget{nc, "redis://" + mr.Addr(), "embedded (miniredis, in this process)", mr.Close}, nil
 	}
 	if rawURL == "embedded" {
 		return embedded()
@@ -97,7 +108,7 @@ func openRedis(ctx context.Context, rawURL string) (newClient func() *redis.Clie
 	}
 	o, err := redis.ParseURL(try)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("loadtest: redis url: %w", err)
+		return redisTarget{}, fmt.Errorf("loadtest: redis url: %w", err)
 	}
 	c := redis.NewClient(o)
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -108,10 +119,10 @@ func openRedis(ctx context.Context, rawURL string) (newClient func() *redis.Clie
 		if rawURL == "" {
 			return embedded()
 		}
-		return nil, "", nil, fmt.Errorf("loadtest: redis %s: %w", redact(try), err)
+		return redisTarget{}, fmt.Errorf("loadtest: redis %s: %w", redact(try), err)
 	}
 	nc := func() *redis.Client { return redis.NewClient(o) }
-	return nc, redact(try), func() {}, nil
+	return redisTarget{nc, try, redact(try), func() {}}, nil
 }
 
 func redact(raw string) string {
@@ -131,10 +142,11 @@ func randomHex(n int) string {
 // server and the fake Telegram, all on 127.0.0.1.
 func startEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 	e := &env{log: cfg.componentLog(), prefix: "loadtest:" + randomHex(4) + ":", book: newRelayBook()}
-	e.newClient, e.redisDesc, e.closeRdb, err = openRedis(ctx, cfg.RedisURL)
+	rt, err := openRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
+	e.newClient, e.redisDesc, e.closeRdb = rt.newClient, rt.desc, rt.close
 	e.driver = e.newClient()
 	var cleanups []func()
 	var once sync.Once
@@ -290,20 +302,23 @@ func startBare(ctx context.Context, wg *sync.WaitGroup) (endpoint, error) {
 }
 
 // deleteKeys removes every key of this run from a shared Redis.
-func (e *env) deleteKeys() {
+func (e *env) deleteKeys() { deleteUnder(e.driver, e.prefix) }
+
+// deleteUnder deletes every key under prefix (what a run left).
+func deleteUnder(c *redis.Client, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	iter := e.driver.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
 		batch = append(batch, iter.Val())
 		if len(batch) == 1000 {
-			e.driver.Unlink(ctx, batch...)
+			c.Unlink(ctx, batch...)
 			batch = batch[:0]
 		}
 	}
 	if len(batch) > 0 {
-		e.driver.Unlink(ctx, batch...)
+		c.Unlink(ctx, batch...)
 	}
 }
 
