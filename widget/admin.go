@@ -97,12 +97,18 @@ func (a *adminAPI) authorize(c *fiber.Ctx) error {
 	return nil
 }
 
+// authorizedProperty is the admin's authorization, then the route's
+// property ({p}): the start of every per-property admin route.
+func (a *adminAPI) authorizedProperty(c *fiber.Ctx) (presence.PropertyID, error) {
+	if err := a.authorize(c); err != nil {
+		return "", err
+	}
+	return property(c, a.dir)
+}
+
 // adminPresence answers GET /v1/admin/properties/{p}/presence.
 func (a *adminAPI) adminPresence(c *fiber.Ctx) error {
-	if err := a.authorize(c); err != nil {
-		return err
-	}
-	p, err := property(c, a.dir)
+	p, err := a.authorizedProperty(c)
 	if err != nil {
 		return err
 	}

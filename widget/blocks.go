@@ -28,10 +28,7 @@ var errUnknownBlock = newErr(http.StatusNotFound, "unknown_block", "no such bloc
 // adminBlocks answers GET /v1/admin/properties/{p}/blocks: the property's
 // blocks in force, soonest to end first.
 func (a *adminAPI) adminBlocks(c *fiber.Ctx) error {
-	if err := a.authorize(c); err != nil {
-		return err
-	}
-	p, err := property(c, a.dir)
+	p, err := a.authorizedProperty(c)
 	if err != nil {
 		return err
 	}
@@ -52,10 +49,7 @@ func (a *adminAPI) adminBlocks(c *fiber.Ctx) error {
 // adminUnblock answers DELETE /v1/admin/properties/{p}/blocks/{id}: 204
 // once lifted, 404 unknown_block if there is no such block in force.
 func (a *adminAPI) adminUnblock(c *fiber.Ctx) error {
-	if err := a.authorize(c); err != nil {
-		return err
-	}
-	p, err := property(c, a.dir)
+	p, err := a.authorizedProperty(c)
 	if err != nil {
 		return err
 	}

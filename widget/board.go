@@ -159,10 +159,7 @@ func (a *adminAPI) adminProperties(c *fiber.Ctx) error {
 // adminChats answers GET /v1/admin/properties/{p}/chats: the property's
 // pending, active and offline chats, fresh from Redis.
 func (a *adminAPI) adminChats(c *fiber.Ctx) error {
-	if err := a.authorize(c); err != nil {
-		return err
-	}
-	p, err := property(c, a.dir)
+	p, err := a.authorizedProperty(c)
 	if err != nil {
 		return err
 	}
