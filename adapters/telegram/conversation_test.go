@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 	"github.com/onduty/onduty/presence"
@@ -70,26 +71,6 @@ func (l *liveEnv) status(t *testing.T, agent presence.AgentID) presence.Status {
 	return st.Status
 }
 
-// nextEvent reads the visitor's next event of the given type (for
-// messages: the next agent message; the visitor's own are skipped).
-func nextEvent(t *testing.T, events <-chan bridge.VisitorEvent, typ bridge.VisitorEventType) bridge.VisitorEvent {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				t.Fatal("visitor stream closed")
-			}
-			if ev.Type == typ && (ev.Message == nil || ev.Message.From != bridge.FromVisitor) {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %s event for the visitor", typ)
-		}
-	}
-}
-
 func TestConversationPrivateChats(t *testing.T) {
 	l := newLiveEnv(t)
 	ctx := t.Context()
@@ -142,7 +123,7 @@ func TestConversationPrivateChats(t *testing.T) {
 	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
 	l.api.Push(tgfake.Callback(bobTG, "a:"+string(chat.ID), bobTG, 0))
 	answers := waitCalls(t, l.api, "answerCallbackQuery", answersBefore+2, nil)[answersBefore:]
-	joined := nextEvent(t, events, bridge.EventAgentJoined)
+	joined := bridgetest.NextEvent(t, events, bridge.EventAgentJoined)
 	winner, loser := aliceTG, bobTG
 	if joined.Agent == "Bob" {
 		winner, loser = bobTG, aliceTG
@@ -155,7 +136,7 @@ func TestConversationPrivateChats(t *testing.T) {
 
 	// The owner answers with plain text (their only chat): the visitor sees it.
 	l.api.Push(tgfake.PrivateMessage(winner, "Hi Vera, how can I help?"))
-	ev := nextEvent(t, events, bridge.EventMessage)
+	ev := bridgetest.NextEvent(t, events, bridge.EventMessage)
 	if ev.Message.Text != "Hi Vera, how can I help?" || ev.Message.Name != joined.Agent {
 		t.Errorf("visitor got %+v", ev.Message)
 	}
@@ -169,7 +150,7 @@ func TestConversationPrivateChats(t *testing.T) {
 	// The owner replies to that message (the newest Telegram remembers for
 	// the chat): it routes to the chat by the reply.
 	l.api.Push(tgfake.ReplyMessage(winner, "Sent it to your email.", lastRouted(t, l, winner)))
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent it to your email." {
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent it to your email." {
 		t.Errorf("reply routed to the visitor as %+v", ev.Message)
 	}
 	// The loser replies to their offer: not relayed, and told why.
@@ -179,7 +160,7 @@ func TestConversationPrivateChats(t *testing.T) {
 	})
 	// The owner closes it.
 	l.command(t, winner, "/close")
-	nextEvent(t, events, bridge.EventChatClosed)
+	bridgetest.NextEvent(t, events, bridge.EventChatClosed)
 	transcript, err := l.b.Transcript(ctx, chat.ID, "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -223,8 +204,8 @@ func TestConversationForumTopics(t *testing.T) {
 	}
 	// Carol answers in the topic: she claims the chat and the visitor sees it.
 	l.api.Push(tgfake.TopicMessage(carolTG, betaGroup, thread, "Yes, Carol here."))
-	nextEvent(t, events, bridge.EventAgentJoined)
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." {
+	bridgetest.NextEvent(t, events, bridge.EventAgentJoined)
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." {
 		t.Errorf("visitor got %+v", ev.Message)
 	}
 	// The visitor's answer arrives in the topic.
@@ -248,14 +229,14 @@ func TestConversationForumTopics(t *testing.T) {
 		t.Fatalf("message went to thread %d (old %d)", newThread, thread)
 	}
 	l.api.Push(tgfake.TopicMessage(carolTG, betaGroup, newThread, "Yes!"))
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes!" {
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes!" {
 		t.Errorf("visitor got %+v from the new topic", ev.Message)
 	}
 	// Carol answers from her private chat with the bot (plain text: her one
 	// chat): the visitor gets it and the topic gets a copy for the team;
 	// what she wrote in the topic itself was never echoed there.
 	l.api.Push(tgfake.PrivateMessage(carolTG, "Sent from my phone"))
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent from my phone" {
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Sent from my phone" {
 		t.Errorf("visitor got %+v from the private chat", ev.Message)
 	}
 	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool {
@@ -351,7 +332,7 @@ func TestConversationFiles(t *testing.T) {
 	t.Cleanup(cancel)
 	waitCalls(t, l.api, "sendMessage", 1, func(c tgfake.Call) bool { return strings.Contains(c.Params["reply_markup"], "a:"+string(chat.ID)) })
 	l.api.Push(tgfake.Callback(aliceTG, "a:"+string(chat.ID), aliceTG, 0))
-	nextEvent(t, events, bridge.EventAgentJoined)
+	bridgetest.NextEvent(t, events, bridge.EventAgentJoined)
 
 	// The visitor's file reaches Alice as a document.
 	att, err := l.b.PutFile(ctx, chat.ID, "screen.png", "image/png", []byte("PNGBYTES"))
@@ -375,7 +356,7 @@ func TestConversationFiles(t *testing.T) {
 	m["caption"] = "the guide"
 	m["document"] = map[string]any{"file_id": "doc9", "file_unique_id": "u9", "file_name": "guide.pdf", "mime_type": "application/pdf", "file_size": 10}
 	l.api.Push(u)
-	ev := nextEvent(t, events, bridge.EventMessage)
+	ev := bridgetest.NextEvent(t, events, bridge.EventMessage)
 	if ev.Message.Text != "the guide" || ev.Message.Attachment == nil || ev.Message.Attachment.Name != "guide.pdf" {
 		t.Fatalf("visitor got %+v", ev.Message)
 	}

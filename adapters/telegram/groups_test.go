@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
@@ -73,7 +74,7 @@ func TestGroupWithoutTopics(t *testing.T) {
 
 			// Carol taps Accept on the group's offer: it is edited to "taken by".
 			l.api.Push(tgfake.Callback(carolTG, "a:"+string(chat.ID), betaGroup, offer.ResultID))
-			nextEvent(t, events, bridge.EventAgentJoined)
+			bridgetest.NextEvent(t, events, bridge.EventAgentJoined)
 			waitCalls(t, l.api, "editMessageText", 1, func(c tgfake.Call) bool {
 				return c.Params["chat_id"] == group && c.Params["message_id"] == strconv.Itoa(offer.ResultID) && strings.Contains(c.Params["text"], "taken by Carol")
 			})
@@ -92,18 +93,18 @@ func TestGroupWithoutTopics(t *testing.T) {
 			waitRouted(t, l, betaGroup, msg.ResultID)
 			waitRouted(t, l, betaGroup, offer.ResultID)
 			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "Yes, Carol here.", msg.ResultID))
-			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." || ev.Message.Name != "Carol" {
+			if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Yes, Carol here." || ev.Message.Name != "Carol" {
 				t.Errorf("visitor got %+v", ev.Message)
 			}
 			// A canned reply, as a reply to the offer.
 			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "/reply shipping", offer.ResultID))
-			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] {
+			if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] {
 				t.Errorf("visitor got %+v for /reply", ev.Message)
 			}
 			// Talk in the group that replies to nothing is not for the visitor.
 			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "lunch, anyone?", 0))
 			l.api.Push(groupMessage(carolTG, betaGroup, tt.typ, "Anything else?", msg.ResultID))
-			if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Anything else?" {
+			if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Anything else?" {
 				t.Errorf("visitor got %+v, want the reply after the chatter", ev.Message)
 			}
 			msgs, _ := l.b.Transcript(ctx, chat.ID, "", 0)
@@ -204,7 +205,7 @@ func TestTopicsSwitchedOffMidChat(t *testing.T) {
 	})[0]
 	waitRouted(t, l, betaGroup, msg.ResultID)
 	l.api.Push(groupMessage(carolTG, betaGroup, "supergroup", "Got it", msg.ResultID))
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Got it" {
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != "Got it" {
 		t.Errorf("visitor got %+v", ev.Message)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onduty/onduty/bridge"
+	"github.com/onduty/onduty/bridge/bridgetest"
 	"github.com/onduty/onduty/internal/tgfake"
 	"github.com/onduty/onduty/internal/wait"
 )
@@ -38,8 +39,8 @@ func TestCannedReplyAndBlockFromPrivateChat(t *testing.T) {
 	})
 	waitRouted(t, l, aliceTG, offer.ResultID)
 	l.api.Push(tgfake.ReplyMessage(aliceTG, "/reply shipping", offer.ResultID))
-	nextEvent(t, events, bridge.EventAgentJoined)
-	if ev := nextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] || ev.Message.Name != "Alice" {
+	bridgetest.NextEvent(t, events, bridge.EventAgentJoined)
+	if ev := bridgetest.NextEvent(t, events, bridge.EventMessage); ev.Message.Text != testCanned["shipping"] || ev.Message.Name != "Alice" {
 		t.Errorf("visitor got %+v", ev.Message)
 	}
 	waitAnswer(t, l, aliceTG, "You're now chatting with Vera")

@@ -241,7 +241,7 @@ func (s *Suite) Accepted(t *testing.T, first string) Visit {
 	events, cancel := s.B.SubscribeVisitor(chat.ID)
 	defer cancel()
 	s.P.Accept(t, chat.ID)
-	if ev := nextEvent(t, events, bridge.EventAgentJoined); ev.Agent != SuiteAgentName {
+	if ev := NextEvent(t, events, bridge.EventAgentJoined); ev.Agent != SuiteAgentName {
 		t.Errorf("visitor told %q joined, want %q", ev.Agent, SuiteAgentName)
 	}
 	got := s.Chat(t, chat)
@@ -317,7 +317,10 @@ func shownMarks(texts, marks []string) []string {
 	return out
 }
 
-func nextEvent(t *testing.T, events <-chan bridge.VisitorEvent, typ bridge.VisitorEventType) bridge.VisitorEvent {
+// NextEvent reads the visitor's next event of type typ (for messages: the
+// next agent or system message; the visitor's own are skipped), failing t
+// after 20s.
+func NextEvent(t *testing.T, events <-chan bridge.VisitorEvent, typ bridge.VisitorEventType) bridge.VisitorEvent {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -377,7 +380,7 @@ func testCloseByAgent(t *testing.T, s *Suite) {
 	events, cancel := s.B.SubscribeVisitor(chat.ID)
 	defer cancel()
 	s.P.Command(t, chat.ID, "close")
-	nextEvent(t, events, bridge.EventChatClosed)
+	NextEvent(t, events, bridge.EventChatClosed)
 	if got := s.Chat(t, chat); got.State != bridge.Closed || got.ClosedBy != "agent:"+string(SuiteAgent) {
 		t.Errorf("chat %s closed by %q", got.State, got.ClosedBy)
 	}
